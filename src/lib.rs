@@ -1,0 +1,15 @@
+//! cofferdam: a disposable, static, nearly indestructible front for a shop's launch.
+//!
+//! Data flows one way: [`config`] → [`build`] → `dist/` + [`manifest`] → [`serve`] and
+//! [`collect`] → `collected/` ([`record`]) → [`import`]. [`check`] and [`rehearse`] measure the
+//! built site before the day.
+
+pub mod build;
+pub mod check;
+pub mod collect;
+pub mod config;
+pub mod import;
+pub mod manifest;
+pub mod record;
+pub mod rehearse;
+pub mod serve;

@@ -1,0 +1,10 @@
+//! Integration tests: one binary, one module per phase, each speaking to the real pieces
+//! (the built `cofferdam` binary, real HTTP on loopback, real databases).
+
+mod support;
+
+mod build;
+mod check;
+mod collect;
+mod import;
+mod serve;
