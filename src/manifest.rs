@@ -49,8 +49,8 @@ pub struct Page {
     pub source: String,
     pub title: String,
     pub template: String,
-    /// The form rendered on this page, if any.
-    pub form: Option<String>,
+    /// The forms rendered on this page (front matter `form = "order"` or `forms = [...]`).
+    pub forms: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -159,7 +159,7 @@ impl Manifest {
     pub fn form_pages<'a>(&'a self, form: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.pages
             .iter()
-            .filter(move |p| p.form.as_deref() == Some(form))
+            .filter(move |p| p.forms.iter().any(|f| f == form))
             .map(|p| p.route.as_str())
     }
 }
