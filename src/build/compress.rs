@@ -1,0 +1,68 @@
+//! `.br` and `.gz` twins of every text file, so serving never compresses.
+
+use super::BuildError;
+use crate::config::BuildConfig;
+use crate::manifest::FileEntry;
+use rayon::prelude::*;
+use std::io::Write;
+use std::path::Path;
+
+/// Files below this size are not worth a twin: the headers outweigh the saving.
+const MIN_SIZE: u64 = 256;
+
+pub fn is_text(content_type: &str) -> bool {
+    content_type.starts_with("text/")
+        || content_type.starts_with("application/javascript")
+        || content_type.starts_with("application/json")
+        || content_type.starts_with("application/xml")
+        || content_type.starts_with("image/svg+xml")
+        || content_type.starts_with("application/manifest+json")
+}
+
+/// Writes `path.br` and `path.gz` for each text file (in parallel) and records their sizes.
+pub fn twins(dir: &Path, files: Vec<FileEntry>, config: &BuildConfig) -> Result<Vec<FileEntry>, BuildError> {
+    if !config.precompress {
+        return Ok(files);
+    }
+    files
+        .into_par_iter()
+        .map(|mut entry| {
+            if !is_text(&entry.content_type) || entry.size < MIN_SIZE {
+                return Ok(entry);
+            }
+            let path = dir.join(&entry.path);
+            let bytes = std::fs::read(&path).map_err(BuildError::io(&path))?;
+            let br = brotli_bytes(&bytes, config.brotli_quality);
+            let gz = gzip_bytes(&bytes, config.gzip_level);
+            let br_path = dir.join(format!("{}.br", entry.path));
+            let gz_path = dir.join(format!("{}.gz", entry.path));
+            std::fs::write(&br_path, &br).map_err(BuildError::io(&br_path))?;
+            std::fs::write(&gz_path, &gz).map_err(BuildError::io(&gz_path))?;
+            entry.br_size = Some(br.len() as u64);
+            entry.gz_size = Some(gz.len() as u64);
+            Ok(entry)
+        })
+        .collect()
+}
+
+/// Brotli at the configured quality (default 9: within a few percent of 11's size at a
+/// fraction of its time, which keeps 10,000-page builds in seconds on two cores).
+pub fn brotli_bytes(input: &[u8], quality: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len() / 3);
+    let params = brotli::enc::BrotliEncoderParams {
+        quality: quality as i32,
+        lgwin: 22,
+        ..Default::default()
+    };
+    brotli::BrotliCompress(&mut &input[..], &mut out, &params).expect("compressing in memory cannot fail");
+    out
+}
+
+/// Gzip with no file name and mtime 0 in the header, so builds are byte-identical.
+pub fn gzip_bytes(input: &[u8], level: u32) -> Vec<u8> {
+    let mut enc = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::with_capacity(input.len() / 3), flate2::Compression::new(level));
+    enc.write_all(input).expect("compressing in memory cannot fail");
+    enc.finish().expect("compressing in memory cannot fail")
+}
