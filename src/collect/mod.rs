@@ -27,9 +27,14 @@ impl Collector {
         Ok(Arc::new(Collector {}))
     }
 
-    /// `POST /submit/{form}`.
-    pub fn router(self: &Arc<Self>) -> axum::Router {
+    /// `POST /submit/{form}`, as routes the server adds its own state and fallback to.
+    pub fn router<S: Clone + Send + Sync + 'static>(self: &Arc<Self>) -> axum::Router<S> {
         axum::Router::new()
+    }
+
+    /// Whether the writers can write (false after a write error until one succeeds again).
+    pub fn healthy(&self) -> bool {
+        true
     }
 
     /// Whether a GET of `route` must answer with the sold-out page instead (the landing page

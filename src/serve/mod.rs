@@ -1,6 +1,36 @@
 //! `cofferdam serve`: `dist/` from memory, form posts to the collector.
+//!
+//! Start-up builds (unless `--no-build`), loads the manifest and every file into prebuilt
+//! responses ([`site`]), recovers the collector's logs, then serves until SIGTERM/SIGINT.
+//! SIGHUP rebuilds and swaps the in-memory site without dropping a request.
 
+mod admin;
+mod conn;
+mod headers;
+mod metrics;
+mod negotiate;
+mod ratelimit;
+mod site;
+
+use crate::collect::Collector;
+use crate::config::{ServerConfig, Site};
+use crate::manifest::Manifest;
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use site::{Entry, StaticSite};
 use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+pub use metrics::ServeMetrics;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
@@ -18,6 +48,229 @@ pub struct ServeArgs {
     pub no_build: bool,
 }
 
-pub fn cli(_args: &ServeArgs) -> anyhow::Result<std::process::ExitCode> {
-    anyhow::bail!("serve: not there yet")
+/// What every request handler sees.
+pub struct App {
+    pub site: ArcSwap<StaticSite>,
+    pub collector: Arc<Collector>,
+    pub config: ServerConfig,
+    pub metrics: Arc<ServeMetrics>,
+    pub limiter: Option<ratelimit::RateLimiter>,
+}
+
+pub fn cli(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run(args.clone()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let mut site = Site::load(&args.site)?;
+    if let Some(listen) = &args.listen {
+        site.config.server.listen = listen.clone();
+    }
+    if let Some(admin) = &args.admin {
+        site.config.server.admin = admin.clone();
+    }
+    let dist = site.output_dir();
+    if !args.no_build {
+        let report = crate::build::build_site(&site, None)?;
+        tracing::info!("built {} pages in {} ms", report.pages, report.elapsed.as_millis());
+    }
+    let manifest = Manifest::load(&dist)?;
+    let config = site.config.server.clone();
+    let static_site = StaticSite::load(&dist, &manifest, &config)?;
+    let collector = Collector::start(&site, &manifest, &dist).await?;
+    let metrics = Arc::new(ServeMetrics::default());
+    metrics::recorder();
+    let app = Arc::new(App {
+        site: ArcSwap::from_pointee(static_site),
+        collector: collector.clone(),
+        limiter: config.rate_limit_per_ip.map(ratelimit::RateLimiter::new),
+        config: config.clone(),
+        metrics: metrics.clone(),
+    });
+
+    let public = TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (server.listen)", config.listen))?;
+    let admin = TcpListener::bind(&config.admin)
+        .await
+        .with_context(|| format!("cannot listen on {} (server.admin)", config.admin))?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let limits = conn::Limits {
+        max_header_bytes: config.max_header_bytes,
+        header_timeout: Duration::from_millis(config.header_timeout_ms),
+        max_connections: config.max_connections,
+    };
+    let loaded = app.site.load();
+    println!(
+        "cofferdam: serving \"{}\" ({} files, {} bytes) on http://{}  admin http://{}/metrics  collecting into {}",
+        manifest.site.title,
+        loaded.files,
+        loaded.bytes,
+        public.local_addr()?,
+        admin.local_addr()?,
+        site.collected_dir().display()
+    );
+    drop(loaded);
+    let public_task = tokio::spawn(conn::serve(public, router(app.clone()), limits, metrics.clone(), stop_rx.clone()));
+    let admin_limits = conn::Limits { max_header_bytes: 8192, header_timeout: Duration::from_secs(5), max_connections: 64 };
+    let admin_task = tokio::spawn(conn::serve(admin, admin::router(app.clone()), admin_limits, metrics.clone(), stop_rx));
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => reload(&app, &site, &dist, args.no_build).await,
+        }
+    }
+    tracing::info!("shutting down: finishing open requests");
+    let _ = stop_tx.send(true);
+    let _ = public_task.await;
+    collector.shutdown().await;
+    let _ = admin_task.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Rebuilds (unless told not to) and swaps the site in; on failure keeps serving the old one.
+async fn reload(app: &Arc<App>, site: &Site, dist: &std::path::Path, no_build: bool) {
+    let site = site.clone();
+    let dist = dist.to_path_buf();
+    let config = app.config.clone();
+    let result = tokio::task::spawn_blocking(move || -> anyhow::Result<StaticSite> {
+        if !no_build {
+            crate::build::build_site(&site, None)?;
+        }
+        let manifest = Manifest::load(&dist)?;
+        Ok(StaticSite::load(&dist, &manifest, &config)?)
+    })
+    .await;
+    match result {
+        Ok(Ok(new)) => {
+            tracing::info!("reloaded: {} files, {} bytes", new.files, new.bytes);
+            app.site.store(Arc::new(new));
+        }
+        Ok(Err(e)) => tracing::error!("reload failed, still serving the previous site: {e:#}"),
+        Err(e) => tracing::error!("reload failed, still serving the previous site: {e}"),
+    }
+}
+
+/// The public router: the collector's `POST /submit/{form}`, everything else from memory.
+pub fn router(app: Arc<App>) -> axum::Router {
+    use tower_http::set_header::SetResponseHeaderLayer as SetHeader;
+    let config = &app.config;
+    let mut security = HeaderMap::new();
+    headers::add_security(&mut security, config);
+    let mut router = app
+        .collector
+        .router()
+        .fallback(static_file)
+        .with_state(app.clone())
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(Duration::from_millis(config.body_timeout_ms)))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| internal_error()));
+    for (name, value) in security.iter() {
+        router = router.layer(SetHeader::if_not_present(name.clone(), value.clone()));
+    }
+    router
+}
+
+fn internal_error() -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")],
+        "<!doctype html><title>Error</title><h1>Something went wrong</h1><p>Please try again.</p>",
+    )
+        .into_response()
+}
+
+async fn static_file(State(app): State<Arc<App>>, req: Request) -> Response {
+    let m = &app.metrics;
+    m.in_flight.add(1);
+    let response = answer(&app, &req);
+    m.in_flight.add(-1);
+    response
+}
+
+fn answer(app: &App, req: &Request) -> Response {
+    let m = &app.metrics;
+    let head = req.method() == Method::HEAD;
+    if req.method() != Method::GET && !head {
+        m.method_not_allowed.inc();
+        return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, HEAD")], "").into_response();
+    }
+    if let Some(limiter) = &app.limiter {
+        let ip = req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        if let Some(ip) = ip {
+            if !limiter.allow(ip) {
+                m.rate_limited.inc();
+                return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "1")], "").into_response();
+            }
+        }
+    }
+    let site = app.site.load();
+    let path = req.uri().path();
+    if let Some(entry) = site.routes.get(path) {
+        if entry.is_html && app.collector.shows_sold_out(path) {
+            if let Some(sold_out) = &site.sold_out {
+                m.sold_out_pages.inc();
+                return respond(app, sold_out, req.headers(), head, StatusCode::OK);
+            }
+        }
+        return respond(app, entry, req.headers(), head, StatusCode::OK);
+    }
+    if let Some((status, to)) = site.redirects.get(path) {
+        m.redirects.inc();
+        let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::PERMANENT_REDIRECT);
+        return (status, [(header::LOCATION, to.clone())]).into_response();
+    }
+    m.not_found.inc();
+    match &site.not_found {
+        Some(entry) => respond(app, entry, req.headers(), head, StatusCode::NOT_FOUND),
+        None => (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "Not found\n").into_response(),
+    }
+}
+
+fn respond(app: &App, entry: &Entry, req: &HeaderMap, head: bool, status: StatusCode) -> Response {
+    let encoding = negotiate::choose(req.get(header::ACCEPT_ENCODING).map(|v| v.as_bytes()), |e| entry.has(e));
+    let rep = entry.pick(encoding);
+    if status == StatusCode::OK && etag_matches(req.get(header::IF_NONE_MATCH), &rep.etag) {
+        app.metrics.not_modified.inc();
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        let h = response.headers_mut();
+        for name in [header::ETAG, header::CACHE_CONTROL, header::VARY] {
+            if let Some(v) = rep.headers.get(&name) {
+                h.insert(name, v.clone());
+            }
+        }
+        return response;
+    }
+    if status == StatusCode::OK {
+        app.metrics.static_ok.inc();
+    }
+    let mut response = if head {
+        let mut r = Response::new(Body::empty());
+        r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(rep.body.len()));
+        r
+    } else {
+        app.metrics.bytes_out.add(rep.body.len() as u64);
+        Response::new(Body::from(rep.body.clone()))
+    };
+    *response.status_mut() = status;
+    response.headers_mut().extend(rep.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+    response
+}
+
+/// `If-None-Match` uses the weak comparison (RFC 9110 13.1.2): `W/` prefixes are ignored.
+fn etag_matches(header: Option<&HeaderValue>, etag: &HeaderValue) -> bool {
+    let Some(value) = header.and_then(|h| h.to_str().ok()) else { return false };
+    let ours = etag.to_str().unwrap_or("");
+    value.split(',').map(str::trim).any(|tag| tag == "*" || tag.trim_start_matches("W/") == ours)
 }

@@ -1,0 +1,140 @@
+//! The built site in memory: every file of `dist/` as prebuilt responses, one per encoding,
+//! so that a hit does no file I/O and builds no header it could have built at start-up.
+
+use super::headers;
+use super::negotiate::Encoding;
+use crate::config::ServerConfig;
+use crate::manifest::{FileEntry, Manifest};
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// One representation of a file: its bytes and every header it is served with.
+pub struct Representation {
+    pub body: Bytes,
+    pub headers: HeaderMap,
+    /// The ETag, to compare with `If-None-Match` without parsing headers.
+    pub etag: HeaderValue,
+}
+
+/// A file, in each encoding it exists in.
+pub struct Entry {
+    pub identity: Representation,
+    pub br: Option<Representation>,
+    pub gzip: Option<Representation>,
+    pub is_html: bool,
+}
+
+impl Entry {
+    pub fn pick(&self, encoding: Encoding) -> &Representation {
+        match encoding {
+            Encoding::Br => self.br.as_ref().unwrap_or(&self.identity),
+            Encoding::Gzip => self.gzip.as_ref().unwrap_or(&self.identity),
+            Encoding::Identity => &self.identity,
+        }
+    }
+    pub fn has(&self, encoding: Encoding) -> bool {
+        match encoding {
+            Encoding::Br => self.br.is_some(),
+            Encoding::Gzip => self.gzip.is_some(),
+            Encoding::Identity => true,
+        }
+    }
+}
+
+pub struct StaticSite {
+    /// URL path → entry. Pages are reachable by their route (`/thanks/`) and file path.
+    pub routes: HashMap<String, Arc<Entry>>,
+    /// `/thanks` → `/thanks/` and the manifest's redirects.
+    pub redirects: HashMap<String, (u16, HeaderValue)>,
+    pub not_found: Option<Arc<Entry>>,
+    pub sold_out: Option<Arc<Entry>>,
+    pub files: usize,
+    pub bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", .path.display())]
+pub struct LoadError {
+    path: std::path::PathBuf,
+    #[source]
+    source: std::io::Error,
+}
+
+impl StaticSite {
+    pub fn load(dist: &Path, manifest: &Manifest, config: &ServerConfig) -> Result<StaticSite, LoadError> {
+        let read = |rel: &str| {
+            let path = dist.join(rel);
+            std::fs::read(&path).map(Bytes::from).map_err(|source| LoadError { path, source })
+        };
+        let mut by_file: HashMap<&str, Arc<Entry>> = HashMap::new();
+        let mut bytes = 0u64;
+        for file in &manifest.files {
+            let identity = read(&file.path)?;
+            bytes += identity.len() as u64;
+            let twin = |ext: &str, size: Option<u64>| -> Result<Option<Bytes>, LoadError> {
+                size.map(|_| read(&format!("{}.{ext}", file.path))).transpose()
+            };
+            let br = twin("br", file.br_size)?;
+            let gz = twin("gz", file.gz_size)?;
+            let entry = Entry {
+                is_html: file.content_type.starts_with("text/html"),
+                br: br.map(|b| representation(file, b, Some("br"), config)),
+                gzip: gz.map(|b| representation(file, b, Some("gzip"), config)),
+                identity: representation(file, identity, None, config),
+            };
+            by_file.insert(file.path.as_str(), Arc::new(entry));
+        }
+        let mut routes = HashMap::new();
+        let mut redirects = HashMap::new();
+        for (path, entry) in &by_file {
+            routes.insert(format!("/{path}"), entry.clone());
+        }
+        for page in &manifest.pages {
+            if let Some(entry) = by_file.get(page.file.as_str()) {
+                routes.insert(page.route.clone(), entry.clone());
+                if let Some(bare) = page.route.strip_suffix('/').filter(|b| !b.is_empty()) {
+                    redirects.insert(bare.to_string(), (308, HeaderValue::from_str(&page.route).expect("routes are ASCII")));
+                }
+            }
+        }
+        for r in &manifest.redirects {
+            if let Ok(to) = HeaderValue::from_str(&r.to) {
+                redirects.insert(r.from.clone(), (r.status, to));
+            }
+        }
+        let special = |file: &Option<String>| file.as_deref().and_then(|f| by_file.get(f).cloned());
+        Ok(StaticSite {
+            not_found: special(&manifest.special.not_found),
+            sold_out: special(&manifest.special.sold_out),
+            files: manifest.files.len(),
+            bytes,
+            routes,
+            redirects,
+        })
+    }
+}
+
+fn representation(file: &FileEntry, body: Bytes, encoding: Option<&str>, config: &ServerConfig) -> Representation {
+    // Strong ETag per representation: the content hash plus the encoding.
+    let etag = HeaderValue::from_str(&format!(
+        "\"{}{}\"",
+        &file.hash[..16],
+        encoding.map(|e| format!("-{e}")).unwrap_or_default()
+    ))
+    .expect("hex is a valid header value");
+    let mut h = HeaderMap::with_capacity(12);
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_str(&file.content_type).unwrap_or(HeaderValue::from_static("application/octet-stream")));
+    h.insert(header::ETAG, etag.clone());
+    h.insert(header::CACHE_CONTROL, headers::cache_control(file.fingerprinted, config));
+    if file.br_size.is_some() || file.gz_size.is_some() {
+        h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    }
+    if let Some(e) = encoding {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(if e == "br" { "br" } else { "gzip" }));
+    }
+    headers::add_security(&mut h, config);
+    Representation { body, headers: h, etag }
+}
