@@ -15,6 +15,7 @@ mod init;
 mod markdown;
 mod render;
 
+pub use forms::{esc as escape_html, format_price};
 pub use init::init_cli;
 
 use crate::config::{ConfigError, Site};

@@ -1,59 +1,253 @@
 //! Form posts → durable, rotated logs in `collected/` (group commit), stock caps, recovery.
 //!
 //! The server hands `POST /submit/{form}` to [`Collector::router`]; nothing else is dynamic.
+//! A post is validated ([`validate`]), queued to the [`writer`], and answered `303` only once
+//! its record is on disk.
 
-use crate::config::Site;
+mod cookie;
+mod handler;
+mod pages;
+mod recover;
+mod segment;
+mod stats;
+mod validate;
+mod writer;
+
+pub use cookie::{Signer, EXAMPLE_KEY};
+pub use stats::{stats_cli, StatsArgs};
+pub use validate::{validate, FieldError};
+
+use crate::config::{FieldKind, Form, Product, Site};
 use crate::manifest::Manifest;
+use pages::Pages;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use writer::{Msg, Shared};
 
-/// The running collector: one writer per form log.
-pub struct Collector {}
+/// The running collector: the request side of the one writer thread.
+pub struct Collector {
+    forms: HashMap<String, FormRuntime>,
+    catalog: Vec<Product>,
+    queue: mpsc::Sender<Msg>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    shared: Arc<Shared>,
+    pages: Pages,
+    signer: Signer,
+    origins: Vec<String>,
+    max_body_bytes: usize,
+    client_ip_header: Option<http::HeaderName>,
+    secure_cookie: bool,
+    /// Route → the SKUs whose selling out turns that page into the sold-out page.
+    sold_out_routes: HashMap<String, BTreeSet<String>>,
+    closed: AtomicBool,
+}
+
+struct FormRuntime {
+    form: Form,
+    name: Arc<str>,
+    /// Another form `links_to` this one: an accepted post sets the signed cookie.
+    sets_cookie: bool,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
-    #[error("{0}")]
-    Other(String),
+    #[error("{}: cannot recover the collected logs: {source}", .path.display())]
+    Recover {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("collect.production is on but no signing key is set: set ${env} (or collect.signing_key) to a long random secret")]
+    MissingKey { env: String },
+    #[error("collect.production is on but the signing key is the example one: set ${env} to a long random secret")]
+    ExampleKey { env: String },
+    #[error("cannot start the writer thread: {0}")]
+    Thread(std::io::Error),
 }
 
 impl Collector {
-    /// Recovers the logs under `site`'s collected folder and starts one writer per form.
+    /// Recovers the logs under `site`'s collected folder and starts the writer.
     /// `dist` is the built site (for the busy, sold-out and invalid pages).
-    pub async fn start(
-        _site: &Site,
-        _manifest: &Manifest,
-        _dist: &Path,
-    ) -> Result<Arc<Collector>, CollectError> {
-        Ok(Arc::new(Collector {}))
+    pub async fn start(site: &Site, manifest: &Manifest, dist: &Path) -> Result<Arc<Collector>, CollectError> {
+        let config = &site.config;
+        let c = &config.collect;
+        let dir = site.collected_dir();
+        let node = config.server.node.clone();
+        let recovered = recover::recover(&dir, &node, &manifest.forms)
+            .map_err(|source| CollectError::Recover { path: dir.clone(), source })?;
+        tracing::info!(
+            "collector: {} records of node {node} in {}, next reference {node}-{}",
+            recovered.records,
+            dir.display(),
+            recovered.next_seq
+        );
+        let remaining = manifest
+            .catalog
+            .iter()
+            .filter_map(|p| {
+                let cap = (p.stock? as f64 * c.stock_share).floor() as u64;
+                Some((p.sku.clone(), cap.saturating_sub(recovered.sold.get(&p.sku).copied().unwrap_or(0))))
+            })
+            .collect();
+        let signer = Signer::new(&signing_key(c)?);
+
+        let shared = Arc::new(Shared::default());
+        let settings = writer::Settings {
+            dir: dir.clone(),
+            node,
+            forms: manifest.forms.clone(),
+            segment_max_bytes: c.segment_max_bytes,
+            segment_max_age: Duration::from_secs(c.segment_max_age_secs),
+            max_batch: c.max_batch.max(1),
+            dedupe_window: Duration::from_secs(c.double_submit_window_secs),
+        };
+        let (tx, rx) = mpsc::channel(c.queue_capacity.max(1));
+        let w = writer::Writer::new(settings, recovered.next_seq, remaining, shared.clone());
+        let handle = std::thread::Builder::new()
+            .name("cofferdam-writer".into())
+            .spawn(move || w.run(rx))
+            .map_err(CollectError::Thread)?;
+
+        let linked: BTreeSet<&str> = manifest.forms.values().filter_map(|f| f.links_to.as_deref()).collect();
+        let forms = manifest
+            .forms
+            .iter()
+            .map(|(name, form)| {
+                let rt = FormRuntime { form: form.clone(), name: name.as_str().into(), sets_cookie: linked.contains(name.as_str()) };
+                (name.clone(), rt)
+            })
+            .collect();
+        let mut origins = vec![origin_of(&config.site.base_url)];
+        origins.extend(config.server.origins.iter().map(|o| origin_of(o)));
+        Ok(Arc::new(Collector {
+            sold_out_routes: sold_out_routes(manifest),
+            forms,
+            catalog: manifest.catalog.clone(),
+            queue: tx,
+            writer: Mutex::new(Some(handle)),
+            shared,
+            pages: Pages::load(manifest, dist),
+            signer,
+            origins,
+            max_body_bytes: config.server.max_body_bytes,
+            client_ip_header: config.server.client_ip_header.as_deref().and_then(|h| h.parse().ok()),
+            secure_cookie: config.site.base_url.starts_with("https://"),
+            closed: AtomicBool::new(false),
+        }))
     }
 
     /// `POST /submit/{form}`, as routes the server adds its own state and fallback to.
     pub fn router<S: Clone + Send + Sync + 'static>(self: &Arc<Self>) -> axum::Router<S> {
         axum::Router::new()
+            .route("/submit/{form}", axum::routing::post(handler::submit))
+            .with_state(self.clone())
     }
 
-    /// Whether the writers can write (false after a write error until one succeeds again).
+    /// Whether the writer can write (false after a write error until a write succeeds again).
     pub fn healthy(&self) -> bool {
-        true
+        self.shared.healthy.load(Ordering::Relaxed)
     }
 
     /// Whether a GET of `route` must answer with the sold-out page instead (the landing page
     /// and the pages of order forms, once every SKU they sell is gone).
-    pub fn shows_sold_out(&self, _route: &str) -> bool {
-        false
+    pub fn shows_sold_out(&self, route: &str) -> bool {
+        if !self.shared.any_sold_out.load(Ordering::Relaxed) {
+            return false;
+        }
+        let Some(skus) = self.sold_out_routes.get(route) else { return false };
+        let gone = self.shared.sold_out.read().unwrap_or_else(|e| e.into_inner());
+        skus.iter().all(|s| gone.contains(s))
     }
 
     /// Stops taking posts, flushes, fsyncs and seals every open segment.
-    pub async fn shutdown(&self) {}
+    pub async fn shutdown(&self) {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (done, wait) = oneshot::channel();
+        if self.queue.send(Msg::Shutdown(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+        let handle = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = handle {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+    }
 }
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct StatsArgs {
-    /// The site folder (holding cofferdam.toml).
-    #[arg(long, default_value = ".")]
-    pub site: PathBuf,
+/// The SKUs that must all be gone before a page shows "sold out": for an order form's pages,
+/// what that form sells; for the landing page, everything the primary order forms sell.
+/// Follow-up forms (`links_to`) never turn a page into "sold out": the thank-you page must stay.
+fn sold_out_routes(manifest: &Manifest) -> HashMap<String, BTreeSet<String>> {
+    let sells = |form: &Form| -> BTreeSet<String> {
+        let capped = |sku: &str| manifest.product(sku).is_some_and(|p| p.stock.is_some());
+        form.fields
+            .iter()
+            .filter(|f| f.kind == FieldKind::Sku)
+            .flat_map(|f| {
+                if f.options.is_empty() {
+                    manifest.catalog.iter().map(|p| p.sku.clone()).collect::<Vec<_>>()
+                } else {
+                    f.options.iter().map(|o| o.value().to_string()).collect()
+                }
+            })
+            .filter(|s| capped(s))
+            .collect()
+    };
+    let mut routes: HashMap<String, BTreeSet<String>> = HashMap::new();
+    let mut landing = BTreeSet::new();
+    for (name, form) in &manifest.forms {
+        let skus = sells(form);
+        if form.links_to.is_some() || skus.is_empty() {
+            continue;
+        }
+        // A product without a cap never sells out, so neither does a form offering it.
+        let uncapped = form.fields.iter().any(|f| {
+            f.kind == FieldKind::Sku && f.options.iter().any(|o| manifest.product(o.value()).is_some_and(|p| p.stock.is_none()))
+        });
+        if uncapped {
+            continue;
+        }
+        for route in manifest.form_pages(name) {
+            routes.entry(route.to_string()).or_default().extend(skus.iter().cloned());
+        }
+        landing.extend(skus);
+    }
+    if !landing.is_empty() {
+        routes.entry(manifest.landing.clone()).or_default().extend(landing);
+    }
+    routes
 }
 
-pub fn stats_cli(_args: &StatsArgs) -> anyhow::Result<std::process::ExitCode> {
-    anyhow::bail!("stats: not there yet")
+/// `https://shop.example/path` → `https://shop.example`
+fn origin_of(url: &str) -> String {
+    let url = url.trim_end_matches('/');
+    match url.find("://") {
+        Some(i) => match url[i + 3..].find('/') {
+            Some(j) => url[..i + 3 + j].to_string(),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+fn signing_key(c: &crate::config::CollectConfig) -> Result<Vec<u8>, CollectError> {
+    let from_env = std::env::var(&c.signing_key_env).ok().filter(|k| !k.is_empty());
+    let key = from_env.or_else(|| c.signing_key.clone());
+    let env = c.signing_key_env.clone();
+    match key {
+        Some(k) if c.production && k == EXAMPLE_KEY => Err(CollectError::ExampleKey { env }),
+        Some(k) => Ok(k.into_bytes()),
+        None if c.production => Err(CollectError::MissingKey { env }),
+        None => {
+            tracing::warn!("no signing key (${env} or collect.signing_key): using a random one, so cookies end with this process");
+            let mut k = vec![0u8; 32];
+            getrandom::fill(&mut k).map_err(|e| CollectError::Thread(std::io::Error::other(e.to_string())))?;
+            Ok(k)
+        }
+    }
 }

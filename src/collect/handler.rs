@@ -1,0 +1,208 @@
+//! `POST /submit/{form}`: check where it comes from and what it is, validate, queue to the
+//! writer, and answer `303` only once the record is durable.
+
+use super::cookie::{self, Signer};
+use super::validate::{self, Valid};
+use super::writer::{Job, Msg, Outcome};
+use super::Collector;
+use crate::record::{Meta, Ref};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::response::{IntoResponse, Response};
+use http::{header, HeaderMap, HeaderValue, StatusCode};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::sync::{mpsc::error::TrySendError, oneshot};
+
+fn rejected(reason: &'static str) {
+    metrics::counter!("cofferdam_collect_rejected_total", "reason" => reason).increment(1);
+}
+
+pub async fn submit(State(c): State<Arc<Collector>>, Path(form_name): Path<String>, req: Request) -> Response {
+    let Some(rt) = c.forms.get(&form_name) else {
+        rejected("unknown_form");
+        return c.pages.not_found();
+    };
+    let (parts, body) = req.into_parts();
+    let headers = &parts.headers;
+    if !origin_allowed(&c, headers) {
+        rejected("origin");
+        return c.pages.refuse(StatusCode::FORBIDDEN, "This form can only be sent from our own site.");
+    }
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+    if !is_form {
+        rejected("content_type");
+        return c.pages.refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Please send the form from its page.");
+    }
+    let bytes = match read_body(body, c.max_body_bytes).await {
+        Ok(b) => b,
+        Err(status) => {
+            rejected(if status == StatusCode::PAYLOAD_TOO_LARGE { "too_large" } else { "body" });
+            return c.pages.refuse(status, "The form could not be read. Please try again.");
+        }
+    };
+    let posted = match validate::parse_body(&bytes) {
+        Ok(p) => p,
+        Err(e) => {
+            rejected("encoding");
+            return c.pages.refuse(StatusCode::BAD_REQUEST, &format!("The form could not be read: {e}."));
+        }
+    };
+    let form = &rt.form;
+    if posted.get(&form.honeypot).is_some_and(|v| !v.trim().is_empty()) {
+        // A bot: tell it all went well, store nothing.
+        rejected("honeypot");
+        return see_other(&form.thanks, None);
+    }
+    let valid: Valid = match validate::validate(form, &c.catalog, &posted) {
+        Ok(v) => v,
+        Err(errors) => {
+            rejected("invalid");
+            let json = headers
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|a| a.contains("application/json"));
+            return c.pages.invalid(&errors, json);
+        }
+    };
+    let parent_ref = match &form.links_to {
+        None => None,
+        Some(parent) => match linked_ref(&c.signer, parent, headers) {
+            Some(r) => Some(r),
+            None => {
+                rejected("cookie");
+                return c.pages.refuse(
+                    StatusCode::FORBIDDEN,
+                    "This offer belongs to an order placed in this browser; place the order first.",
+                );
+            }
+        },
+    };
+    let ip = client_ip(&c, headers, &parts.extensions);
+    let meta = Meta {
+        ip: ip.clone(),
+        user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(256).collect()),
+        duplicate_of: None,
+    };
+    let dedupe_key = {
+        let mut h = blake3::Hasher::new();
+        h.update(form_name.as_bytes());
+        for (k, v) in &valid.fields {
+            h.update(b"\0").update(k.as_bytes()).update(b"=").update(v.as_bytes());
+        }
+        h.update(b"\0").update(ip.as_deref().unwrap_or("").as_bytes());
+        if let Some(p) = &parent_ref {
+            h.update(p.to_string().as_bytes());
+        }
+        *h.finalize().as_bytes()
+    };
+    if c.closed.load(Ordering::Relaxed) {
+        return c.pages.busy();
+    }
+    let (reply, answer) = oneshot::channel();
+    let job = Job { form: rt.name.clone(), valid, parent_ref, meta, received_at: jiff::Timestamp::now(), dedupe_key, reply };
+    match c.queue.try_send(Msg::Job(job)) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) | Err(TrySendError::Closed(_)) => {
+            rejected("busy");
+            return c.pages.busy();
+        }
+    }
+    match answer.await {
+        Ok(Outcome::Accepted(r)) | Ok(Outcome::Duplicate(r)) => {
+            let cookie = rt.sets_cookie.then(|| set_cookie(&c, &form_name, &r));
+            see_other(&form.thanks, cookie)
+        }
+        Ok(Outcome::SoldOut) => {
+            rejected("sold_out");
+            c.pages.sold_out()
+        }
+        Ok(Outcome::Failed) | Err(_) => {
+            rejected("write_failed");
+            c.pages.busy()
+        }
+    }
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, StatusCode> {
+    match axum::body::to_bytes(body, limit).await {
+        Ok(b) => Ok(b),
+        Err(e) => {
+            let mut source: Option<&dyn std::error::Error> = Some(&e);
+            while let Some(s) = source {
+                if s.is::<http_body_util::LengthLimitError>() {
+                    return Err(StatusCode::PAYLOAD_TOO_LARGE);
+                }
+                if s.to_string().contains("timed out") || s.to_string().contains("timeout") {
+                    return Err(StatusCode::REQUEST_TIMEOUT);
+                }
+                source = s.source();
+            }
+            Err(StatusCode::BAD_REQUEST)
+        }
+    }
+}
+
+fn see_other(location: &str, cookie: Option<HeaderValue>) -> Response {
+    let mut r = (StatusCode::SEE_OTHER, [(header::CACHE_CONTROL, "no-store")]).into_response();
+    r.headers_mut().insert(header::LOCATION, HeaderValue::from_str(location).unwrap_or(HeaderValue::from_static("/")));
+    if let Some(c) = cookie {
+        r.headers_mut().insert(header::SET_COOKIE, c);
+    }
+    r
+}
+
+fn set_cookie(c: &Collector, form: &str, r: &Ref) -> HeaderValue {
+    let secure = if c.secure_cookie { "; Secure" } else { "" };
+    let value = format!(
+        "{}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age=86400{secure}",
+        Signer::cookie_name(form),
+        c.signer.sign(form, r)
+    );
+    HeaderValue::from_str(&value).expect("refs and base64url are header-safe")
+}
+
+fn linked_ref(signer: &Signer, parent: &str, headers: &HeaderMap) -> Option<Ref> {
+    let name = Signer::cookie_name(parent);
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|h| cookie::find(h, &name))
+        .and_then(|v| signer.verify(parent, v))
+}
+
+/// `Origin`, or `Referer` when a browser sends no `Origin`, must be this site: the request's
+/// own host, `site.base_url` or one of `server.origins`. A post with neither is refused: every
+/// browser sends `Origin` on a form post, so only scripts lack both.
+fn origin_allowed(c: &Collector, headers: &HeaderMap) -> bool {
+    let origin = match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        Some(o) => o.to_string(),
+        None => match headers.get(header::REFERER).and_then(|v| v.to_str().ok()) {
+            Some(r) => super::origin_of(r),
+            None => return false,
+        },
+    };
+    if c.origins.iter().any(|o| o.eq_ignore_ascii_case(&origin)) {
+        return true;
+    }
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let bare = origin.split_once("://").map(|(_, h)| h).unwrap_or("");
+    !host.is_empty() && bare.eq_ignore_ascii_case(host)
+}
+
+fn client_ip(c: &Collector, headers: &HeaderMap, ext: &http::Extensions) -> Option<String> {
+    if let Some(name) = &c.client_ip_header {
+        if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
+            if let Some(first) = v.split(',').next() {
+                return Some(first.trim().to_string());
+            }
+        }
+    }
+    ext.get::<ConnectInfo<SocketAddr>>().map(|ci| ci.0.ip().to_string())
+}

@@ -1,0 +1,159 @@
+//! Start-up recovery: every segment left open by a crash gets its torn tail moved to a
+//! `.quarantine` file (never deleted) and is sealed; the sequence and the stock sold are read
+//! back from the logs, so references stay unique and caps hold across restarts.
+
+use super::segment::{seal_path, sync_dir};
+use crate::config::{Form, StoreFormat};
+use crate::record::{self, Record, QUARANTINE_SUFFIX};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// The next sequence number of this node.
+    pub next_seq: u64,
+    /// Quantities this node has sold, per SKU.
+    pub sold: HashMap<String, u64>,
+    /// Records of this node found in the logs.
+    pub records: u64,
+    /// Quarantine files written, with the bytes moved there.
+    pub quarantined: Vec<(PathBuf, usize)>,
+}
+
+pub fn recover(collected: &Path, node: &str, forms: &BTreeMap<String, Form>) -> std::io::Result<Recovered> {
+    let mut out = Recovered { next_seq: 1, ..Default::default() };
+    for seg in record::list_segments(collected)? {
+        if seg.name.node != node {
+            continue;
+        }
+        let mut path = seg.path.clone();
+        if !seg.name.sealed {
+            if let Some(moved) = cut_torn_tail(&path, seg.name.format)? {
+                out.quarantined.push(moved);
+            }
+            path = seal_path(&path)?;
+        }
+        // Count each record once: from the form's first store format.
+        let primary = forms.get(&seg.form).and_then(|f| f.store.first().copied()).unwrap_or(StoreFormat::Jsonl);
+        let all_formats = record::read_segment(&path)?;
+        for (_, r) in all_formats.into_iter().flatten() {
+            out.next_seq = out.next_seq.max(r.reference.seq + 1);
+            if seg.name.format == primary {
+                count(&mut out, &r);
+            }
+        }
+        // A segment name carries its first sequence even when it holds nothing readable.
+        out.next_seq = out.next_seq.max(seg.name.first_seq);
+    }
+    Ok(out)
+}
+
+fn count(out: &mut Recovered, r: &Record) {
+    out.records += 1;
+    for line in &r.lines {
+        *out.sold.entry(line.sku.clone()).or_default() += line.quantity as u64;
+    }
+}
+
+/// Moves everything after the last complete record to `{path}.quarantine`.
+fn cut_torn_tail(path: &Path, format: StoreFormat) -> std::io::Result<Option<(PathBuf, usize)>> {
+    let bytes = std::fs::read(path)?;
+    let good = match format {
+        StoreFormat::Jsonl => good_jsonl_len(&bytes),
+        StoreFormat::Csv => good_csv_len(&bytes),
+    };
+    if good == bytes.len() {
+        return Ok(None);
+    }
+    let quarantine = PathBuf::from(format!("{}{QUARANTINE_SUFFIX}", path.display()));
+    let mut q = std::fs::OpenOptions::new().create(true).append(true).open(&quarantine)?;
+    q.write_all(&bytes[good..])?;
+    q.sync_all()?;
+    let f = std::fs::OpenOptions::new().write(true).open(path)?;
+    f.set_len(good as u64)?;
+    f.sync_all()?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir)?;
+    }
+    tracing::warn!(
+        "{}: moved a torn tail of {} bytes to {}",
+        path.display(),
+        bytes.len() - good,
+        quarantine.display()
+    );
+    Ok(Some((quarantine, bytes.len() - good)))
+}
+
+/// Length up to the end of the last line that is complete and a record.
+fn good_jsonl_len(bytes: &[u8]) -> usize {
+    let mut end = bytes.len();
+    loop {
+        let Some(nl) = bytes[..end].iter().rposition(|&b| b == b'\n') else { return 0 };
+        let start = bytes[..nl].iter().rposition(|&b| b == b'\n').map(|i| i + 1).unwrap_or(0);
+        if end == nl + 1 && serde_json::from_slice::<Record>(&bytes[start..nl]).is_ok() {
+            return end;
+        }
+        if end != nl + 1 {
+            // Bytes after the last newline: torn. Try the line before.
+            end = nl + 1;
+            continue;
+        }
+        // A complete line that is no record (torn mid-batch): cut it too.
+        end = start;
+    }
+}
+
+/// Length up to the end of the last CSV row that parses with as many cells as the header and
+/// ends with a newline. Rows may span lines (quoted newlines), so this follows the CSV grammar.
+fn good_csv_len(bytes: &[u8]) -> usize {
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(bytes);
+    let mut row = csv::StringRecord::new();
+    let mut header_len = None;
+    let mut good = 0;
+    loop {
+        match reader.read_record(&mut row) {
+            Ok(true) => {
+                let end = reader.position().byte() as usize;
+                let complete = end > 0 && bytes[end - 1] == b'\n';
+                let width_ok = match header_len {
+                    None => {
+                        header_len = Some(row.len());
+                        true
+                    }
+                    Some(n) => row.len() == n,
+                };
+                if !complete || !width_ok {
+                    return good;
+                }
+                good = end;
+            }
+            Ok(false) | Err(_) => return good,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn torn_jsonl_tail_is_cut_at_the_last_record() {
+        let rec = br#"{"v":1,"ref":"n1-1","form":"f","received_at":"2026-11-24T09:00:00Z","fields":{}}"#;
+        let mut bytes = rec.to_vec();
+        bytes.push(b'\n');
+        let one = bytes.len();
+        bytes.extend_from_slice(&rec[..30]);
+        assert_eq!(good_jsonl_len(&bytes), one);
+        bytes.extend_from_slice(b"\n");
+        assert_eq!(good_jsonl_len(&bytes), one, "a complete line that is no record");
+        assert_eq!(good_jsonl_len(b"{\"v\""), 0);
+    }
+
+    #[test]
+    fn torn_csv_row_with_quoted_newline_is_cut_before_it() {
+        let text = "a,b\n1,\"x\ny\"\n2,\"half\nway";
+        assert_eq!(good_csv_len(text.as_bytes()), "a,b\n1,\"x\ny\"\n".len());
+        assert_eq!(good_csv_len(b"a,b\n1,2\n3"), "a,b\n1,2\n".len());
+    }
+}

@@ -1,0 +1,248 @@
+//! A form post checked against its definition: types, lengths, patterns, options, catalog SKUs
+//! and quantity bounds. Prices come from the catalog; the client never sets one.
+
+use crate::config::{FieldKind, Form, Product};
+use crate::record::Line;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+/// A body that is not a form post at all.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BodyError {
+    #[error("the body is not valid UTF-8")]
+    NotUtf8,
+}
+
+/// Decodes `application/x-www-form-urlencoded`, strictly: a percent-escape that does not
+/// decode to UTF-8 is an error rather than a silent replacement character. The first value
+/// of a repeated name wins.
+pub fn parse_body(body: &[u8]) -> Result<BTreeMap<String, String>, BodyError> {
+    let text = std::str::from_utf8(body).map_err(|_| BodyError::NotUtf8)?;
+    let mut out = BTreeMap::new();
+    for pair in text.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| {
+            let plus = s.replace('+', " ");
+            percent_encoding::percent_decode_str(&plus)
+                .decode_utf8()
+                .map(|c| c.into_owned())
+                .map_err(|_| BodyError::NotUtf8)
+        };
+        out.entry(decode(k)?).or_insert(decode(v)?);
+    }
+    Ok(out)
+}
+
+/// What a valid post yields: the stored fields (every field of the form, in the form's terms)
+/// and the priced order lines.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Valid {
+    pub fields: BTreeMap<String, String>,
+    pub lines: Vec<Line>,
+    pub total_cents: Option<u64>,
+    pub currency: Option<String>,
+}
+
+pub fn validate(form: &Form, catalog: &[Product], posted: &BTreeMap<String, String>) -> Result<Valid, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let mut fields = BTreeMap::new();
+    let mut err = |field: &str, message: String| {
+        errors.push(FieldError { field: field.to_string(), message })
+    };
+    let mut sku = None;
+    for f in &form.fields {
+        let raw = posted.get(&f.name).map(String::as_str).unwrap_or("");
+        let value = if f.kind == FieldKind::Textarea { raw.trim().replace("\r\n", "\n") } else { raw.trim().to_string() };
+        let label = f.label();
+        if f.kind == FieldKind::Checkbox {
+            match value.as_str() {
+                "" => {
+                    if f.required {
+                        err(&f.name, format!("{label}: please tick this box"));
+                    }
+                    fields.insert(f.name.clone(), "false".into());
+                }
+                "on" | "true" | "1" | "yes" => {
+                    fields.insert(f.name.clone(), "true".into());
+                }
+                _ => err(&f.name, format!("{label}: not a checkbox value")),
+            }
+            continue;
+        }
+        if value.is_empty() {
+            if f.required {
+                err(&f.name, format!("{label} is required"));
+            }
+            fields.insert(f.name.clone(), String::new());
+            continue;
+        }
+        let allowed_control = |c: char| f.kind == FieldKind::Textarea && (c == '\n' || c == '\t');
+        if value.chars().any(|c| c.is_control() && !allowed_control(c)) {
+            err(&f.name, format!("{label}: contains control characters"));
+            continue;
+        }
+        let chars = value.chars().count() as u32;
+        match f.kind {
+            FieldKind::Text | FieldKind::Textarea | FieldKind::Email => {
+                if let Some(min) = f.min_len {
+                    if chars < min {
+                        err(&f.name, format!("{label}: at least {min} characters"));
+                        continue;
+                    }
+                }
+                let max = f.effective_max_len();
+                if chars > max {
+                    err(&f.name, format!("{label}: at most {max} characters"));
+                    continue;
+                }
+                if f.kind == FieldKind::Email && !plausible_email(&value) {
+                    err(&f.name, format!("{label}: not an e-mail address"));
+                    continue;
+                }
+                if let Some(p) = &f.pattern {
+                    // Validated at config load; anchored as HTML5 `pattern` is.
+                    let re = regex::Regex::new(&format!("^(?:{p})$")).expect("pattern checked at load");
+                    if !re.is_match(&value) {
+                        err(&f.name, format!("{label}: not in the expected format"));
+                        continue;
+                    }
+                }
+            }
+            FieldKind::Int => {
+                let Ok(n) = value.parse::<i64>() else {
+                    err(&f.name, format!("{label}: not a whole number"));
+                    continue;
+                };
+                // A quantity below one is never an order, whatever the config says.
+                let is_quantity = form.quantity_field.as_deref() == Some(f.name.as_str());
+                let min = f.min.or(is_quantity.then_some(1));
+                if min.is_some_and(|m| n < m) || f.max.is_some_and(|m| n > m) {
+                    let range = match (min, f.max) {
+                        (Some(a), Some(b)) => format!("between {a} and {b}"),
+                        (Some(a), None) => format!("at least {a}"),
+                        (None, Some(b)) => format!("at most {b}"),
+                        (None, None) => unreachable!(),
+                    };
+                    err(&f.name, format!("{label}: must be {range}"));
+                    continue;
+                }
+            }
+            FieldKind::Select => {
+                if !f.options.iter().any(|o| o.value() == value) {
+                    err(&f.name, format!("{label}: not one of the choices"));
+                    continue;
+                }
+            }
+            FieldKind::Sku => {
+                let offered = f.options.is_empty() || f.options.iter().any(|o| o.value() == value);
+                match catalog.iter().find(|p| p.sku == value) {
+                    Some(p) if offered => sku = Some(p),
+                    _ => {
+                        err(&f.name, format!("{label}: unknown product"));
+                        continue;
+                    }
+                }
+            }
+            FieldKind::Checkbox => unreachable!("handled above"),
+        }
+        fields.insert(f.name.clone(), value);
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let (lines, total_cents, currency) = match sku {
+        Some(p) => {
+            let quantity = form
+                .quantity_field
+                .as_ref()
+                .and_then(|q| fields.get(q))
+                .and_then(|v| v.parse::<u32>().ok())
+                .unwrap_or(1);
+            let total = p.price_cents * quantity as u64;
+            let line = Line { sku: p.sku.clone(), name: p.name.clone(), quantity, unit_cents: p.price_cents, total_cents: total };
+            (vec![line], Some(total), Some(p.currency.clone()))
+        }
+        None => (Vec::new(), None, None),
+    };
+    Ok(Valid { fields, lines, total_cents, currency })
+}
+
+/// Deliberately loose (the only real check is a mail that arrives): one `@`, a dotted domain,
+/// no spaces.
+fn plausible_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else { return false };
+    !local.is_empty()
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !s.chars().any(char::is_whitespace)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::path::Path;
+
+    fn config() -> Config {
+        Config::parse(include_str!("../../cofferdam.toml"), Path::new("cofferdam.toml")).unwrap()
+    }
+
+    fn post(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn good() -> Vec<(&'static str, &'static str)> {
+        vec![("name", "Ada Lovelace"), ("email", "ada@example.org"), ("country", "DE"), ("address", "Hauptstr. 1, 10115 Berlin"), ("sku", "AURORA-EB"), ("quantity", "2")]
+    }
+
+    #[test]
+    fn valid_order_is_priced_from_the_catalog_only() {
+        let c = config();
+        let mut p = post(&good());
+        p.insert("total_cents".into(), "1".into());
+        p.insert("price_cents".into(), "1".into());
+        let v = validate(&c.forms["order"], &c.catalog, &p).unwrap();
+        assert_eq!(v.total_cents, Some(17800));
+        assert_eq!(v.lines[0].unit_cents, 8900);
+        assert!(!v.fields.contains_key("total_cents") && !v.fields.contains_key("price_cents"));
+        assert_eq!(v.fields["newsletter"], "false");
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let c = config();
+        let cases: &[(&str, &str, &str)] = &[
+            ("sku", "NOPE", "unknown product"),
+            ("quantity", "-1", "between 1 and 5"),
+            ("quantity", "9", "between 1 and 5"),
+            ("quantity", "two", "whole number"),
+            ("email", "not-an-email", "e-mail"),
+            ("country", "XX", "choices"),
+            ("name", "A", "at least 2"),
+            ("name", "", "required"),
+        ];
+        for (field, value, expect) in cases {
+            let mut p = post(&good());
+            p.insert(field.to_string(), value.to_string());
+            let errors = validate(&c.forms["order"], &c.catalog, &p).unwrap_err();
+            assert_eq!(errors.len(), 1, "{field}={value}: {errors:?}");
+            assert_eq!(errors[0].field, *field);
+            assert!(errors[0].message.contains(expect), "{field}={value}: {}", errors[0].message);
+        }
+    }
+
+    #[test]
+    fn body_decoding_is_strict_about_utf8() {
+        assert_eq!(parse_body(b"a=1+2&b=%C3%A9&a=3").unwrap(), post(&[("a", "1 2"), ("b", "é")]));
+        assert_eq!(parse_body(b"a=%FF"), Err(BodyError::NotUtf8));
+        assert_eq!(parse_body(&[b'a', b'=', 0xff]), Err(BodyError::NotUtf8));
+    }
+}

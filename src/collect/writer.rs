@@ -1,0 +1,356 @@
+//! The group-commit writer: one thread owns every open segment, the sequence, the stock and
+//! the double-submit memory. It takes whatever requests are queued (up to `max_batch`), decides
+//! each (duplicate, sold out, accepted), writes the batch, fsyncs once per touched file, and
+//! only then answers. Under load batches grow, so fsyncs per second stay flat while records
+//! per second rise. A failed write answers the whole batch "failed" and cuts the files back.
+
+use super::segment::Segment;
+use super::validate::Valid;
+use crate::config::{Form, StoreFormat};
+use crate::record::{CsvCodec, Meta, Record, Ref, RECORD_VERSION};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+pub struct Job {
+    pub form: Arc<str>,
+    pub valid: Valid,
+    pub parent_ref: Option<Ref>,
+    pub meta: Meta,
+    pub received_at: jiff::Timestamp,
+    /// Same form, same fields, same client: a double submit.
+    pub dedupe_key: [u8; 32],
+    pub reply: oneshot::Sender<Outcome>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Durable on disk.
+    Accepted(Ref),
+    /// The same post was accepted shortly before, as this reference.
+    Duplicate(Ref),
+    SoldOut,
+    /// Not written (disk full, I/O error): the visitor must try again.
+    Failed,
+}
+
+pub enum Msg {
+    Job(Job),
+    /// Seal every open segment and stop.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// What the request handlers read of the writer's state.
+#[derive(Default)]
+pub struct Shared {
+    pub healthy: AtomicBool,
+    pub any_sold_out: AtomicBool,
+    pub sold_out: RwLock<HashSet<String>>,
+}
+
+pub struct Settings {
+    pub dir: PathBuf,
+    pub node: String,
+    pub forms: BTreeMap<String, Form>,
+    pub segment_max_bytes: u64,
+    pub segment_max_age: Duration,
+    pub max_batch: usize,
+    pub dedupe_window: Duration,
+}
+
+pub struct Writer {
+    settings: Settings,
+    next_seq: u64,
+    /// Units left per capped SKU.
+    remaining: HashMap<String, u64>,
+    open: HashMap<String, Vec<Segment>>,
+    recent: HashMap<[u8; 32], (Ref, Instant)>,
+    recent_order: VecDeque<([u8; 32], Instant)>,
+    shared: Arc<Shared>,
+}
+
+const DEDUPE_CAP: usize = 200_000;
+
+impl Writer {
+    pub fn new(settings: Settings, next_seq: u64, remaining: HashMap<String, u64>, shared: Arc<Shared>) -> Writer {
+        let w = Writer {
+            settings,
+            next_seq,
+            remaining,
+            open: HashMap::new(),
+            recent: HashMap::new(),
+            recent_order: VecDeque::new(),
+            shared,
+        };
+        w.publish_stock();
+        w.shared.healthy.store(true, Ordering::Relaxed);
+        w
+    }
+
+    /// Runs on its own thread until shutdown or until every sender is gone.
+    pub fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        let max_batch = self.settings.max_batch;
+        let mut batch = Vec::with_capacity(max_batch);
+        loop {
+            let Some(first) = rx.blocking_recv() else { break };
+            let mut shutdown = None;
+            match first {
+                Msg::Job(j) => batch.push(j),
+                Msg::Shutdown(done) => shutdown = Some(done),
+            }
+            while shutdown.is_none() && batch.len() < max_batch {
+                match rx.try_recv() {
+                    Ok(Msg::Job(j)) => batch.push(j),
+                    Ok(Msg::Shutdown(done)) => shutdown = Some(done),
+                    Err(_) => break,
+                }
+            }
+            metrics::gauge!("cofferdam_collect_queue_depth").set(rx.len() as f64);
+            if !batch.is_empty() {
+                self.commit(std::mem::take(&mut batch));
+            }
+            if let Some(done) = shutdown {
+                // Whatever is still queued was never acknowledged; answer it "failed".
+                rx.close();
+                while let Ok(msg) = rx.try_recv() {
+                    if let Msg::Job(j) = msg {
+                        let _ = j.reply.send(Outcome::Failed);
+                    }
+                }
+                self.seal_all();
+                let _ = done.send(());
+                return;
+            }
+            self.roll_old();
+        }
+        self.seal_all();
+    }
+
+    fn commit(&mut self, batch: Vec<Job>) {
+        let started = Instant::now();
+        let now = Instant::now();
+        self.forget_old(now);
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut taken: HashMap<String, u64> = HashMap::new();
+        let mut batch_keys: HashMap<[u8; 32], Ref> = HashMap::new();
+        let mut records: Vec<(usize, Record)> = Vec::new();
+        for (i, job) in batch.iter().enumerate() {
+            let earlier = self
+                .recent
+                .get(&job.dedupe_key)
+                .filter(|(_, at)| now.duration_since(*at) < self.settings.dedupe_window)
+                .map(|(r, _)| r.clone())
+                .or_else(|| batch_keys.get(&job.dedupe_key).cloned());
+            if let Some(r) = earlier {
+                outcomes.push(Outcome::Duplicate(r));
+                continue;
+            }
+            let fits = job.valid.lines.iter().all(|l| match self.remaining.get(&l.sku) {
+                Some(left) => taken.get(&l.sku).copied().unwrap_or(0) + l.quantity as u64 <= *left,
+                None => true,
+            });
+            if !fits {
+                outcomes.push(Outcome::SoldOut);
+                continue;
+            }
+            for l in &job.valid.lines {
+                if self.remaining.contains_key(&l.sku) {
+                    *taken.entry(l.sku.clone()).or_default() += l.quantity as u64;
+                }
+            }
+            let reference = Ref { node: self.settings.node.clone(), seq: self.next_seq };
+            self.next_seq += 1;
+            batch_keys.insert(job.dedupe_key, reference.clone());
+            records.push((i, record(job, reference.clone())));
+            outcomes.push(Outcome::Accepted(reference));
+        }
+
+        let written = if records.is_empty() { Ok(()) } else { self.write(&records) };
+        match written {
+            Ok(()) => {
+                for (sku, n) in taken {
+                    if let Some(left) = self.remaining.get_mut(&sku) {
+                        *left -= n;
+                    }
+                }
+                for (key, r) in batch_keys {
+                    self.recent.insert(key, (r, now));
+                    self.recent_order.push_back((key, now));
+                }
+                self.publish_stock();
+                if !self.shared.healthy.swap(true, Ordering::Relaxed) {
+                    tracing::warn!("collector: writing works again");
+                }
+                metrics::gauge!("cofferdam_collect_healthy").set(1.0);
+                metrics::counter!("cofferdam_collect_records_total").increment(records.len() as u64);
+                metrics::counter!("cofferdam_collect_batches_total").increment(1);
+                metrics::histogram!("cofferdam_collect_batch_size").record(batch.len() as f64);
+                metrics::histogram!("cofferdam_collect_commit_seconds").record(started.elapsed().as_secs_f64());
+            }
+            Err(e) => {
+                self.shared.healthy.store(false, Ordering::Relaxed);
+                tracing::error!("collector: WRITE FAILED, {} posts answered 503 and not recorded: {e}", records.len());
+                metrics::gauge!("cofferdam_collect_healthy").set(0.0);
+                metrics::counter!("cofferdam_collect_write_errors_total").increment(1);
+                let failed: HashSet<Ref> = records.iter().map(|(_, r)| r.reference.clone()).collect();
+                for o in outcomes.iter_mut() {
+                    match o {
+                        Outcome::Accepted(_) => *o = Outcome::Failed,
+                        Outcome::Duplicate(r) if failed.contains(r) => *o = Outcome::Failed,
+                        _ => {}
+                    }
+                }
+            }
+        }
+        for (job, outcome) in batch.into_iter().zip(outcomes) {
+            // The visitor may have gone; the record stands either way.
+            let _ = job.reply.send(outcome);
+        }
+    }
+
+    /// Appends the records to their forms' segments and fsyncs each touched file once.
+    fn write(&mut self, records: &[(usize, Record)]) -> std::io::Result<()> {
+        let mut by_form: BTreeMap<&str, Vec<&Record>> = BTreeMap::new();
+        for (_, r) in records {
+            by_form.entry(r.form.as_str()).or_default().push(r);
+        }
+        let result = (|| {
+            for (form, recs) in &by_form {
+                self.ensure_open(form, recs[0].reference.seq)?;
+                for seg in self.open.get_mut(*form).expect("just opened") {
+                    let mut buf = Vec::with_capacity(recs.len() * 512);
+                    for r in recs {
+                        match &seg.header {
+                            Some(header) => buf.extend(CsvCodec::row_line(header, r)),
+                            None => buf.extend(r.to_json_line()),
+                        }
+                    }
+                    seg.append(&buf)?;
+                }
+            }
+            for form in by_form.keys() {
+                for seg in self.open.get_mut(*form).expect("opened above") {
+                    seg.sync()?;
+                    metrics::counter!("cofferdam_collect_fsyncs_total").increment(1);
+                }
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            // Cut back what this batch wrote. If even that fails, abandon the segment (it is
+            // left open, so the next start-up quarantines its tail) and start a new one.
+            for form in by_form.keys() {
+                if let Some(segs) = self.open.get_mut(*form) {
+                    if segs.iter_mut().map(|s| s.rewind()).any(|r| r.is_err()) {
+                        self.open.remove(*form);
+                    }
+                }
+            }
+        } else {
+            for form in by_form.keys() {
+                let too_big = self.open[*form].iter().any(|s| s.len >= self.settings.segment_max_bytes);
+                if too_big {
+                    self.seal(form);
+                }
+            }
+        }
+        result
+    }
+
+    fn ensure_open(&mut self, form: &str, first_seq: u64) -> std::io::Result<()> {
+        if self.open.contains_key(form) {
+            return Ok(());
+        }
+        let def = &self.settings.forms[form];
+        let dir = self.settings.dir.join(form);
+        let mut segs = Vec::new();
+        for format in &def.store {
+            match Segment::create(&dir, &self.settings.node, first_seq, *format, def) {
+                Ok(s) => segs.push(s),
+                Err(e) => {
+                    // Do not leave an empty half of a pair behind.
+                    for s in segs {
+                        let _ = std::fs::remove_file(&s.path);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        self.open.insert(form.to_string(), segs);
+        Ok(())
+    }
+
+    fn seal(&mut self, form: &str) {
+        for seg in self.open.remove(form).unwrap_or_default() {
+            let path = seg.path.clone();
+            match seg.seal() {
+                Ok(sealed) => tracing::info!("sealed {}", sealed.display()),
+                Err(e) => tracing::error!("{}: cannot seal (it stays open and is recovered at the next start): {e}", path.display()),
+            }
+        }
+    }
+
+    fn roll_old(&mut self) {
+        let max_age = self.settings.segment_max_age;
+        let old: Vec<String> = self
+            .open
+            .iter()
+            .filter(|(_, segs)| segs.iter().any(|s| s.opened.elapsed() >= max_age))
+            .map(|(f, _)| f.clone())
+            .collect();
+        for form in old {
+            self.seal(&form);
+        }
+    }
+
+    fn seal_all(&mut self) {
+        let forms: Vec<String> = self.open.keys().cloned().collect();
+        for form in forms {
+            self.seal(&form);
+        }
+    }
+
+    fn forget_old(&mut self, now: Instant) {
+        while let Some((key, at)) = self.recent_order.front().copied() {
+            if now.duration_since(at) < self.settings.dedupe_window && self.recent_order.len() <= DEDUPE_CAP {
+                break;
+            }
+            self.recent_order.pop_front();
+            if self.recent.get(&key).is_some_and(|(_, t)| *t == at) {
+                self.recent.remove(&key);
+            }
+        }
+    }
+
+    fn publish_stock(&self) {
+        let gone: HashSet<String> = self.remaining.iter().filter(|(_, n)| **n == 0).map(|(s, _)| s.clone()).collect();
+        for (sku, left) in &self.remaining {
+            metrics::gauge!("cofferdam_stock_remaining", "sku" => sku.clone()).set(*left as f64);
+        }
+        self.shared.any_sold_out.store(!gone.is_empty(), Ordering::Relaxed);
+        *self.shared.sold_out.write().unwrap_or_else(|e| e.into_inner()) = gone;
+    }
+}
+
+fn record(job: &Job, reference: Ref) -> Record {
+    Record {
+        v: RECORD_VERSION,
+        reference,
+        form: job.form.to_string(),
+        received_at: job.received_at,
+        fields: job.valid.fields.clone(),
+        lines: job.valid.lines.clone(),
+        total_cents: job.valid.total_cents,
+        currency: job.valid.currency.clone(),
+        parent_ref: job.parent_ref.clone(),
+        meta: job.meta.clone(),
+    }
+}
+
+/// The primary store format of a form: the one stock and stats are counted from.
+pub fn primary(form: &Form) -> StoreFormat {
+    form.store.first().copied().unwrap_or(StoreFormat::Jsonl)
+}
