@@ -46,15 +46,7 @@ impl Renderer {
             .map_err(|e| BuildError::at(&shown_dir, None, format!("templates: {}", chain(&e))))?;
         let map = assets.map.clone();
         let urls: HashMap<String, String> = map.keys().filter_map(|k| assets.resolve("", k).map(|u| (k.clone(), u))).collect();
-        tera.register_function("asset", move |args: &HashMap<String, Value>| {
-            let path = args
-                .get("path")
-                .and_then(Value::as_str)
-                .ok_or_else(|| tera::Error::msg("asset() takes path=\"file\""))?;
-            urls.get(path.trim_start_matches('/'))
-                .map(|u| Value::String(u.clone()))
-                .ok_or_else(|| tera::Error::msg(format!("asset(path=\"{path}\"): no such file in the content folder")))
-        });
+        tera.register_function("asset", AssetUrl(urls));
         let config = &site.config;
         let forms = config
             .forms
@@ -134,4 +126,25 @@ fn chain(e: &dyn std::error::Error) -> String {
 fn pest_line(msg: &str) -> Option<usize> {
     let at = msg.find("--> ")?;
     msg[at + 4..].split(':').next()?.trim().parse().ok()
+}
+
+/// `asset(path="style.css")` → `/style.3f9c2a1b.css`. Its output is a URL we made, so it is
+/// marked safe: Tera would otherwise escape every `/`.
+struct AssetUrl(HashMap<String, String>);
+
+impl tera::Function for AssetUrl {
+    fn call(&self, args: &HashMap<String, Value>) -> tera::Result<Value> {
+        let path = args
+            .get("path")
+            .and_then(Value::as_str)
+            .ok_or_else(|| tera::Error::msg("asset() takes path=\"file\""))?;
+        self.0
+            .get(path.trim_start_matches('/'))
+            .map(|u| Value::String(u.clone()))
+            .ok_or_else(|| tera::Error::msg(format!("asset(path=\"{path}\"): no such file in the content folder")))
+    }
+
+    fn is_safe(&self) -> bool {
+        true
+    }
 }

@@ -1,1 +1,165 @@
-//! Tests of `cofferdam build`.
+//! Tests of `cofferdam build` and `cofferdam init`, through the real binary.
+
+use crate::support::*;
+use std::io::Read;
+use std::path::Path;
+
+#[test]
+fn build_writes_pages_twins_fingerprinted_css_and_manifest() {
+    let site = example_site();
+    let out = run(site.path(), &["build"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("built 9 pages"), "{}", stdout(&out));
+    let dist = site.path().join("dist");
+    let index = std::fs::read_to_string(dist.join("index.html")).unwrap();
+    assert!(dist.join("thanks/index.html").is_file());
+    assert!(dist.join("order/index.html").is_file());
+    assert!(dist.join("404.html").is_file());
+    // The stylesheet is fingerprinted and referenced by its hashed name.
+    let css: Vec<String> = std::fs::read_dir(&dist)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("style.") && n.ends_with(".css"))
+        .collect();
+    assert_eq!(css.len(), 1, "{css:?}");
+    assert!(css[0].len() == "style.12345678.css".len(), "{css:?}");
+    assert!(index.contains(&format!("href=\"/{}\"", css[0])), "index.html does not link {}", css[0]);
+    // Twins decompress to the original.
+    let br = std::fs::read(dist.join("index.html.br")).unwrap();
+    let mut unbr = Vec::new();
+    brotli::Decompressor::new(&br[..], 4096).read_to_end(&mut unbr).unwrap();
+    assert_eq!(unbr, index.as_bytes());
+    let gz = std::fs::read(dist.join("index.html.gz")).unwrap();
+    let mut ungz = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut ungz).unwrap();
+    assert_eq!(ungz, index.as_bytes());
+    // No JavaScript on the landing path; the newsletter form posts to the collector.
+    assert!(!index.contains("<script"));
+    assert!(index.contains("action=\"/submit/newsletter\""));
+    // The manifest lists the order form with its fields, and the catalog.
+    let m = cofferdam::manifest::Manifest::load(&dist).unwrap();
+    let order = &m.forms["order"];
+    let names: Vec<&str> = order.fields.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["name", "email", "country", "address", "sku", "quantity", "newsletter"]);
+    assert_eq!(m.product("AURORA-EB").unwrap().price_cents, 8900);
+    assert_eq!(m.page("/order/").unwrap().forms, ["order"]);
+    assert_eq!(m.special.invalid.as_deref(), Some("invalid/index.html"));
+    let css_entry = m.file(&css[0]).unwrap();
+    assert!(css_entry.fingerprinted && css_entry.br_size.is_some() && css_entry.gz_size.is_some());
+    assert!(!m.file("index.html").unwrap().fingerprinted);
+    let invalid = std::fs::read_to_string(dist.join("invalid/index.html")).unwrap();
+    assert_eq!(invalid.matches("<!-- cofferdam:errors -->").count(), 1);
+}
+
+#[test]
+fn building_twice_is_byte_identical() {
+    let site = example_site();
+    build(site.path());
+    let first = tree(&site.path().join("dist"));
+    build(site.path());
+    let second = tree(&site.path().join("dist"));
+    assert_eq!(first.keys().collect::<Vec<_>>(), second.keys().collect::<Vec<_>>());
+    assert!(first == second, "a rebuild changed some bytes");
+}
+
+/// Breaks one thing in a built site, builds again, and checks the message, the exit code,
+/// that the previous dist/ is untouched and that no temporary folder is left behind.
+fn assert_build_fails(break_it: impl FnOnce(&Path), expect: &[&str]) {
+    let site = example_site();
+    build(site.path());
+    let before = tree(&site.path().join("dist"));
+    break_it(site.path());
+    let out = run(site.path(), &["build"]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "build succeeded but should not have");
+    for e in expect {
+        assert!(err.contains(e), "expected {e:?} in:\n{err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(before == tree(&site.path().join("dist")), "the previous dist/ was changed");
+    let leftovers: Vec<_> = std::fs::read_dir(site.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".cofferdam"))
+        .collect();
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+}
+
+#[test]
+fn malformed_front_matter_names_file_and_line() {
+    assert_build_fails(|s| edit(s, "content/order.md", "form = \"order\"", "form = order\""), &["content/order.md:4: front matter"]);
+}
+
+#[test]
+fn unclosed_front_matter_names_file_and_line() {
+    assert_build_fails(|s| std::fs::write(s.join("content/extra.md"), "+++\ntitle = \"x\"\n# no end\n").unwrap(), &["content/extra.md:1: front matter"]);
+}
+
+#[test]
+fn misspelt_front_matter_key_suggests_the_right_one() {
+    assert_build_fails(
+        |s| edit(s, "content/order.md", "description =", "descriptoin ="),
+        &["content/order.md:3: front matter: unknown key \"descriptoin\" (did you mean \"description\"?)"],
+    );
+}
+
+#[test]
+fn unknown_template_is_named_with_the_known_ones() {
+    assert_build_fails(
+        |s| edit(s, "content/busy.md", "template = \"plain.html\"", "template = \"plane.html\""),
+        &["content/busy.md:3: unknown template \"plane.html\"", "plain.html"],
+    );
+}
+
+#[test]
+fn unknown_form_is_named_with_the_known_ones() {
+    assert_build_fails(
+        |s| edit(s, "content/order.md", "form = \"order\"", "form = \"odrer\""),
+        &["content/order.md:4: front matter: unknown form \"odrer\"", "newsletter, offer, order"],
+    );
+}
+
+#[test]
+fn template_syntax_error_names_template_and_line() {
+    assert_build_fails(|s| edit(s, "templates/plain.html", "{% endblock %}", "{% endblok %}"), &["templates/plain.html:2: template syntax error"]);
+}
+
+#[test]
+fn missing_asset_reference_names_file_and_line() {
+    assert_build_fails(
+        |s| std::fs::write(s.join("content/extra.md"), "+++\ntitle = \"x\"\n+++\n\nText\n\n![photo](missing.png)\n").unwrap(),
+        &["content/extra.md:7: missing.png: no such file in the content folder"],
+    );
+    assert_build_fails(|s| edit(s, "templates/base.html", "asset(path='style.css')", "asset(path='styles.css')"), &["asset(path=\"styles.css\")"]);
+}
+
+#[test]
+fn duplicate_routes_name_both_files() {
+    assert_build_fails(
+        |s| {
+            std::fs::create_dir_all(s.join("content/order")).unwrap();
+            std::fs::write(s.join("content/order/index.md"), "+++\ntitle = \"again\"\n+++\n").unwrap();
+        },
+        &["route \"/order/\"", "content/order.md", "content/order/index.md"],
+    );
+}
+
+#[test]
+fn config_type_error_names_file_line_and_key() {
+    assert_build_fails(|s| edit(s, "cofferdam.toml", "price_cents = 8900", "price_cents = \"89\""), &["cofferdam.toml:27: invalid type: string \"89\", expected u64"]);
+    assert_build_fails(|s| edit(s, "cofferdam.toml", "options = [\"BULB-2PK\"]", "options = [\"BULB-3PK\"]"), &["cofferdam.toml:137: forms.offer.fields.0.options: unknown SKU \"BULB-3PK\""]);
+}
+
+#[test]
+fn init_writes_a_site_that_builds_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("launch");
+    let out = run(dir.path(), &["init", "launch"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(target.join("cofferdam.toml").is_file() && target.join("content/index.md").is_file());
+    build(&target);
+    assert!(target.join("dist/index.html").is_file());
+    let again = run(dir.path(), &["init", "launch"]);
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("not empty"), "{}", stderr(&again));
+}

@@ -71,3 +71,122 @@ pub fn edit(site: &Path, file: &str, from: &str, to: &str) {
     assert!(text.contains(from), "{file} does not contain {from:?}");
     std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
 }
+
+/// Builds the site in `dir` with the real binary, panicking with its stderr on failure.
+pub fn build(dir: &Path) {
+    let out = run(dir, &["build"]);
+    assert!(out.status.success(), "build failed: {}", stderr(&out));
+}
+
+/// A `cofferdam serve` child process on loopback ports; killed when dropped.
+pub struct Server {
+    pub child: std::process::Child,
+    pub port: u16,
+    pub admin: u16,
+}
+
+impl Server {
+    /// Serves the already built site in `dir` (`--no-build`) and waits until it accepts.
+    pub fn start(dir: &Path) -> Server {
+        Self::start_with(dir, &[])
+    }
+
+    pub fn start_with(dir: &Path, env: &[(&str, &str)]) -> Server {
+        let port = free_port();
+        let admin = free_port();
+        let child = Command::new(bin())
+            .args(["serve", "--no-build", "--listen", &format!("127.0.0.1:{port}"), "--admin", &format!("127.0.0.1:{admin}")])
+            .current_dir(dir)
+            .env("COFFERDAM_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn cofferdam serve");
+        let server = Server { child, port, admin };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("cofferdam serve did not start listening on {}", self.port);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn origin(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn signal(&self, sig: i32) {
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// Waits for the process to exit (bounded) and returns its status.
+    pub fn wait_exit(&mut self, secs: u64) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "server did not exit within {secs} s");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP client that does not follow redirects, as a test must see the 303 itself.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+/// Every file below `dir` with its bytes, for byte-for-byte comparisons.
+pub fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| (e.path().strip_prefix(dir).unwrap().display().to_string(), std::fs::read(e.path()).unwrap()))
+        .collect()
+}
+
+/// A valid order post for the example site.
+pub fn order_body(name: &str) -> String {
+    format!(
+        "name={}&email=buyer%40example.org&country=DE&address=Hauptstr.+1%2C+10115+Berlin&sku=AURORA-EB&quantity=1",
+        name.replace(' ', "+")
+    )
+}
+
+/// All records (good ones) under `collected`, in file order.
+pub fn records(collected: &Path) -> Vec<cofferdam::record::Record> {
+    let mut out = Vec::new();
+    for seg in cofferdam::record::list_segments(collected).unwrap() {
+        if seg.name.format != cofferdam::config::StoreFormat::Jsonl {
+            continue;
+        }
+        for r in cofferdam::record::read_segment(&seg.path).unwrap() {
+            out.push(r.expect("no bad lines").1);
+        }
+    }
+    out
+}
