@@ -1,1 +1,229 @@
-//! Tests of `cofferdam serve`.
+//! Tests of `cofferdam serve`: the real binary on loopback, spoken to over HTTP.
+
+use crate::support::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+fn served() -> (tempfile::TempDir, Server) {
+    let site = example_site();
+    build(site.path());
+    let server = Server::start(site.path());
+    (site, server)
+}
+
+async fn get(url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut req = client().get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.unwrap()
+}
+
+fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {
+    r.headers().get(name).map(|v| v.to_str().unwrap()).unwrap_or("")
+}
+
+#[tokio::test]
+async fn landing_page_is_negotiated_br_gzip_identity() {
+    let (site, s) = served();
+    let dist = site.path().join("dist");
+    let cases = [
+        ("br, gzip", "br", "index.html.br"),
+        ("gzip, deflate", "gzip", "index.html.gz"),
+        ("br;q=0.5, gzip;q=0.9", "gzip", "index.html.gz"),
+        ("br;q=0, gzip;q=0", "", "index.html"),
+        ("identity", "", "index.html"),
+    ];
+    for (accept, encoding, file) in cases {
+        let r = get(&s.url("/"), &[("accept-encoding", accept)]).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(header(&r, "content-encoding"), encoding, "{accept}");
+        assert_eq!(header(&r, "vary"), "Accept-Encoding");
+        assert_eq!(header(&r, "content-type"), "text/html; charset=utf-8");
+        let expected = std::fs::read(dist.join(file)).unwrap();
+        assert_eq!(header(&r, "content-length"), expected.len().to_string());
+        assert_eq!(r.bytes().await.unwrap().as_ref(), expected.as_slice(), "{accept}");
+    }
+}
+
+#[tokio::test]
+async fn etag_differs_per_encoding_and_if_none_match_gives_304() {
+    let (_site, s) = served();
+    let br = get(&s.url("/order/"), &[("accept-encoding", "br")]).await;
+    let plain = get(&s.url("/order/"), &[]).await;
+    let etag = header(&br, "etag").to_string();
+    assert!(etag.starts_with('"') && etag.ends_with('"'), "strong ETag: {etag}");
+    assert_ne!(etag, header(&plain, "etag"));
+    let again = get(&s.url("/order/"), &[("accept-encoding", "br"), ("if-none-match", &etag)]).await;
+    assert_eq!(again.status(), 304);
+    assert_eq!(header(&again, "etag"), etag);
+    assert!(again.bytes().await.unwrap().is_empty());
+    let weak = get(&s.url("/order/"), &[("accept-encoding", "br"), ("if-none-match", &format!("\"x\", W/{etag}"))]).await;
+    assert_eq!(weak.status(), 304);
+    let other = get(&s.url("/order/"), &[("if-none-match", &etag)]).await;
+    assert_eq!(other.status(), 200, "the identity representation has another ETag");
+}
+
+#[tokio::test]
+async fn fingerprinted_assets_are_immutable_and_html_is_short_lived() {
+    let (site, s) = served();
+    let m = cofferdam::manifest::Manifest::load(&site.path().join("dist")).unwrap();
+    let css = m.assets["style.css"].clone();
+    let r = get(&s.url(&format!("/{css}")), &[("accept-encoding", "gzip")]).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "cache-control"), "public, max-age=31536000, immutable");
+    assert_eq!(header(&r, "content-type"), "text/css; charset=utf-8");
+    assert_eq!(header(&r, "content-encoding"), "gzip");
+    let html = get(&s.url("/thanks/"), &[]).await;
+    assert_eq!(header(&html, "cache-control"), "public, max-age=60");
+    let svg = get(&s.url(&format!("/{}", m.assets["lamp.svg"])), &[]).await;
+    assert_eq!(header(&svg, "content-type"), "image/svg+xml");
+}
+
+#[tokio::test]
+async fn head_has_no_body_and_the_same_length() {
+    let (_site, s) = served();
+    let g = get(&s.url("/"), &[("accept-encoding", "br")]).await;
+    let len = header(&g, "content-length").to_string();
+    let h = client().head(s.url("/")).header("accept-encoding", "br").send().await.unwrap();
+    assert_eq!(h.status(), 200);
+    assert_eq!(header(&h, "content-length"), len);
+    assert!(h.bytes().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn unknown_path_gets_the_sites_404_page_and_bad_methods_405() {
+    let (site, s) = served();
+    let r = get(&s.url("/no/such/page"), &[]).await;
+    assert_eq!(r.status(), 404);
+    let body = r.text().await.unwrap();
+    assert_eq!(body, std::fs::read_to_string(site.path().join("dist/404.html")).unwrap());
+    let r = client().delete(s.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(header(&r, "allow"), "GET, HEAD");
+    let r = get(&s.url("/submit/order"), &[]).await;
+    assert_eq!(r.status(), 405, "the form endpoint takes only POST");
+    let r = get(&s.url("/thanks"), &[]).await;
+    assert_eq!(r.status(), 308);
+    assert_eq!(header(&r, "location"), "/thanks/");
+}
+
+#[tokio::test]
+async fn every_response_has_security_headers_and_no_server_header() {
+    let (site, s) = served();
+    let css = cofferdam::manifest::Manifest::load(&site.path().join("dist")).unwrap().assets["style.css"].clone();
+    for path in ["/", "/nope", "/thanks", &format!("/{css}")] {
+        let r = get(&s.url(path), &[]).await;
+        assert!(r.headers().get("server").is_none(), "{path}: Server header");
+        let csp = header(&r, "content-security-policy");
+        assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{path}: {csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}");
+        assert_eq!(header(&r, "x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(header(&r, "x-frame-options"), "DENY", "{path}");
+        assert_eq!(header(&r, "referrer-policy"), "strict-origin-when-cross-origin", "{path}");
+        assert!(r.headers().get("strict-transport-security").is_none(), "HSTS only when configured");
+    }
+    let r = client().post(s.url("/submit/order")).body("x").send().await.unwrap();
+    assert!(r.headers().get("server").is_none());
+    assert_eq!(header(&r, "x-frame-options"), "DENY");
+    let body = r.text().await.unwrap();
+    assert!(!body.contains(site.path().to_str().unwrap()) && !body.contains("cofferdam 0."), "{body}");
+}
+
+fn raw(port: u16, request: &[u8]) -> String {
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn oversize_header_gets_431() {
+    let (_site, s) = served();
+    let big = "a".repeat(20_000);
+    let answer = raw(s.port, format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n").as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer:.200}");
+    assert!(!answer.to_ascii_lowercase().contains("server:"));
+}
+
+#[test]
+fn malformed_request_gets_400_without_details() {
+    let (_site, s) = served();
+    let answer = raw(s.port, b"GARBAGE\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer:.200}");
+}
+
+#[test]
+fn slow_header_connection_is_closed() {
+    let site = example_site();
+    edit(site.path(), "cofferdam.toml", "header_timeout_ms = 5000", "header_timeout_ms = 500");
+    build(site.path());
+    let s = Server::start(site.path());
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let _ = c.read_to_end(&mut buf);
+    // Closed by the server (after its 500 ms), not by our 10 s read timeout.
+    assert!(started.elapsed() < Duration::from_secs(5), "connection stayed open");
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
+}
+
+#[tokio::test]
+async fn admin_listener_answers_health_and_prometheus_metrics() {
+    let (_site, s) = served();
+    get(&s.url("/"), &[]).await;
+    get(&s.url("/missing"), &[]).await;
+    let health = get(&format!("http://127.0.0.1:{}/healthz", s.admin), &[]).await;
+    assert_eq!(health.status(), 200);
+    let metrics = get(&format!("http://127.0.0.1:{}/metrics", s.admin), &[]).await.text().await.unwrap();
+    assert!(metrics.contains("cofferdam_http_requests_total{route=\"static\",status=\"200\"} 1"), "{metrics}");
+    assert!(metrics.contains("cofferdam_http_requests_total{route=\"static\",status=\"404\"} 1"), "{metrics}");
+    assert!(metrics.contains("cofferdam_connections_open"), "{metrics}");
+    let public = get(&s.url("/metrics"), &[]).await;
+    assert_eq!(public.status(), 404, "metrics are not on the public address");
+}
+
+#[test]
+fn sigterm_exits_zero() {
+    let (_site, mut s) = served();
+    s.signal(libc::SIGTERM);
+    assert!(s.wait_exit(15).success());
+    assert!(TcpStream::connect(("127.0.0.1", s.port)).is_err(), "still accepting after exit");
+}
+
+#[tokio::test]
+async fn sighup_swaps_in_a_new_build() {
+    let (site, s) = served();
+    edit(site.path(), "content/thanks.md", "# Thank you, your order is in!", "# Thanks, reloaded");
+    build(site.path());
+    s.signal(libc::SIGHUP);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let body = get(&s.url("/thanks/"), &[]).await.text().await.unwrap();
+        if body.contains("Thanks, reloaded") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the new build was not served after SIGHUP");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn per_ip_rate_limit_answers_429() {
+    let site = example_site();
+    edit(site.path(), "cofferdam.toml", "max_connections = 20000", "max_connections = 20000\nrate_limit_per_ip = 5");
+    build(site.path());
+    let s = Server::start(site.path());
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        statuses.push(get(&s.url("/"), &[]).await.status().as_u16());
+    }
+    assert_eq!(statuses.iter().filter(|&&c| c == 200).count(), 5, "{statuses:?}");
+    assert!(statuses.contains(&429), "{statuses:?}");
+}
