@@ -61,8 +61,9 @@ pub fn validate(form: &Form, catalog: &[Product], posted: &BTreeMap<String, Stri
         let value = if f.kind == FieldKind::Textarea { raw.trim().replace("\r\n", "\n") } else { raw.trim().to_string() };
         let label = f.label();
         if f.kind == FieldKind::Checkbox {
+            // "false" is how a stored record says "unticked", so re-validation accepts it.
             match value.as_str() {
-                "" => {
+                "" | "false" => {
                     if f.required {
                         err(&f.name, format!("{label}: please tick this box"));
                     }

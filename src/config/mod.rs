@@ -8,7 +8,7 @@ mod import;
 mod locate;
 
 pub use check::CheckConfig;
-pub use import::ImportConfig;
+pub use import::{EntityMap, ImportConfig, Offset, TableMap};
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -531,6 +531,42 @@ impl Config {
                 }
             }
         }
+        self.validate_import()
+    }
+
+    fn validate_import(&self) -> Result<(), (Vec<String>, String)> {
+        let key = |parts: &[&str]| parts.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for (table, t) in &self.import.tables {
+            if let Offset::Auto(s) = &t.offset {
+                if s != "auto" {
+                    return Err((key(&["import", "tables", table, "offset"]), format!("{s:?}: use a number or \"auto\"")));
+                }
+            }
+        }
+        for (form, entities) in &self.import.forms {
+            if !self.forms.contains_key(form) {
+                return Err((key(&["import", "forms", form]), format!("unknown form {form:?} (forms: {})", self.form_names())));
+            }
+            for (i, e) in entities.iter().enumerate() {
+                let idx = i.to_string();
+                let at = |k: &str| key(&["import", "forms", form, &idx, k]);
+                if !self.import.tables.contains_key(&e.table) {
+                    return Err((at("table"), format!("no [import.tables.{}] section gives its ID column and range", e.table)));
+                }
+                if let Some(per) = &e.per {
+                    if per != "line" {
+                        return Err((at("per"), format!("{per:?}: the only value is \"line\"")));
+                    }
+                }
+                for (col, expr) in &e.columns {
+                    if let toml::Value::String(s) = expr {
+                        if let Err(m) = check_expr(s, e.per.is_some()) {
+                            return Err((at("columns"), format!("{}.{col}: {m}", e.table)));
+                        }
+                    }
+                }
+            }
+        }
         Ok(())
     }
 
@@ -606,5 +642,23 @@ mod tests {
         assert!(err.starts_with("cofferdam.toml:2: forms.a.thanks"), "{err}");
         let err = parse("[forms.a]\nthanks = \"/t\"\nlinks_to = \"b\"\nfields = []\n").unwrap_err();
         assert!(err.contains(":3: forms.a.links_to: unknown form \"b\""), "{err}");
+    }
+}
+
+/// Checks an import column expression's form (see `EntityMap::columns`).
+fn check_expr(s: &str, per_line: bool) -> Result<(), String> {
+    if s.starts_with('\'') && s.ends_with('\'') && s.len() >= 2 {
+        return Ok(());
+    }
+    match s.split_once(':') {
+        None if ["ref", "form", "received_at", "total_cents", "currency"].contains(&s) => Ok(()),
+        Some(("field" | "int" | "id" | "parent", rest)) if !rest.is_empty() => Ok(()),
+        Some(("meta", "ip" | "user_agent")) => Ok(()),
+        Some(("line", "sku" | "name" | "quantity" | "unit_cents" | "total_cents")) if per_line => Ok(()),
+        Some(("line", _)) if !per_line => Err(format!("{s:?} needs per = \"line\"")),
+        _ => Err(format!(
+            "{s:?} is not an expression (ref, form, received_at, total_cents, currency, field:NAME, int:NAME, \
+             line:sku|name|quantity|unit_cents|total_cents, id:TABLE, parent:TABLE, meta:ip|user_agent, 'text')"
+        )),
     }
 }

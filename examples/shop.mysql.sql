@@ -1,0 +1,33 @@
+-- The example shop's schema (MySQL / MariaDB).
+CREATE TABLE users (
+  id BIGINT AUTO_INCREMENT PRIMARY KEY,
+  email VARCHAR(254) NOT NULL UNIQUE,
+  name VARCHAR(200) NOT NULL,
+  country VARCHAR(2),
+  created_at DATETIME(6) NOT NULL
+) ENGINE=InnoDB;
+CREATE TABLE orders (
+  id BIGINT AUTO_INCREMENT PRIMARY KEY,
+  user_id BIGINT NOT NULL,
+  ref VARCHAR(100) UNIQUE,
+  address TEXT,
+  total_cents BIGINT NOT NULL,
+  currency CHAR(3) NOT NULL,
+  status VARCHAR(20) NOT NULL DEFAULT 'new',
+  created_at DATETIME(6) NOT NULL,
+  FOREIGN KEY (user_id) REFERENCES users(id)
+) ENGINE=InnoDB;
+CREATE TABLE order_items (
+  id BIGINT AUTO_INCREMENT PRIMARY KEY,
+  order_id BIGINT NOT NULL,
+  sku VARCHAR(64) NOT NULL,
+  name VARCHAR(200) NOT NULL,
+  quantity INT NOT NULL,
+  unit_cents BIGINT NOT NULL,
+  FOREIGN KEY (order_id) REFERENCES orders(id)
+) ENGINE=InnoDB;
+CREATE TABLE subscribers (
+  id INT AUTO_INCREMENT PRIMARY KEY,
+  email VARCHAR(254) NOT NULL UNIQUE,
+  created_at DATETIME(6) NOT NULL
+) ENGINE=InnoDB;

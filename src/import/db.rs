@@ -1,0 +1,289 @@
+//! The target database through sqlx's `Any` driver, and the few places where SQLite,
+//! PostgreSQL and MySQL/MariaDB differ: placeholders, quoting, casts, and moving a sequence.
+
+use super::ImportError;
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
+use sqlx::Row;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+    MySql,
+}
+
+/// A value for one column.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Int(i64),
+    Text(String),
+    Time(jiff::Timestamp),
+}
+
+pub struct Target {
+    pub pool: AnyPool,
+    pub dialect: Dialect,
+}
+
+pub const LEDGER: &str = "cofferdam_ledger";
+pub const RANGES: &str = "cofferdam_ranges";
+
+impl Target {
+    pub async fn connect(url: &str) -> Result<Target, ImportError> {
+        sqlx::any::install_default_drivers();
+        let dialect = if url.starts_with("sqlite:") {
+            Dialect::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Dialect::Postgres
+        } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
+            Dialect::MySql
+        } else {
+            return Err(ImportError::Target(format!("{url}: not a database URL (sqlite://, postgres://, mysql://)")));
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map_err(|e| ImportError::Target(format!("cannot connect to {}: {e}", redact(url))))?;
+        Ok(Target { pool, dialect })
+    }
+
+    pub fn quote(&self, ident: &str) -> String {
+        match self.dialect {
+            Dialect::MySql => format!("`{}`", ident.replace('`', "``")),
+            _ => format!("\"{}\"", ident.replace('"', "\"\"")),
+        }
+    }
+
+    pub fn placeholder(&self, n: usize) -> String {
+        match self.dialect {
+            Dialect::Postgres => format!("${n}"),
+            _ => "?".into(),
+        }
+    }
+
+    fn bigint(&self, expr: &str) -> String {
+        match self.dialect {
+            Dialect::MySql => format!("CAST({expr} AS SIGNED)"),
+            _ => format!("CAST({expr} AS BIGINT)"),
+        }
+    }
+
+    fn text(&self, expr: &str) -> String {
+        match self.dialect {
+            Dialect::MySql => format!("CAST({expr} AS CHAR)"),
+            _ => format!("CAST({expr} AS TEXT)"),
+        }
+    }
+
+    /// Column name → type of `table`, or a clear error when the table is not there.
+    pub async fn columns(&self, table: &str) -> Result<BTreeMap<String, String>, ImportError> {
+        let sql = match self.dialect {
+            Dialect::Sqlite => "SELECT name, type FROM pragma_table_info(?)".to_string(),
+            Dialect::Postgres => "SELECT CAST(column_name AS TEXT), CAST(data_type AS TEXT) FROM information_schema.columns \
+                                  WHERE table_name = $1 AND table_schema = current_schema()"
+                .to_string(),
+            Dialect::MySql => "SELECT CAST(column_name AS CHAR), CAST(data_type AS CHAR) FROM information_schema.columns \
+                               WHERE table_name = ? AND table_schema = DATABASE()"
+                .to_string(),
+        };
+        let rows = sqlx::query(&sql).bind(table).fetch_all(&self.pool).await.map_err(|e| self.refused(table, e))?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let name: String = row.try_get(0).map_err(|e| self.refused(table, e))?;
+            let ty: String = row.try_get(1).map_err(|e| self.refused(table, e))?;
+            out.insert(name, ty.to_lowercase());
+        }
+        Ok(out)
+    }
+
+    pub async fn max_id(&self, table: &str, id: &str) -> Result<i64, ImportError> {
+        let sql = format!("SELECT {} FROM {}", self.bigint(&format!("MAX({})", self.quote(id))), self.quote(table));
+        let v: Option<i64> = sqlx::query_scalar(&sql).fetch_one(&self.pool).await.map_err(|e| self.refused(table, e))?;
+        Ok(v.unwrap_or(0))
+    }
+
+    pub async fn count_in(&self, table: &str, id: &str, from: i64, to_excl: i64) -> Result<i64, ImportError> {
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {id} >= {from} AND {id} < {to_excl}",
+            self.bigint("COUNT(*)"),
+            self.quote(table),
+            id = self.quote(id)
+        );
+        sqlx::query_scalar(&sql).fetch_one(&self.pool).await.map_err(|e| self.refused(table, e))
+    }
+
+    /// Existing rows by natural key: key value → ID.
+    pub async fn ids_by_key(&self, table: &str, id: &str, key: &str, values: &[String]) -> Result<BTreeMap<String, i64>, ImportError> {
+        let mut out = BTreeMap::new();
+        for chunk in values.chunks(500) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|n| self.placeholder(n)).collect();
+            let sql = format!(
+                "SELECT {}, {} FROM {} WHERE {} IN ({})",
+                self.bigint(&self.quote(id)),
+                self.text(&self.quote(key)),
+                self.quote(table),
+                self.quote(key),
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for v in chunk {
+                q = q.bind(v.clone());
+            }
+            for row in q.fetch_all(&self.pool).await.map_err(|e| self.refused(table, e))? {
+                let id: i64 = row.try_get(0).map_err(|e| self.refused(table, e))?;
+                let k: String = row.try_get(1).map_err(|e| self.refused(table, e))?;
+                out.insert(k, id);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn table_exists(&self, table: &str) -> Result<bool, ImportError> {
+        Ok(!self.columns(table).await?.is_empty())
+    }
+
+    pub async fn ensure_bookkeeping(&self) -> Result<(), ImportError> {
+        let key = if self.dialect == Dialect::MySql { "VARCHAR(191)" } else { "VARCHAR(200)" };
+        for sql in [
+            format!("CREATE TABLE IF NOT EXISTS {LEDGER} (ref {key} PRIMARY KEY, form VARCHAR(100) NOT NULL, imported_at VARCHAR(40) NOT NULL, ids TEXT NOT NULL)"),
+            format!("CREATE TABLE IF NOT EXISTS {RANGES} (tbl {key} PRIMARY KEY, start_id BIGINT NOT NULL)"),
+        ] {
+            sqlx::query(&sql).execute(&self.pool).await.map_err(|e| self.refused(LEDGER, e))?;
+        }
+        Ok(())
+    }
+
+    pub async fn ledger_refs(&self) -> Result<std::collections::HashSet<String>, ImportError> {
+        if !self.table_exists(LEDGER).await? {
+            return Ok(Default::default());
+        }
+        let refs: Vec<String> = sqlx::query_scalar(&format!("SELECT {} FROM {LEDGER}", self.text("ref")))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.refused(LEDGER, e))?;
+        Ok(refs.into_iter().collect())
+    }
+
+    pub async fn stored_ranges(&self) -> Result<BTreeMap<String, i64>, ImportError> {
+        if !self.table_exists(RANGES).await? {
+            return Ok(Default::default());
+        }
+        let rows = sqlx::query(&format!("SELECT {}, {} FROM {RANGES}", self.text("tbl"), self.bigint("start_id")))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.refused(RANGES, e))?;
+        rows.iter()
+            .map(|r| Ok((r.try_get::<String, _>(0).map_err(|e| self.refused(RANGES, e))?, r.try_get::<i64, _>(1).map_err(|e| self.refused(RANGES, e))?)))
+            .collect()
+    }
+
+    pub async fn store_ranges(&self, ranges: &BTreeMap<String, i64>, known: &BTreeMap<String, i64>) -> Result<(), ImportError> {
+        for (table, start) in ranges {
+            if known.contains_key(table) {
+                continue;
+            }
+            let sql = format!("INSERT INTO {RANGES} (tbl, start_id) VALUES ({}, {})", self.placeholder(1), self.placeholder(2));
+            sqlx::query(&sql).bind(table.clone()).bind(*start).execute(&self.pool).await.map_err(|e| self.refused(RANGES, e))?;
+        }
+        Ok(())
+    }
+
+    /// Moves the table's sequence past its highest ID, so the shop never hands out one of ours.
+    pub async fn bump_sequence(&self, table: &str, id: &str) -> Result<(), ImportError> {
+        let max = self.max_id(table, id).await?;
+        let result = match self.dialect {
+            Dialect::Postgres => {
+                let sql = "SELECT setval(pg_get_serial_sequence($1, $2), $3)";
+                // No sequence behind the column (IDs always given): nothing to move.
+                let has: Option<String> = sqlx::query_scalar("SELECT CAST(pg_get_serial_sequence($1, $2) AS TEXT)")
+                    .bind(table)
+                    .bind(id)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(|e| self.refused(table, e))?;
+                if has.is_none() || max == 0 {
+                    return Ok(());
+                }
+                sqlx::query(sql).bind(table).bind(id).bind(max).execute(&self.pool).await.map(|_| ())
+            }
+            Dialect::MySql => sqlx::query(&format!("ALTER TABLE {} AUTO_INCREMENT = {}", self.quote(table), max + 1))
+                .execute(&self.pool)
+                .await
+                .map(|_| ()),
+            Dialect::Sqlite => {
+                // Only AUTOINCREMENT tables keep a sequence; plain rowid tables continue from
+                // max(rowid) on their own.
+                let autoinc: Option<String> = sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?")
+                    .bind(table)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|e| self.refused(table, e))?;
+                if !autoinc.is_some_and(|s| s.to_uppercase().contains("AUTOINCREMENT")) {
+                    return Ok(());
+                }
+                let updated = sqlx::query("UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = ?")
+                    .bind(max)
+                    .bind(table)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| self.refused(table, e))?;
+                if updated.rows_affected() == 0 {
+                    sqlx::query("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)")
+                        .bind(table)
+                        .bind(max)
+                        .execute(&self.pool)
+                        .await
+                        .map(|_| ())
+                } else {
+                    Ok(())
+                }
+            }
+        };
+        result.map_err(|e| self.refused(table, e))
+    }
+
+    /// The SQL value for `v` in a column of type `ty`: PostgreSQL gets explicit casts, as it
+    /// does not convert a text parameter into a timestamp or an integer on its own.
+    pub fn value_sql(&self, n: usize, ty: &str) -> String {
+        let p = self.placeholder(n);
+        match self.dialect {
+            Dialect::Postgres => format!("CAST({p} AS {ty})"),
+            _ => p,
+        }
+    }
+
+    pub fn time_text(&self, t: jiff::Timestamp) -> String {
+        match self.dialect {
+            Dialect::Postgres => t.to_string(),
+            _ => t.strftime("%Y-%m-%d %H:%M:%S%.6f").to_string(),
+        }
+    }
+
+    /// A refusal, named by table (and by column when the database says which).
+    pub fn refused(&self, table: &str, e: sqlx::Error) -> ImportError {
+        let detail = match &e {
+            sqlx::Error::Database(db) => db.message().to_string(),
+            other => other.to_string(),
+        };
+        ImportError::Refused { table: table.to_string(), detail }
+    }
+}
+
+/// A URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}

@@ -1,0 +1,102 @@
+//! The collected records to import: read through `record::read_segment` from one or more
+//! `collected/` folders (one per node), in the import order (receive time, node, sequence).
+
+use crate::config::{Config, StoreFormat};
+use crate::record::{self, BadLine, Record};
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+
+pub struct Source {
+    pub records: Vec<Located>,
+    pub bad: Vec<BadLine>,
+    /// Records of forms the mapping does not import, per form.
+    pub unmapped: BTreeMap<String, usize>,
+    /// The same reference found twice (e.g. a folder given twice): kept once.
+    pub repeated: usize,
+}
+
+pub struct Located {
+    pub record: Record,
+    pub path: PathBuf,
+    pub line: usize,
+}
+
+pub fn read(config: &Config, folders: &[PathBuf]) -> std::io::Result<Source> {
+    let mut src = Source { records: Vec::new(), bad: Vec::new(), unmapped: BTreeMap::new(), repeated: 0 };
+    let mut seen = HashSet::new();
+    for folder in folders {
+        if !folder.is_dir() {
+            return Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("{}: no such folder", folder.display())));
+        }
+        for seg in record::list_segments(folder)? {
+            // A form kept as JSONL and CSV holds every record twice: read its first format.
+            let primary = config.forms.get(&seg.form).and_then(|f| f.store.first().copied()).unwrap_or(StoreFormat::Jsonl);
+            if seg.name.format != primary {
+                continue;
+            }
+            for item in record::read_segment(&seg.path)? {
+                match item {
+                    Err(bad) => src.bad.push(bad),
+                    Ok((line, r)) => match check(config, &r, &seg.form) {
+                        Err(message) => src.bad.push(BadLine { path: seg.path.clone(), line, message }),
+                        Ok(false) => *src.unmapped.entry(r.form.clone()).or_default() += 1,
+                        Ok(true) => {
+                            if seen.insert(r.reference.clone()) {
+                                src.records.push(Located { record: r, path: seg.path.clone(), line });
+                            } else {
+                                src.repeated += 1;
+                            }
+                        }
+                    },
+                }
+            }
+        }
+    }
+    src.records.sort_by(|a, b| a.record.sort_key().cmp(&b.record.sort_key()));
+    Ok(src)
+}
+
+/// Re-validates a record against today's form definition and catalog. `Ok(false)`: a known
+/// form with no import mapping.
+fn check(config: &Config, r: &Record, folder_form: &str) -> Result<bool, String> {
+    if r.form != folder_form {
+        return Err(format!("record of form {:?} in the folder of form {folder_form:?}", r.form));
+    }
+    let Some(form) = config.forms.get(&r.form) else {
+        return Err(format!("unknown form {:?} (not in cofferdam.toml)", r.form));
+    };
+    // Checkbox values are stored as true/false, which validation accepts as posted values.
+    let posted: BTreeMap<String, String> = r.fields.clone();
+    if let Err(errors) = crate::collect::validate(form, &config.catalog, &posted) {
+        let text: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect();
+        return Err(format!("does not validate any more: {}", text.join("; ")));
+    }
+    for line in &r.lines {
+        if config.product(&line.sku).is_none() {
+            return Err(format!("unknown SKU {:?} (not in the catalog)", line.sku));
+        }
+    }
+    Ok(config.import.forms.contains_key(&r.form))
+}
+
+/// References that look like double submits: flagged by the collector, or the same form and
+/// fields within ten minutes of an earlier record.
+pub fn suspected_duplicates(records: &[Located]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut last: BTreeMap<(String, String), (jiff::Timestamp, String)> = BTreeMap::new();
+    for l in records {
+        let r = &l.record;
+        if let Some(first) = &r.meta.duplicate_of {
+            out.push((r.reference.to_string(), first.to_string()));
+            continue;
+        }
+        let key = (r.form.clone(), serde_json::to_string(&r.fields).unwrap_or_default());
+        if let Some((at, first)) = last.get(&key) {
+            if r.received_at.duration_since(*at).as_secs() < 600 {
+                out.push((r.reference.to_string(), first.clone()));
+            }
+        }
+        last.insert(key, (r.received_at, r.reference.to_string()));
+    }
+    out
+}
