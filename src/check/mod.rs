@@ -123,6 +123,57 @@ pub fn check_site(site: &Site, build: bool) -> Result<Report, CheckError> {
     ))
 }
 
+/// The landing path as a fresh visitor fetches it, for `rehearse`.
+#[derive(Debug, Clone)]
+pub struct VisitPlan {
+    /// Each page of the landing path: its route and the files of `dist/` it loads, as site
+    /// paths (`/style.1a2b3c4d.css`), each listed once.
+    pub pages: Vec<(String, Vec<String>)>,
+    /// The order form on the path (name) and the page that shows it.
+    pub form: Option<(String, String)>,
+    /// Subresources from other hosts, which a rehearsal on loopback leaves out.
+    pub external: usize,
+}
+
+/// Reads the built site of `site` (as `check` does) and lists what a visitor loads.
+pub fn visit_plan(site: &Site, manifest: &Manifest) -> VisitPlan {
+    let ctx = Ctx::new(site, manifest, &site.output_dir());
+    let mut external = 0;
+    let pages = landing::path(&ctx)
+        .into_iter()
+        .filter_map(|route| {
+            let doc = ctx.doc(&route)?;
+            let mut files: Vec<String> = Vec::new();
+            for r in doc.refs.iter().filter(|r| r.kind.loads_with_page()) {
+                match &r.target {
+                    Target::File(p) if !files.iter().any(|f| f[1..] == *p) => {
+                        files.push(format!("/{p}"))
+                    }
+                    Target::External { .. } => external += 1,
+                    _ => {}
+                }
+            }
+            Some((route, files))
+        })
+        .collect();
+    VisitPlan {
+        pages,
+        form: landing::order_form(&ctx),
+        external,
+    }
+}
+
+/// Builds `site` when its `dist/` is missing or older than its sources; says why it did.
+pub fn build_if_stale(site: &Site) -> Result<Option<String>, crate::build::BuildError> {
+    match staleness(site, &site.output_dir()) {
+        Some(why) => {
+            crate::build::build_site(site, None)?;
+            Ok(Some(why))
+        }
+        None => Ok(None),
+    }
+}
+
 /// Why `dist/` needs a build, if it does.
 fn staleness(site: &Site, dist: &Path) -> Option<String> {
     let built = match std::fs::metadata(dist.join(crate::manifest::MANIFEST_PATH))

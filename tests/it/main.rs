@@ -7,4 +7,5 @@ mod build;
 mod check;
 mod collect;
 mod import;
+mod rehearse;
 mod serve;
