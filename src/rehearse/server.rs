@@ -30,7 +30,8 @@ impl ScratchServer {
             .tempdir()
             .context("creating a scratch folder")?;
         let collected = dir.path().join("collected");
-        let config = scratch_config(site, &collected)?;
+        let dist = scratch_dist(site, &dir.path().join("dist"))?;
+        let config = scratch_config(site, &dist, &collected)?;
         std::fs::write(dir.path().join(crate::config::CONFIG_FILE), config)
             .context("writing the scratch config")?;
         let mut child = Command::new(exe)
@@ -158,17 +159,41 @@ impl Drop for ScratchServer {
     }
 }
 
+/// A view of the site's `dist/` in `to`: every entry a symlink to the real one, except the
+/// manifest, whose stock caps the server reads (the collector takes them from the manifest)
+/// are raised to [`REHEARSAL_STOCK`], so that the rehearsal never sells the site out.
+fn scratch_dist(site: &Site, to: &Path) -> anyhow::Result<PathBuf> {
+    let real = std::fs::canonicalize(site.output_dir())
+        .with_context(|| format!("{}", site.output_dir().display()))?;
+    let mut manifest = crate::manifest::Manifest::load(&real)?;
+    for p in manifest.catalog.iter_mut().filter(|p| p.stock.is_some()) {
+        p.stock = Some(REHEARSAL_STOCK as u64);
+    }
+    let manifest_dir = Path::new(crate::manifest::MANIFEST_PATH)
+        .parent()
+        .expect("the manifest is in a folder");
+    std::fs::create_dir_all(to.join(manifest_dir)).with_context(|| format!("{}", to.display()))?;
+    for entry in std::fs::read_dir(&real).with_context(|| format!("{}", real.display()))? {
+        let entry = entry?;
+        if Path::new(&entry.file_name()) != manifest_dir {
+            std::os::unix::fs::symlink(entry.path(), to.join(entry.file_name()))
+                .with_context(|| format!("linking {}", entry.path().display()))?;
+        }
+    }
+    std::fs::write(to.join(crate::manifest::MANIFEST_PATH), manifest.to_json())
+        .context("writing the scratch manifest")?;
+    Ok(to.to_path_buf())
+}
+
 /// The site's config, pointed at its built `dist/` and a scratch collected folder, with what
 /// would distort a rehearsal from one loopback address turned off: per-IP rate limits, a
 /// client-IP header, stock caps that would sell out mid-run, production-mode key checks.
-fn scratch_config(site: &Site, collected: &Path) -> anyhow::Result<String> {
+fn scratch_config(site: &Site, dist: &Path, collected: &Path) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(&site.config_path)
         .with_context(|| format!("reading {}", site.config_path.display()))?;
     let mut doc: toml::Table = text
         .parse()
         .with_context(|| format!("parsing {}", site.config_path.display()))?;
-    let dist = std::fs::canonicalize(site.output_dir())
-        .with_context(|| format!("{}", site.output_dir().display()))?;
     let table = |doc: &mut toml::Table, name: &str| -> toml::Table {
         match doc.remove(name) {
             Some(toml::Value::Table(t)) => t,

@@ -79,6 +79,8 @@ fn rehearsal_reports_capacity_and_leaves_the_log_alone() {
 #[test]
 fn rehearsal_json_has_steps_capacity_and_every_order_on_disk() {
     let site = example_site();
+    // A cap of 5 lamps: the rehearsal's thousands of orders must not sell the site out.
+    edit(site.path(), "cofferdam.toml", "stock = 5000", "stock = 5");
     build(site.path());
     let out = run(
         site.path(),
@@ -117,6 +119,11 @@ fn rehearsal_json_has_steps_capacity_and_every_order_on_disk() {
         "every 303 is a record on disk: {json}"
     );
     assert_eq!(json["acknowledged_orders_lost"], 0);
+    assert!(acked > 5, "the scratch server lifts stock caps: {json}");
+    assert!(
+        steps.iter().all(|s| s["broke"].is_null()),
+        "no step broke (no 409 sold out): {json}"
+    );
     assert!(
         !site.path().join("collected").exists(),
         "the site's collected/ is untouched"
