@@ -158,6 +158,18 @@ stop() {
   kill -KILL "$1" 2>/dev/null || true
 }
 
+# CPU time (clock ticks) of a server: the process and its children (nginx's worker). The
+# share of core 0 it used during a run tells whether the server or wrk was the limit.
+cpu_ticks() {
+  local pid t=0 f
+  for pid in "$1" $(pgrep -P "$1" || true); do
+    f=$(cut -d' ' -f14,15 "/proc/$pid/stat" 2>/dev/null) || continue
+    t=$((t + ${f% *} + ${f#* }))
+  done
+  echo "$t"
+}
+HZ=$(getconf CLK_TCK)
+
 RESULTS="$OUT/static-results.txt"
 : >"$RESULTS"
 load() {
@@ -165,10 +177,16 @@ load() {
   for path in / "$ASSET"; do
     label=$([[ $path == / ]] && echo landing || echo asset)
     for round in $(seq 1 "$ROUNDS"); do
+      local c0 c1 t0 t1
+      c0=$(cpu_ticks "$SERVER_PID")
+      t0=$(date +%s.%N)
       run_wrk "static-$name-$label-$round" -t1 -c"$CONNS" -d"$DURATION" --latency \
         -H 'Accept-Encoding: br, gzip' "$url$path"
-      printf '%-10s %-8s round %s: %8s req/s  p50 %6s ms  p99 %6s ms  errors %s\n' \
-        "$name" "$label" "$round" "$RPS" "$P50" "$P99" "$BAD"
+      t1=$(date +%s.%N)
+      c1=$(cpu_ticks "$SERVER_PID")
+      printf '%-10s %-8s round %s: %8s req/s  p50 %6s ms  p99 %6s ms  errors %s  server CPU %s%% of core 0\n' \
+        "$name" "$label" "$round" "$RPS" "$P50" "$P99" "$BAD" \
+        "$(awk -v c=$((c1 - c0)) -v hz="$HZ" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", 100 * c / hz / (b - a)}')"
       echo "$name $label $round $RPS $P50 $P99 $BAD" >>"$RESULTS"
     done
   done
