@@ -255,7 +255,7 @@ impl CsvCodec {
     }
 }
 
-fn write_csv_line<'a>(cells: impl Iterator<Item = impl AsRef<str>>) -> Vec<u8> {
+fn write_csv_line(cells: impl Iterator<Item = impl AsRef<str>>) -> Vec<u8> {
     let mut w = csv::WriterBuilder::new()
         .terminator(csv::Terminator::Any(b'\n'))
         .from_writer(Vec::new());

@@ -41,7 +41,9 @@ impl Target {
         } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
             Dialect::MySql
         } else {
-            return Err(ImportError::Target(format!("{url}: not a database URL (sqlite://, postgres://, mysql://)")));
+            return Err(ImportError::Target(format!(
+                "{url}: not a database URL (sqlite://, postgres://, mysql://)"
+            )));
         };
         let pool = AnyPoolOptions::new()
             .max_connections(2)
@@ -91,34 +93,60 @@ impl Target {
                                WHERE table_name = ? AND table_schema = DATABASE()"
                 .to_string(),
         };
-        let rows = sqlx::query(&sql).bind(table).fetch_all(&self.pool).await.map_err(|e| self.refused(table, e))?;
+        let rows = sqlx::query(&sql)
+            .bind(table)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.refused(table, e))?;
         let mut out = BTreeMap::new();
         for row in rows {
-            let name: String = row.try_get(0).map_err(|e| self.refused(table, e))?;
-            let ty: String = row.try_get(1).map_err(|e| self.refused(table, e))?;
+            let name = text_at(&row, 0).map_err(|e| self.refused(table, e))?;
+            let ty = text_at(&row, 1).map_err(|e| self.refused(table, e))?;
             out.insert(name, ty.to_lowercase());
         }
         Ok(out)
     }
 
     pub async fn max_id(&self, table: &str, id: &str) -> Result<i64, ImportError> {
-        let sql = format!("SELECT {} FROM {}", self.bigint(&format!("MAX({})", self.quote(id))), self.quote(table));
-        let v: Option<i64> = sqlx::query_scalar(&sql).fetch_one(&self.pool).await.map_err(|e| self.refused(table, e))?;
+        let sql = format!(
+            "SELECT {} FROM {}",
+            self.bigint(&format!("MAX({})", self.quote(id))),
+            self.quote(table)
+        );
+        let v: Option<i64> = sqlx::query_scalar(&sql)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.refused(table, e))?;
         Ok(v.unwrap_or(0))
     }
 
-    pub async fn count_in(&self, table: &str, id: &str, from: i64, to_excl: i64) -> Result<i64, ImportError> {
+    pub async fn count_in(
+        &self,
+        table: &str,
+        id: &str,
+        from: i64,
+        to_excl: i64,
+    ) -> Result<i64, ImportError> {
         let sql = format!(
             "SELECT {} FROM {} WHERE {id} >= {from} AND {id} < {to_excl}",
             self.bigint("COUNT(*)"),
             self.quote(table),
             id = self.quote(id)
         );
-        sqlx::query_scalar(&sql).fetch_one(&self.pool).await.map_err(|e| self.refused(table, e))
+        sqlx::query_scalar(&sql)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.refused(table, e))
     }
 
     /// Existing rows by natural key: key value → ID.
-    pub async fn ids_by_key(&self, table: &str, id: &str, key: &str, values: &[String]) -> Result<BTreeMap<String, i64>, ImportError> {
+    pub async fn ids_by_key(
+        &self,
+        table: &str,
+        id: &str,
+        key: &str,
+        values: &[String],
+    ) -> Result<BTreeMap<String, i64>, ImportError> {
         let mut out = BTreeMap::new();
         for chunk in values.chunks(500) {
             let marks: Vec<String> = (1..=chunk.len()).map(|n| self.placeholder(n)).collect();
@@ -134,9 +162,13 @@ impl Target {
             for v in chunk {
                 q = q.bind(v.clone());
             }
-            for row in q.fetch_all(&self.pool).await.map_err(|e| self.refused(table, e))? {
+            for row in q
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.refused(table, e))?
+            {
                 let id: i64 = row.try_get(0).map_err(|e| self.refused(table, e))?;
-                let k: String = row.try_get(1).map_err(|e| self.refused(table, e))?;
+                let k = text_at(&row, 1).map_err(|e| self.refused(table, e))?;
                 out.insert(k, id);
             }
         }
@@ -148,7 +180,11 @@ impl Target {
     }
 
     pub async fn ensure_bookkeeping(&self) -> Result<(), ImportError> {
-        let key = if self.dialect == Dialect::MySql { "VARCHAR(191)" } else { "VARCHAR(200)" };
+        let key = if self.dialect == Dialect::MySql {
+            "VARCHAR(191)"
+        } else {
+            "VARCHAR(200)"
+        };
         for sql in [
             format!("CREATE TABLE IF NOT EXISTS {LEDGER} (ref {key} PRIMARY KEY, form VARCHAR(100) NOT NULL, imported_at VARCHAR(40) NOT NULL, ids TEXT NOT NULL)"),
             format!("CREATE TABLE IF NOT EXISTS {RANGES} (tbl {key} PRIMARY KEY, start_id BIGINT NOT NULL)"),
@@ -162,80 +198,121 @@ impl Target {
         if !self.table_exists(LEDGER).await? {
             return Ok(Default::default());
         }
-        let refs: Vec<String> = sqlx::query_scalar(&format!("SELECT {} FROM {LEDGER}", self.text("ref")))
+        let rows = sqlx::query(&format!("SELECT {} FROM {LEDGER}", self.text("ref")))
             .fetch_all(&self.pool)
             .await
             .map_err(|e| self.refused(LEDGER, e))?;
-        Ok(refs.into_iter().collect())
+        rows.iter()
+            .map(|r| text_at(r, 0).map_err(|e| self.refused(LEDGER, e)))
+            .collect()
     }
 
     pub async fn stored_ranges(&self) -> Result<BTreeMap<String, i64>, ImportError> {
         if !self.table_exists(RANGES).await? {
             return Ok(Default::default());
         }
-        let rows = sqlx::query(&format!("SELECT {}, {} FROM {RANGES}", self.text("tbl"), self.bigint("start_id")))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.refused(RANGES, e))?;
+        let rows = sqlx::query(&format!(
+            "SELECT {}, {} FROM {RANGES}",
+            self.text("tbl"),
+            self.bigint("start_id")
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.refused(RANGES, e))?;
         rows.iter()
-            .map(|r| Ok((r.try_get::<String, _>(0).map_err(|e| self.refused(RANGES, e))?, r.try_get::<i64, _>(1).map_err(|e| self.refused(RANGES, e))?)))
+            .map(|r| {
+                Ok((
+                    text_at(r, 0).map_err(|e| self.refused(RANGES, e))?,
+                    r.try_get::<i64, _>(1)
+                        .map_err(|e| self.refused(RANGES, e))?,
+                ))
+            })
             .collect()
     }
 
-    pub async fn store_ranges(&self, ranges: &BTreeMap<String, i64>, known: &BTreeMap<String, i64>) -> Result<(), ImportError> {
+    pub async fn store_ranges(
+        &self,
+        ranges: &BTreeMap<String, i64>,
+        known: &BTreeMap<String, i64>,
+    ) -> Result<(), ImportError> {
         for (table, start) in ranges {
             if known.contains_key(table) {
                 continue;
             }
-            let sql = format!("INSERT INTO {RANGES} (tbl, start_id) VALUES ({}, {})", self.placeholder(1), self.placeholder(2));
-            sqlx::query(&sql).bind(table.clone()).bind(*start).execute(&self.pool).await.map_err(|e| self.refused(RANGES, e))?;
+            let sql = format!(
+                "INSERT INTO {RANGES} (tbl, start_id) VALUES ({}, {})",
+                self.placeholder(1),
+                self.placeholder(2)
+            );
+            sqlx::query(&sql)
+                .bind(table.clone())
+                .bind(*start)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| self.refused(RANGES, e))?;
         }
         Ok(())
     }
 
-    /// Moves the table's sequence past its highest ID, so the shop never hands out one of ours.
-    pub async fn bump_sequence(&self, table: &str, id: &str) -> Result<(), ImportError> {
-        let max = self.max_id(table, id).await?;
+    /// Moves the table's sequence (or AUTO_INCREMENT) to at least `past`, never backwards, so
+    /// the shop's next own ID is above every ID of the reserved range.
+    pub async fn bump_sequence(&self, table: &str, id: &str, past: i64) -> Result<(), ImportError> {
+        let past = past.max(self.max_id(table, id).await?);
+        if past <= 0 {
+            return Ok(());
+        }
         let result = match self.dialect {
             Dialect::Postgres => {
-                let sql = "SELECT setval(pg_get_serial_sequence($1, $2), $3)";
                 // No sequence behind the column (IDs always given): nothing to move.
-                let has: Option<String> = sqlx::query_scalar("SELECT CAST(pg_get_serial_sequence($1, $2) AS TEXT)")
-                    .bind(table)
-                    .bind(id)
-                    .fetch_one(&self.pool)
+                let seq: Option<String> =
+                    sqlx::query_scalar("SELECT CAST(pg_get_serial_sequence($1, $2) AS TEXT)")
+                        .bind(table)
+                        .bind(id)
+                        .fetch_one(&self.pool)
+                        .await
+                        .map_err(|e| self.refused(table, e))?;
+                let Some(seq) = seq else { return Ok(()) };
+                let sql = format!("SELECT CAST(setval($1, GREATEST($2, (SELECT last_value FROM {seq}))) AS BIGINT)");
+                sqlx::query(&sql)
+                    .bind(seq.clone())
+                    .bind(past)
+                    .execute(&self.pool)
                     .await
-                    .map_err(|e| self.refused(table, e))?;
-                if has.is_none() || max == 0 {
-                    return Ok(());
-                }
-                sqlx::query(sql).bind(table).bind(id).bind(max).execute(&self.pool).await.map(|_| ())
+                    .map(|_| ())
             }
-            Dialect::MySql => sqlx::query(&format!("ALTER TABLE {} AUTO_INCREMENT = {}", self.quote(table), max + 1))
-                .execute(&self.pool)
-                .await
-                .map(|_| ()),
+            // MySQL never lowers AUTO_INCREMENT below the table's maximum on its own.
+            Dialect::MySql => sqlx::query(&format!(
+                "ALTER TABLE {} AUTO_INCREMENT = {}",
+                self.quote(table),
+                past + 1
+            ))
+            .execute(&self.pool)
+            .await
+            .map(|_| ()),
             Dialect::Sqlite => {
                 // Only AUTOINCREMENT tables keep a sequence; plain rowid tables continue from
                 // max(rowid) on their own.
-                let autoinc: Option<String> = sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?")
-                    .bind(table)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(|e| self.refused(table, e))?;
+                let autoinc: Option<String> = sqlx::query_scalar(
+                    "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
+                )
+                .bind(table)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| self.refused(table, e))?;
                 if !autoinc.is_some_and(|s| s.to_uppercase().contains("AUTOINCREMENT")) {
                     return Ok(());
                 }
-                let updated = sqlx::query("UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = ?")
-                    .bind(max)
-                    .bind(table)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(|e| self.refused(table, e))?;
+                let updated =
+                    sqlx::query("UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = ?")
+                        .bind(past)
+                        .bind(table)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(|e| self.refused(table, e))?;
                 if updated.rows_affected() == 0 {
                     sqlx::query("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)")
                         .bind(table)
-                        .bind(max)
+                        .bind(past)
                         .execute(&self.pool)
                         .await
                         .map(|_| ())
@@ -247,13 +324,17 @@ impl Target {
         result.map_err(|e| self.refused(table, e))
     }
 
-    /// The SQL value for `v` in a column of type `ty`: PostgreSQL gets explicit casts, as it
-    /// does not convert a text parameter into a timestamp or an integer on its own.
+    /// The SQL value for parameter `n` in a column of type `ty`. PostgreSQL gets an explicit
+    /// cast where it would not convert a text parameter on its own (timestamps, numbers, JSON);
+    /// character types get none, as `CAST(x AS character)` would cut `CHAR(3)` to one letter.
     pub fn value_sql(&self, n: usize, ty: &str) -> String {
         let p = self.placeholder(n);
-        match self.dialect {
-            Dialect::Postgres => format!("CAST({p} AS {ty})"),
-            _ => p,
+        let cast = self.dialect == Dialect::Postgres
+            && !(ty.contains("char") || ty == "text" || ty == "user-defined" || ty == "array");
+        if cast {
+            format!("CAST({p} AS {ty})")
+        } else {
+            p
         }
     }
 
@@ -270,7 +351,22 @@ impl Target {
             sqlx::Error::Database(db) => db.message().to_string(),
             other => other.to_string(),
         };
-        ImportError::Refused { table: table.to_string(), detail }
+        ImportError::Refused {
+            table: table.to_string(),
+            detail,
+        }
+    }
+}
+
+/// Column `i` as text. MySQL reports long text (`TEXT`, or a cast of it) as a BLOB through the
+/// `Any` driver, so bytes are accepted too.
+pub fn text_at(row: &sqlx::any::AnyRow, i: usize) -> Result<String, sqlx::Error> {
+    match row.try_get::<String, _>(i) {
+        Ok(s) => Ok(s),
+        Err(_) => {
+            let bytes: Vec<u8> = row.try_get(i)?;
+            String::from_utf8(bytes).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+        }
     }
 }
 

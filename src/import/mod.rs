@@ -51,7 +51,12 @@ pub enum ImportError {
     #[error("{0} bad records (listed above): nothing was imported; fix them, or import the good ones with --skip-bad")]
     Bad(usize),
     #[error("the reserved range of {table} ({from}..{to}) holds {found} rows that are not ours: choose another offset")]
-    RangeTaken { table: String, from: i64, to: i64, found: i64 },
+    RangeTaken {
+        table: String,
+        from: i64,
+        to: i64,
+        found: i64,
+    },
 }
 
 /// What an import did.
@@ -63,16 +68,26 @@ pub struct Summary {
 }
 
 pub fn cli(args: &ImportArgs) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let summary = runtime.block_on(run(args))?;
-    Ok(if summary.bad > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
+    Ok(if summary.bad > 0 {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 pub async fn run(args: &ImportArgs) -> Result<Summary, ImportError> {
     let site = Site::load(&args.site)?;
     let config = &site.config;
     let url = resolve_url(&site, args.to.as_deref().unwrap_or(&config.import.to));
-    let folders = if args.from.is_empty() { vec![site.collected_dir()] } else { args.from.clone() };
+    let folders = if args.from.is_empty() {
+        vec![site.collected_dir()]
+    } else {
+        args.from.clone()
+    };
     let src = source::read(config, &folders)?;
     for bad in &src.bad {
         eprintln!("bad record: {bad}");
@@ -90,25 +105,57 @@ pub async fn run(args: &ImportArgs) -> Result<Summary, ImportError> {
         if new == 0 {
             continue;
         }
-        let found = target.count_in(table, &t.id_column, t.start, t.start + t.count).await? - t.count_done;
+        let found = target
+            .count_in(table, &t.id_column, t.start, t.start + t.count)
+            .await?
+            - t.count_done;
         if found > 0 {
-            return Err(ImportError::RangeTaken { table: table.clone(), from: t.start, to: t.start + t.count - 1, found });
+            return Err(ImportError::RangeTaken {
+                table: table.clone(),
+                from: t.start,
+                to: t.start + t.count - 1,
+                found,
+            });
         }
-        println!("  range {table} {}..={} is free", t.start, t.start + t.count - 1);
+        println!(
+            "  range {table} {}..={} is free",
+            t.start,
+            t.start + t.count - 1
+        );
     }
-    let summary = Summary { imported: plan.pending(), already: plan.records.len() - plan.pending(), bad: src.bad.len() };
+    let summary = Summary {
+        imported: plan.pending(),
+        already: plan.records.len() - plan.pending(),
+        bad: src.bad.len(),
+    };
     if args.dry_run {
         println!("dry run: nothing written");
         return Ok(summary);
     }
     target.ensure_bookkeeping().await?;
-    let starts = plan.tables.iter().map(|(t, p)| (t.clone(), p.start)).collect();
+    let starts = plan
+        .tables
+        .iter()
+        .map(|(t, p)| (t.clone(), p.start))
+        .collect();
     target.store_ranges(&starts, &plan.stored_ranges).await?;
-    write(&target, &plan, args.batch_size.unwrap_or(config.import.batch_size).max(1)).await?;
-    for (table, t) in &plan.tables {
-        target.bump_sequence(table, &t.id_column).await?;
+    // Before the first row: from now on the shop's own inserts land above the reserved range,
+    // even while this import runs or if it is killed halfway.
+    for (table, t) in plan.tables.iter().filter(|(_, t)| t.count > 0) {
+        target
+            .bump_sequence(table, &t.id_column, t.start + t.count - 1)
+            .await?;
     }
-    println!("imported {} records ({} were imported before)", summary.imported, summary.already);
+    write(
+        &target,
+        &plan,
+        args.batch_size.unwrap_or(config.import.batch_size).max(1),
+    )
+    .await?;
+    println!(
+        "imported {} records ({} were imported before)",
+        summary.imported, summary.already
+    );
     Ok(summary)
 }
 
@@ -143,7 +190,11 @@ fn print_plan(url: &str, src: &source::Source, plan: &plan::Plan) {
     for t in &plan.table_order {
         let p = &plan.tables[t];
         let new = p.count - p.count_done;
-        let range = if p.count > 0 { format!("{}..={}", p.start, p.start + p.count - 1) } else { "-".into() };
+        let range = if p.count > 0 {
+            format!("{}..={}", p.start, p.start + p.count - 1)
+        } else {
+            "-".into()
+        };
         println!(
             "  {t:<16} {new} new rows, ids {range} ({}), {} reused by natural key",
             if p.auto { "auto" } else { "offset" },
@@ -164,16 +215,27 @@ async fn write(target: &Target, plan: &plan::Plan, batch_size: usize) -> Result<
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(pending.len() as u64);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} records  {per_sec}  eta {eta}").expect("static template"),
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} records  {per_sec}  eta {eta}",
+            )
+            .expect("static template"),
         );
         bar
     });
     let imported_at = jiff::Timestamp::now().to_string();
     let mut written = 0;
     for batch in pending.chunks(batch_size) {
-        let mut tx = target.pool.begin().await.map_err(|e| target.refused(LEDGER, e))?;
+        let mut tx = target
+            .pool
+            .begin()
+            .await
+            .map_err(|e| target.refused(LEDGER, e))?;
         for table in &plan.table_order {
-            let rows: Vec<&plan::Row> = batch.iter().flat_map(|r| r.rows.iter()).filter(|r| &r.table == table).collect();
+            let rows: Vec<&plan::Row> = batch
+                .iter()
+                .flat_map(|r| r.rows.iter())
+                .filter(|r| &r.table == table)
+                .collect();
             let t = &plan.tables[table];
             for chunk in rows.chunks(200) {
                 insert_rows(target, &mut tx, table, t, chunk).await?;
@@ -197,7 +259,9 @@ async fn write(target: &Target, plan: &plan::Plan, batch_size: usize) -> Result<
                 .bind(imported_at.clone())
                 .bind(serde_json::to_string(&r.ids).expect("ids serialize"));
         }
-        q.execute(&mut *tx).await.map_err(|e| target.refused(LEDGER, e))?;
+        q.execute(&mut *tx)
+            .await
+            .map_err(|e| target.refused(LEDGER, e))?;
         tx.commit().await.map_err(|e| target.refused(LEDGER, e))?;
         written += batch.len();
         match &bar {
@@ -220,7 +284,9 @@ async fn insert_rows(
 ) -> Result<(), ImportError> {
     let cols: Vec<&str> = rows[0].columns.iter().map(|(c, _)| c.as_str()).collect();
     // Rows of one table can come from entities with different column sets.
-    if rows.iter().any(|r| r.columns.len() != cols.len() || r.columns.iter().zip(&cols).any(|((a, _), b)| a != b)) {
+    if rows.iter().any(|r| {
+        r.columns.len() != cols.len() || r.columns.iter().zip(&cols).any(|((a, _), b)| a != b)
+    }) {
         for r in rows {
             Box::pin(insert_rows(target, tx, table, t, std::slice::from_ref(r))).await?;
         }
@@ -230,7 +296,10 @@ async fn insert_rows(
         "INSERT INTO {} ({}, {}) VALUES ",
         target.quote(table),
         target.quote(&t.id_column),
-        cols.iter().map(|c| target.quote(c)).collect::<Vec<_>>().join(", ")
+        cols.iter()
+            .map(|c| target.quote(c))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let mut n = 0;
     for (i, _) in rows.iter().enumerate() {
@@ -256,6 +325,8 @@ async fn insert_rows(
             };
         }
     }
-    q.execute(&mut **tx).await.map_err(|e| target.refused(table, e))?;
+    q.execute(&mut **tx)
+        .await
+        .map_err(|e| target.refused(table, e))?;
     Ok(())
 }

@@ -52,7 +52,12 @@ impl Plan {
     }
 }
 
-pub async fn make(config: &Config, target: &Target, located: &[Located], done: &HashSet<String>) -> Result<Plan, ImportError> {
+pub async fn make(
+    config: &Config,
+    target: &Target,
+    located: &[Located],
+    done: &HashSet<String>,
+) -> Result<Plan, ImportError> {
     let imp = &config.import;
     let mut table_order: Vec<String> = Vec::new();
     for entities in imp.forms.values() {
@@ -71,7 +76,10 @@ pub async fn make(config: &Config, target: &Target, located: &[Located], done: &
         let map = &imp.tables[t];
         let columns = target.columns(t).await?;
         if columns.is_empty() {
-            return Err(ImportError::Refused { table: t.clone(), detail: "no such table in the target database".into() });
+            return Err(ImportError::Refused {
+                table: t.clone(),
+                detail: "no such table in the target database".into(),
+            });
         }
         let mut needed: Vec<&str> = vec![map.id.as_str()];
         needed.extend(map.key.as_deref());
@@ -82,7 +90,10 @@ pub async fn make(config: &Config, target: &Target, located: &[Located], done: &
             if !columns.contains_key(col) {
                 return Err(ImportError::Refused {
                     table: t.clone(),
-                    detail: format!("no column {col:?} (columns: {})", columns.keys().cloned().collect::<Vec<_>>().join(", ")),
+                    detail: format!(
+                        "no column {col:?} (columns: {})",
+                        columns.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
                 });
             }
         }
@@ -91,18 +102,37 @@ pub async fn make(config: &Config, target: &Target, located: &[Located], done: &
             (None, Offset::Fixed(n)) => (*n, false),
             (None, Offset::Auto(_)) => (target.max_id(t, &map.id).await? + imp.gap.max(1), true),
         };
-        tables.insert(t.clone(), TablePlan { start, auto, columns, id_column: map.id.clone(), ..Default::default() });
+        tables.insert(
+            t.clone(),
+            TablePlan {
+                start,
+                auto,
+                columns,
+                id_column: map.id.clone(),
+                ..Default::default()
+            },
+        );
     }
 
     // Natural keys that exist in the target already.
     let mut existing: HashMap<String, BTreeMap<String, i64>> = HashMap::new();
     for t in &table_order {
-        let Some(key) = &imp.tables[t].key else { continue };
+        let Some(key) = &imp.tables[t].key else {
+            continue;
+        };
         let mut values: Vec<String> = Vec::new();
         for l in located {
-            for e in imp.forms.get(&l.record.form).into_iter().flatten().filter(|e| &e.table == t) {
+            for e in imp
+                .forms
+                .get(&l.record.form)
+                .into_iter()
+                .flatten()
+                .filter(|e| &e.table == t)
+            {
                 if let Some(expr) = e.columns.get(key) {
-                    if let Ok(Value::Text(v)) = eval(expr, &l.record, None, &BTreeMap::new(), &HashMap::new()) {
+                    if let Ok(Value::Text(v)) =
+                        eval(expr, &l.record, None, &BTreeMap::new(), &HashMap::new())
+                    {
                         values.push(v);
                     }
                 }
@@ -110,7 +140,12 @@ pub async fn make(config: &Config, target: &Target, located: &[Located], done: &
         }
         values.sort();
         values.dedup();
-        existing.insert(t.clone(), target.ids_by_key(t, &imp.tables[t].id, key, &values).await?);
+        existing.insert(
+            t.clone(),
+            target
+                .ids_by_key(t, &imp.tables[t].id, key, &values)
+                .await?,
+        );
     }
 
     let mut records = Vec::with_capacity(located.len());
@@ -122,29 +157,56 @@ pub async fn make(config: &Config, target: &Target, located: &[Located], done: &
         let already = done.contains(&reference);
         let mut ids: BTreeMap<String, Vec<i64>> = BTreeMap::new();
         let mut rows = Vec::new();
-        let parent_ids = r.parent_ref.as_ref().and_then(|p| by_ref.get(&p.to_string())).cloned().unwrap_or_default();
+        let parent_ids = r
+            .parent_ref
+            .as_ref()
+            .and_then(|p| by_ref.get(&p.to_string()))
+            .cloned()
+            .unwrap_or_default();
         for e in imp.forms.get(&r.form).into_iter().flatten() {
-            let lines: Vec<Option<usize>> = if e.per.is_some() { (0..r.lines.len()).map(Some).collect() } else { vec![None] };
+            let lines: Vec<Option<usize>> = if e.per.is_some() {
+                (0..r.lines.len()).map(Some).collect()
+            } else {
+                vec![None]
+            };
             for line in lines {
                 let mut cols = Vec::with_capacity(e.columns.len());
                 for (col, expr) in &e.columns {
-                    let v = eval(expr, r, line, &ids, &HashMap::from([("parent", &parent_ids)]))
-                        .map_err(|m| ImportError::Record { at: format!("{}:{}", l.path.display(), l.line), message: format!("{}.{col}: {m}", e.table) })?;
+                    let v = eval(
+                        expr,
+                        r,
+                        line,
+                        &ids,
+                        &HashMap::from([("parent", &parent_ids)]),
+                    )
+                    .map_err(|m| ImportError::Record {
+                        at: format!("{}:{}", l.path.display(), l.line),
+                        message: format!("{}.{col}: {m}", e.table),
+                    })?;
                     cols.push((col.clone(), v));
                 }
                 let plan = tables.get_mut(&e.table).expect("planned above");
                 let key_value = imp.tables[&e.table].key.as_ref().and_then(|k| {
-                    cols.iter().find(|(c, _)| c == k).and_then(|(_, v)| match v {
-                        Value::Text(s) => Some(s.clone()),
-                        Value::Int(n) => Some(n.to_string()),
-                        _ => None,
-                    })
+                    cols.iter()
+                        .find(|(c, _)| c == k)
+                        .and_then(|(_, v)| match v {
+                            Value::Text(s) => Some(s.clone()),
+                            Value::Int(n) => Some(n.to_string()),
+                            _ => None,
+                        })
                 });
                 let reused = key_value.as_ref().and_then(|k| {
-                    keyed.get(&(e.table.clone(), k.clone())).copied().or_else(|| {
-                        // A row of ours from an earlier run counts as new, so IDs stay stable.
-                        existing.get(&e.table).and_then(|m| m.get(k)).copied().filter(|id| *id < plan.start)
-                    })
+                    keyed
+                        .get(&(e.table.clone(), k.clone()))
+                        .copied()
+                        .or_else(|| {
+                            // A row of ours from an earlier run counts as new, so IDs stay stable.
+                            existing
+                                .get(&e.table)
+                                .and_then(|m| m.get(k))
+                                .copied()
+                                .filter(|id| *id < plan.start)
+                        })
                 });
                 let id = match reused {
                     Some(id) => {
@@ -157,7 +219,11 @@ pub async fn make(config: &Config, target: &Target, located: &[Located], done: &
                         if already {
                             plan.count_done += 1;
                         } else {
-                            rows.push(Row { table: e.table.clone(), id, columns: cols });
+                            rows.push(Row {
+                                table: e.table.clone(),
+                                id,
+                                columns: cols,
+                            });
                         }
                         if let Some(k) = key_value {
                             keyed.insert((e.table.clone(), k), id);
@@ -169,12 +235,27 @@ pub async fn make(config: &Config, target: &Target, located: &[Located], done: &
             }
         }
         by_ref.insert(reference.clone(), ids.clone());
-        records.push(PlannedRecord { reference, form: r.form.clone(), ids, rows, already });
+        records.push(PlannedRecord {
+            reference,
+            form: r.form.clone(),
+            ids,
+            rows,
+            already,
+        });
     }
-    Ok(Plan { records, tables, table_order, stored_ranges: stored })
+    Ok(Plan {
+        records,
+        tables,
+        table_order,
+        stored_ranges: stored,
+    })
 }
 
-fn depth<'a>(entities: impl Iterator<Item = &'a EntityMap> + Clone, table: &str, level: usize) -> usize {
+fn depth<'a>(
+    entities: impl Iterator<Item = &'a EntityMap> + Clone,
+    table: &str,
+    level: usize,
+) -> usize {
     if level > 8 {
         return level;
     }
@@ -187,7 +268,10 @@ fn depth<'a>(entities: impl Iterator<Item = &'a EntityMap> + Clone, table: &str,
         .filter(|t| *t != table)
         .map(String::from)
         .collect();
-    refs.iter().map(|t| 1 + depth(entities.clone(), t, level + 1)).max().unwrap_or(0)
+    refs.iter()
+        .map(|t| 1 + depth(entities.clone(), t, level + 1))
+        .max()
+        .unwrap_or(0)
 }
 
 /// Evaluates one column expression for a record (and, for per-line entities, one of its lines).
@@ -213,7 +297,10 @@ fn eval(
             "ref" => Value::Text(r.reference.to_string()),
             "form" => Value::Text(r.form.clone()),
             "received_at" => Value::Time(r.received_at),
-            "total_cents" => r.total_cents.map(|t| Value::Int(t as i64)).unwrap_or(Value::Null),
+            "total_cents" => r
+                .total_cents
+                .map(|t| Value::Int(t as i64))
+                .unwrap_or(Value::Null),
             "currency" => text(r.currency.as_ref()),
             other => return Err(format!("unknown expression {other:?}")),
         },
@@ -226,7 +313,9 @@ fn eval(
         Some(("meta", "ip")) => text(r.meta.ip.as_ref()),
         Some(("meta", "user_agent")) => text(r.meta.user_agent.as_ref()),
         Some(("line", what)) => {
-            let l = line.and_then(|i| r.lines.get(i)).ok_or("line: outside a per = \"line\" entity")?;
+            let l = line
+                .and_then(|i| r.lines.get(i))
+                .ok_or("line: outside a per = \"line\" entity")?;
             match what {
                 "sku" => Value::Text(l.sku.clone()),
                 "name" => Value::Text(l.name.clone()),
@@ -238,15 +327,30 @@ fn eval(
         }
         Some(("id", table)) => match ids.get(table).and_then(|v| v.first()) {
             Some(id) => Value::Int(*id),
-            None => return Err(format!("id:{table}: this record has no {table} row yet (list that entity first)")),
+            None => {
+                return Err(format!(
+                    "id:{table}: this record has no {table} row yet (list that entity first)"
+                ))
+            }
         },
         Some(("parent", table)) => {
             if r.parent_ref.is_none() {
-                return Err(format!("parent:{table}: the record has no parent reference"));
+                return Err(format!(
+                    "parent:{table}: the record has no parent reference"
+                ));
             }
-            match linked.get("parent").and_then(|m| m.get(table)).and_then(|v| v.first()) {
+            match linked
+                .get("parent")
+                .and_then(|m| m.get(table))
+                .and_then(|v| v.first())
+            {
                 Some(id) => Value::Int(*id),
-                None => return Err(format!("parent:{table}: parent record {} is not among the collected records", r.parent_ref.as_ref().unwrap())),
+                None => {
+                    return Err(format!(
+                        "parent:{table}: parent record {} is not among the collected records",
+                        r.parent_ref.as_ref().unwrap()
+                    ))
+                }
             }
         }
         _ => return Err(format!("unknown expression {s:?}")),
