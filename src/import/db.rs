@@ -1,10 +1,11 @@
 //! The target database through sqlx's `Any` driver, and the few places where SQLite,
 //! PostgreSQL and MySQL/MariaDB differ: placeholders, quoting, casts, and moving a sequence.
 
+use super::plan::{Row, TablePlan};
 use super::ImportError;
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
-use sqlx::Row;
+use sqlx::Row as _;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +27,16 @@ pub enum Value {
 pub struct Target {
     pub pool: AnyPool,
     pub dialect: Dialect,
+    /// PostgreSQL's own driver as well, for `COPY`, which `Any` cannot speak.
+    pg: Option<sqlx::PgPool>,
+}
+
+/// One imported reference, as the ledger keeps it.
+pub struct LedgerEntry {
+    pub reference: String,
+    pub form: String,
+    /// Table name → IDs, as JSON.
+    pub ids: String,
 }
 
 pub const LEDGER: &str = "cofferdam_ledger";
@@ -51,7 +62,19 @@ impl Target {
             .connect(url)
             .await
             .map_err(|e| ImportError::Target(format!("cannot connect to {}: {e}", redact(url))))?;
-        Ok(Target { pool, dialect })
+        let pg = match dialect {
+            Dialect::Postgres => Some(
+                sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect(url)
+                    .await
+                    .map_err(|e| {
+                        ImportError::Target(format!("cannot connect to {}: {e}", redact(url)))
+                    })?,
+            ),
+            _ => None,
+        };
+        Ok(Target { pool, dialect, pg })
     }
 
     pub fn quote(&self, ident: &str) -> String {
@@ -148,7 +171,7 @@ impl Target {
         values: &[String],
     ) -> Result<BTreeMap<String, i64>, ImportError> {
         let mut out = BTreeMap::new();
-        for chunk in values.chunks(500) {
+        for chunk in values.chunks(5000) {
             let marks: Vec<String> = (1..=chunk.len()).map(|n| self.placeholder(n)).collect();
             let sql = format!(
                 "SELECT {}, {} FROM {} WHERE {} IN ({})",
@@ -354,6 +377,215 @@ impl Target {
         ImportError::Refused {
             table: table.to_string(),
             detail,
+        }
+    }
+}
+
+impl Target {
+    /// Writes one batch in one transaction: the rows, table by table in `tables` order, then
+    /// the ledger entries. A refusal rolls the whole batch back and names the table.
+    pub async fn write_batch(
+        &self,
+        tables: &[TablePlan],
+        rows: &[Vec<Row<'_>>],
+        ledger: &[LedgerEntry],
+        imported_at: &str,
+    ) -> Result<(), ImportError> {
+        if let Some(pg) = &self.pg {
+            return self.copy_batch(pg, tables, rows, ledger, imported_at).await;
+        }
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| self.refused(LEDGER, e))?;
+        for (t, rows) in tables.iter().zip(rows) {
+            for group in by_columns(rows) {
+                for chunk in group.chunks(200) {
+                    self.insert_rows(&mut tx, t, chunk).await?;
+                }
+            }
+        }
+        for chunk in ledger.chunks(200) {
+            let marks: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    format!(
+                        "({})",
+                        (1..=4)
+                            .map(|k| self.placeholder(i * 4 + k))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO {LEDGER} (ref, form, imported_at, ids) VALUES {}",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for e in chunk {
+                q = q
+                    .bind(e.reference.clone())
+                    .bind(e.form.clone())
+                    .bind(imported_at.to_string())
+                    .bind(e.ids.clone());
+            }
+            q.execute(&mut *tx)
+                .await
+                .map_err(|e| self.refused(LEDGER, e))?;
+        }
+        tx.commit().await.map_err(|e| self.refused(LEDGER, e))
+    }
+
+    /// One multi-row INSERT of rows that share their columns.
+    async fn insert_rows(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        t: &TablePlan,
+        rows: &[&Row<'_>],
+    ) -> Result<(), ImportError> {
+        let columns = &rows[0].entity.columns;
+        let names: Vec<String> = std::iter::once(&t.id_column)
+            .chain(columns)
+            .map(|c| self.quote(c))
+            .collect();
+        let width = names.len();
+        let tuples: Vec<String> = (0..rows.len())
+            .map(|i| {
+                let marks: Vec<String> = std::iter::once(&t.id_column)
+                    .chain(columns)
+                    .enumerate()
+                    .map(|(k, c)| self.value_sql(i * width + k + 1, &t.types[c]))
+                    .collect();
+                format!("({})", marks.join(", "))
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES {}",
+            self.quote(&t.name),
+            names.join(", "),
+            tuples.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for r in rows {
+            q = q.bind(r.id);
+            for v in &r.values {
+                q = match v {
+                    Value::Null => q.bind(None::<String>),
+                    Value::Int(i) => q.bind(*i),
+                    Value::Text(s) => q.bind(s.clone()),
+                    Value::Time(ts) => q.bind(self.time_text(*ts)),
+                };
+            }
+        }
+        q.execute(&mut **tx)
+            .await
+            .map_err(|e| self.refused(&t.name, e))?;
+        Ok(())
+    }
+
+    /// PostgreSQL: `COPY … FROM STDIN` per table, several times faster than INSERTs.
+    async fn copy_batch(
+        &self,
+        pg: &sqlx::PgPool,
+        tables: &[TablePlan],
+        rows: &[Vec<Row<'_>>],
+        ledger: &[LedgerEntry],
+        imported_at: &str,
+    ) -> Result<(), ImportError> {
+        let mut tx = pg.begin().await.map_err(|e| self.refused(LEDGER, e))?;
+        for (t, rows) in tables.iter().zip(rows) {
+            for group in by_columns(rows) {
+                let names: Vec<String> = std::iter::once(&t.id_column)
+                    .chain(&group[0].entity.columns)
+                    .map(|c| self.quote(c))
+                    .collect();
+                let mut csv = Vec::with_capacity(group.len() * 128);
+                for r in &group {
+                    csv.extend_from_slice(r.id.to_string().as_bytes());
+                    for v in &r.values {
+                        csv.push(b',');
+                        copy_cell(&mut csv, v);
+                    }
+                    csv.push(b'\n');
+                }
+                let sql = format!(
+                    "COPY {} ({}) FROM STDIN WITH (FORMAT csv)",
+                    self.quote(&t.name),
+                    names.join(", ")
+                );
+                self.copy(&mut tx, &sql, csv)
+                    .await
+                    .map_err(|e| self.refused(&t.name, e))?;
+            }
+        }
+        let mut csv = Vec::with_capacity(ledger.len() * 96);
+        for e in ledger {
+            for (i, cell) in [&e.reference, &e.form, imported_at, &e.ids]
+                .into_iter()
+                .enumerate()
+            {
+                if i > 0 {
+                    csv.push(b',');
+                }
+                copy_cell(&mut csv, &Value::Text(cell.to_string()));
+            }
+            csv.push(b'\n');
+        }
+        let sql =
+            format!("COPY {LEDGER} (ref, form, imported_at, ids) FROM STDIN WITH (FORMAT csv)");
+        self.copy(&mut tx, &sql, csv)
+            .await
+            .map_err(|e| self.refused(LEDGER, e))?;
+        tx.commit().await.map_err(|e| self.refused(LEDGER, e))
+    }
+
+    async fn copy(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        sql: &str,
+        data: Vec<u8>,
+    ) -> Result<u64, sqlx::Error> {
+        let mut copy = tx.copy_in_raw(sql).await?;
+        if let Err(e) = copy.send(data).await {
+            let _ = copy.abort("send failed").await;
+            return Err(e);
+        }
+        copy.finish().await
+    }
+}
+
+/// Rows grouped by their column list, as one statement writes one list.
+fn by_columns<'r, 'p>(rows: &'r [Row<'p>]) -> Vec<Vec<&'r Row<'p>>> {
+    let mut groups: Vec<Vec<&Row>> = Vec::new();
+    for r in rows {
+        match groups
+            .iter_mut()
+            .find(|g| g[0].entity.columns == r.entity.columns)
+        {
+            Some(g) => g.push(r),
+            None => groups.push(vec![r]),
+        }
+    }
+    groups
+}
+
+/// A value as a CSV cell of PostgreSQL's `COPY`: an unquoted empty cell is NULL, text is
+/// always quoted (so an empty string stays one).
+fn copy_cell(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Null => {}
+        Value::Int(n) => out.extend_from_slice(n.to_string().as_bytes()),
+        Value::Time(t) => out.extend_from_slice(t.to_string().as_bytes()),
+        Value::Text(s) => {
+            out.push(b'"');
+            for b in s.bytes() {
+                if b == b'"' {
+                    out.push(b'"');
+                }
+                out.push(b);
+            }
+            out.push(b'"');
         }
     }
 }

@@ -4,7 +4,8 @@
 use crate::config::{Config, StoreFormat};
 use crate::record::{self, BadLine, Record};
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub struct Source {
     pub records: Vec<Located>,
@@ -17,7 +18,8 @@ pub struct Source {
 
 pub struct Located {
     pub record: Record,
-    pub path: PathBuf,
+    /// Shared by every record of a segment.
+    pub path: Arc<Path>,
     pub line: usize,
 }
 
@@ -46,6 +48,7 @@ pub fn read(config: &Config, folders: &[PathBuf]) -> std::io::Result<Source> {
             if seg.name.format != primary {
                 continue;
             }
+            let path: Arc<Path> = seg.path.as_path().into();
             for item in record::read_segment(&seg.path)? {
                 match item {
                     Err(bad) => src.bad.push(bad),
@@ -60,7 +63,7 @@ pub fn read(config: &Config, folders: &[PathBuf]) -> std::io::Result<Source> {
                             if seen.insert(r.reference.clone()) {
                                 src.records.push(Located {
                                     record: r,
-                                    path: seg.path.clone(),
+                                    path: path.clone(),
                                     line,
                                 });
                             } else {
@@ -90,8 +93,8 @@ fn check(config: &Config, r: &Record, folder_form: &str) -> Result<bool, String>
         return Err(format!("unknown form {:?} (not in cofferdam.toml)", r.form));
     };
     // Checkbox values are stored as true/false, which validation accepts as posted values.
-    let posted: BTreeMap<String, String> = r.fields.clone();
-    if let Err(errors) = crate::collect::validate(form, &config.catalog, &posted) {
+    let posted = &r.fields;
+    if let Err(errors) = crate::collect::validate(form, &config.catalog, posted) {
         let text: Vec<String> = errors
             .iter()
             .map(|e| match posted.get(&e.field) {
