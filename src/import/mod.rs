@@ -88,7 +88,9 @@ pub async fn run(args: &ImportArgs) -> Result<Summary, ImportError> {
     } else {
         args.from.clone()
     };
+    let started = std::time::Instant::now();
     let src = source::read(config, &folders)?;
+    tracing::debug!(records = src.records.len(), elapsed = ?started.elapsed(), "read and checked");
     for bad in &src.bad {
         eprintln!("bad record: {bad}");
     }
@@ -98,6 +100,7 @@ pub async fn run(args: &ImportArgs) -> Result<Summary, ImportError> {
     let target = Target::connect(&url).await?;
     let done = target.ledger_refs().await?;
     let plan = plan::make(config, &target, &src.records, &done).await?;
+    tracing::debug!(elapsed = ?started.elapsed(), "planned");
 
     print_plan(&db::redact(&url), &src, &plan);
     for t in &plan.tables {
