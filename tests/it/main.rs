@@ -3,8 +3,10 @@
 
 mod support;
 
+mod browser;
 mod build;
 mod check;
 mod collect;
 mod import;
+mod rehearse;
 mod serve;

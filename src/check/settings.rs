@@ -1,0 +1,106 @@
+//! Settings that bite on the day: products without a stock cap, the example signing key, and
+//! the pages the server answers with on its own (busy, sold out).
+
+use super::findings::{Finding, Severity};
+use super::Ctx;
+use crate::collect::EXAMPLE_KEY;
+
+pub(crate) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
+    let config = &ctx.site.config;
+    let config_file = super::shown(&ctx.site.config_path);
+    for p in &ctx.manifest.catalog {
+        if p.stock.is_none() {
+            out.push(Finding {
+                severity: Severity::Warning,
+                code: "no-stock-cap",
+                page: format!("SKU {}", p.sku),
+                location: Some(ctx.config_location(|l| {
+                    l.strip_prefix("sku").is_some_and(|r| r.trim_start().trim_start_matches('=').trim() == format!("\"{}\"", p.sku))
+                })),
+                message: format!(
+                    "{} ({}) has no stock cap: the server takes every order for it, however many you can deliver",
+                    p.sku, p.name
+                ),
+                fix: format!("set `stock = N` under its [[catalog]] entry in {config_file} (the writer then never oversells)"),
+            });
+        }
+    }
+
+    let c = &config.collect;
+    let from_env = std::env::var(&c.signing_key_env)
+        .ok()
+        .filter(|k| !k.is_empty());
+    let key = from_env.as_deref().or(c.signing_key.as_deref());
+    let key_at = ctx.config_key_location("[collect]", "signing_key");
+    let severity = if c.production {
+        Severity::Error
+    } else {
+        Severity::Warning
+    };
+    let mode = if c.production {
+        "collect.production is on, so `cofferdam serve` refuses to start"
+    } else {
+        "anyone who reads this repository can forge the cookie that links an offer to an order; in production mode the server refuses it"
+    };
+    let fix = format!(
+        "set ${} to a long random secret on the server (e.g. `openssl rand -hex 32`) and remove collect.signing_key from {config_file}",
+        c.signing_key_env
+    );
+    match key {
+        Some(k) if k == EXAMPLE_KEY => out.push(Finding {
+            severity,
+            code: "example-signing-key",
+            page: "[collect]".into(),
+            location: Some(key_at),
+            message: format!("the signing key is the example one ({EXAMPLE_KEY:?}): {mode}"),
+            fix,
+        }),
+        Some(k) if k.len() < 16 => out.push(Finding {
+            severity,
+            code: "weak-signing-key",
+            page: "[collect]".into(),
+            location: Some(key_at),
+            message: format!("the signing key is {} characters long: short enough to guess", k.len()),
+            fix,
+        }),
+        Some(_) => {}
+        None => out.push(Finding {
+            severity,
+            code: "no-signing-key",
+            page: "[collect]".into(),
+            location: Some(key_at),
+            message: if c.production {
+                "no signing key is set and collect.production is on: `cofferdam serve` refuses to start".into()
+            } else {
+                "no signing key is set: each server process makes up its own, so an offer cannot be linked to an order \
+                 taken by another node or before a restart"
+                    .into()
+            },
+            fix,
+        }),
+    }
+
+    let special = &ctx.manifest.special;
+    if special.busy.is_none() {
+        out.push(Finding {
+            severity: Severity::Warning,
+            code: "no-busy-page",
+            page: "/busy/".into(),
+            location: None,
+            message: "there is no busy page: when the server sheds load (503) the visitor gets a bare message instead of \
+                      \"your order was not taken yet, try again\""
+                .into(),
+            fix: "add content/busy.md".into(),
+        });
+    }
+    if special.sold_out.is_none() && ctx.manifest.catalog.iter().any(|p| p.stock.is_some()) {
+        out.push(Finding {
+            severity: Severity::Warning,
+            code: "no-sold-out-page",
+            page: "/sold-out/".into(),
+            location: None,
+            message: "stock is capped but there is no sold-out page to show once it is gone".into(),
+            fix: "add content/sold-out.md".into(),
+        });
+    }
+}
