@@ -9,6 +9,7 @@ mod conn;
 mod headers;
 mod metrics;
 mod negotiate;
+mod range;
 mod ratelimit;
 mod site;
 
