@@ -3,6 +3,7 @@
 
 use crate::config::{Config, StoreFormat};
 use crate::record::{self, BadLine, Record};
+use rayon::prelude::*;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -49,10 +50,15 @@ pub fn read(config: &Config, folders: &[PathBuf]) -> std::io::Result<Source> {
                 continue;
             }
             let path: Arc<Path> = seg.path.as_path().into();
-            for item in record::read_segment(&seg.path)? {
+            // Re-validation is independent per record: on every core.
+            let checked: Vec<_> = record::read_segment(&seg.path)?
+                .into_par_iter()
+                .map(|item| item.map(|(line, r)| (line, check(config, &r, &seg.form), r)))
+                .collect();
+            for item in checked {
                 match item {
                     Err(bad) => src.bad.push(bad),
-                    Ok((line, r)) => match check(config, &r, &seg.form) {
+                    Ok((line, checked, r)) => match checked {
                         Err(message) => src.bad.push(BadLine {
                             path: seg.path.clone(),
                             line,
@@ -76,7 +82,7 @@ pub fn read(config: &Config, folders: &[PathBuf]) -> std::io::Result<Source> {
         }
     }
     src.records
-        .sort_by(|a, b| a.record.sort_key().cmp(&b.record.sort_key()));
+        .par_sort_by(|a, b| a.record.sort_key().cmp(&b.record.sort_key()));
     Ok(src)
 }
 
