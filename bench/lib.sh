@@ -51,14 +51,17 @@ free_port() {
 
 # Every background process we start is recorded here and ended (by PID) on exit.
 PIDS=()
+# A PID is signalled only while it is still our own child, so a number the system has handed
+# to someone else's process since ours ended is never touched.
+ours() { [[ -n $1 && $(ps -o ppid= -p "$1" 2>/dev/null | tr -d ' ') == "$$" ]]; }
 cleanup() {
   local pid
   for pid in "${PIDS[@]:-}"; do
-    [[ -n $pid ]] || continue
+    ours "$pid" || continue
     kill -TERM "$pid" 2>/dev/null || true
   done
   for pid in "${PIDS[@]:-}"; do
-    [[ -n $pid ]] || continue
+    ours "$pid" || continue
     # Give each a few seconds to flush (cofferdam seals its segments on SIGTERM).
     for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true

@@ -45,8 +45,16 @@ pub fn twins(dir: &Path, files: Vec<FileEntry>, config: &BuildConfig) -> Result<
         .collect()
 }
 
-/// Brotli at the configured quality (default 9: within a few percent of 11's size at a
-/// fraction of its time, which keeps 10,000-page builds in seconds on two cores).
+/// Brotli at the configured quality (default 5).
+///
+/// Why 5: the `brotli` crate gives quality 9 its H9 hasher whatever the input size, and H9's
+/// tables are 32 MiB, freshly allocated and page-faulted for every file; qualities 7 and 8
+/// allocate 16 MiB. For a site of small HTML pages that allocation, not the compression,
+/// is the build (kernel time in page faults). Measured on 10,000 generated pages (29.6 MB of
+/// HTML, 2 cores, bench/build.sh): q9 24 s for 10.92 MB of .br, q8 6.1 s / 10.91 MB,
+/// q7 2.4 s / 10.91 MB, q6 1.1 s / 10.94 MB, q5 0.9 s / 10.94 MB, q4 0.9 s / 11.59 MB.
+/// So 5 costs 0.2% in bytes against 9, and 4 would cost 6%; 10 and 11 save 6-9% more
+/// at 12-55 s, for a site that ships few, large files.
 pub fn brotli_bytes(input: &[u8], quality: u32) -> Vec<u8> {
     let mut out = Vec::with_capacity(input.len() / 3);
     let params = brotli::enc::BrotliEncoderParams {
