@@ -76,7 +76,7 @@ fn main() -> std::io::Result<()> {
 /// The record the collector writes for a valid post of the example order form.
 fn order(seq: u64, start: jiff::Timestamp) -> Record {
     let quantity = 1 + (seq % 3) as u32;
-    let (sku, name, unit) = if seq % 4 == 0 {
+    let (sku, name, unit) = if seq.is_multiple_of(4) {
         ("AURORA", "Aurora lamp", 11_900)
     } else {
         ("AURORA-EB", "Aurora lamp — early bird", 8_900)
@@ -88,7 +88,7 @@ fn order(seq: u64, start: jiff::Timestamp) -> Record {
     fields.insert("address".to_string(), format!("Hauptstr. {}, 10115 Berlin", 1 + seq % 200));
     fields.insert("sku".to_string(), sku.to_string());
     fields.insert("quantity".to_string(), quantity.to_string());
-    fields.insert("newsletter".to_string(), if seq % 2 == 0 { "true" } else { "false" }.to_string());
+    fields.insert("newsletter".to_string(), if seq.is_multiple_of(2) { "true" } else { "false" }.to_string());
     let total = unit * quantity as u64;
     Record {
         v: RECORD_VERSION,

@@ -6,19 +6,19 @@ use std::fmt::Write;
 
 pub fn render(name: &str, form: &Form, config: &Config) -> String {
     let mut h = String::with_capacity(2048);
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<form class=\"cd-form\" id=\"form-{n}\" method=\"post\" action=\"/submit/{n}\" accept-charset=\"utf-8\">\n",
+        "<form class=\"cd-form\" id=\"form-{n}\" method=\"post\" action=\"/submit/{n}\" accept-charset=\"utf-8\">",
         n = esc(name)
     );
     for field in &form.fields {
         field_html(&mut h, name, field, config);
     }
     // A bot fills every field; a person never sees this one.
-    let _ = write!(
+    let _ = writeln!(
         h,
         "<div class=\"cd-hp\" aria-hidden=\"true\"><label for=\"{n}-{hp}\">Leave this empty</label>\
-         <input id=\"{n}-{hp}\" name=\"{hp}\" type=\"text\" value=\"\" tabindex=\"-1\" autocomplete=\"off\"></div>\n",
+         <input id=\"{n}-{hp}\" name=\"{hp}\" type=\"text\" value=\"\" tabindex=\"-1\" autocomplete=\"off\"></div>",
         n = esc(name),
         hp = esc(&form.honeypot)
     );

@@ -49,16 +49,27 @@ pub struct Valid {
     pub currency: Option<String>,
 }
 
-pub fn validate(form: &Form, catalog: &[Product], posted: &BTreeMap<String, String>) -> Result<Valid, Vec<FieldError>> {
+pub fn validate(
+    form: &Form,
+    catalog: &[Product],
+    posted: &BTreeMap<String, String>,
+) -> Result<Valid, Vec<FieldError>> {
     let mut errors = Vec::new();
     let mut fields = BTreeMap::new();
     let mut err = |field: &str, message: String| {
-        errors.push(FieldError { field: field.to_string(), message })
+        errors.push(FieldError {
+            field: field.to_string(),
+            message,
+        })
     };
     let mut sku = None;
     for f in &form.fields {
         let raw = posted.get(&f.name).map(String::as_str).unwrap_or("");
-        let value = if f.kind == FieldKind::Textarea { raw.trim().replace("\r\n", "\n") } else { raw.trim().to_string() };
+        let value = if f.kind == FieldKind::Textarea {
+            raw.trim().replace("\r\n", "\n")
+        } else {
+            raw.trim().to_string()
+        };
         let label = f.label();
         if f.kind == FieldKind::Checkbox {
             // "false" is how a stored record says "unticked", so re-validation accepts it.
@@ -107,9 +118,7 @@ pub fn validate(form: &Form, catalog: &[Product], posted: &BTreeMap<String, Stri
                     continue;
                 }
                 if let Some(p) = &f.pattern {
-                    // Validated at config load; anchored as HTML5 `pattern` is.
-                    let re = regex::Regex::new(&format!("^(?:{p})$")).expect("pattern checked at load");
-                    if !re.is_match(&value) {
+                    if !matches_pattern(p, &value) {
                         err(&f.name, format!("{label}: not in the expected format"));
                         continue;
                     }
@@ -166,18 +175,48 @@ pub fn validate(form: &Form, catalog: &[Product], posted: &BTreeMap<String, Stri
                 .and_then(|v| v.parse::<u32>().ok())
                 .unwrap_or(1);
             let total = p.price_cents * quantity as u64;
-            let line = Line { sku: p.sku.clone(), name: p.name.clone(), quantity, unit_cents: p.price_cents, total_cents: total };
+            let line = Line {
+                sku: p.sku.clone(),
+                name: p.name.clone(),
+                quantity,
+                unit_cents: p.price_cents,
+                total_cents: total,
+            };
             (vec![line], Some(total), Some(p.currency.clone()))
         }
         None => (Vec::new(), None, None),
     };
-    Ok(Valid { fields, lines, total_cents, currency })
+    Ok(Valid {
+        fields,
+        lines,
+        total_cents,
+        currency,
+    })
+}
+
+/// Whether `value` matches a field's `pattern`, anchored as HTML5 `pattern` is. Patterns are
+/// checked at config load; each is compiled once per thread, not once per post.
+fn matches_pattern(pattern: &str, value: &str) -> bool {
+    thread_local! {
+        static COMPILED: std::cell::RefCell<std::collections::HashMap<String, regex::Regex>> = Default::default();
+    }
+    COMPILED.with_borrow_mut(|compiled| {
+        if let Some(re) = compiled.get(pattern) {
+            return re.is_match(value);
+        }
+        let re = regex::Regex::new(&format!("^(?:{pattern})$")).expect("pattern checked at load");
+        let matched = re.is_match(value);
+        compiled.insert(pattern.to_string(), re);
+        matched
+    })
 }
 
 /// Deliberately loose (the only real check is a mail that arrives): one `@`, a dotted domain,
 /// no spaces.
 fn plausible_email(s: &str) -> bool {
-    let Some((local, domain)) = s.split_once('@') else { return false };
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
     !local.is_empty()
         && !domain.contains('@')
         && domain.contains('.')
@@ -193,15 +232,29 @@ mod tests {
     use std::path::Path;
 
     fn config() -> Config {
-        Config::parse(include_str!("../../cofferdam.toml"), Path::new("cofferdam.toml")).unwrap()
+        Config::parse(
+            include_str!("../../cofferdam.toml"),
+            Path::new("cofferdam.toml"),
+        )
+        .unwrap()
     }
 
     fn post(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn good() -> Vec<(&'static str, &'static str)> {
-        vec![("name", "Ada Lovelace"), ("email", "ada@example.org"), ("country", "DE"), ("address", "Hauptstr. 1, 10115 Berlin"), ("sku", "AURORA-EB"), ("quantity", "2")]
+        vec![
+            ("name", "Ada Lovelace"),
+            ("email", "ada@example.org"),
+            ("country", "DE"),
+            ("address", "Hauptstr. 1, 10115 Berlin"),
+            ("sku", "AURORA-EB"),
+            ("quantity", "2"),
+        ]
     }
 
     #[test]
@@ -236,13 +289,40 @@ mod tests {
             let errors = validate(&c.forms["order"], &c.catalog, &p).unwrap_err();
             assert_eq!(errors.len(), 1, "{field}={value}: {errors:?}");
             assert_eq!(errors[0].field, *field);
-            assert!(errors[0].message.contains(expect), "{field}={value}: {}", errors[0].message);
+            assert!(
+                errors[0].message.contains(expect),
+                "{field}={value}: {}",
+                errors[0].message
+            );
+        }
+    }
+
+    #[test]
+    fn a_pattern_must_match_the_whole_value_every_time() {
+        let mut c = config();
+        let form = c.forms.get_mut("newsletter").unwrap();
+        form.fields[0].kind = FieldKind::Text;
+        form.fields[0].pattern = Some("[0-9]{5}".into());
+        let form = &c.forms["newsletter"];
+        // Twice each: the second answer comes from the compiled pattern kept for this thread.
+        for _ in 0..2 {
+            assert!(validate(form, &c.catalog, &post(&[("email", "10115")])).is_ok());
+            for bad in ["1011", "10115x", "x10115"] {
+                let errors = validate(form, &c.catalog, &post(&[("email", bad)])).unwrap_err();
+                assert!(
+                    errors[0].message.contains("not in the expected format"),
+                    "{bad}: {errors:?}"
+                );
+            }
         }
     }
 
     #[test]
     fn body_decoding_is_strict_about_utf8() {
-        assert_eq!(parse_body(b"a=1+2&b=%C3%A9&a=3").unwrap(), post(&[("a", "1 2"), ("b", "é")]));
+        assert_eq!(
+            parse_body(b"a=1+2&b=%C3%A9&a=3").unwrap(),
+            post(&[("a", "1 2"), ("b", "é")])
+        );
         assert_eq!(parse_body(b"a=%FF"), Err(BodyError::NotUtf8));
         assert_eq!(parse_body(&[b'a', b'=', 0xff]), Err(BodyError::NotUtf8));
     }

@@ -37,6 +37,9 @@ pub enum Outcome {
     Failed,
 }
 
+// Nearly every message is a job: boxing it would cost an allocation per post to save bytes
+// in the channel's slots.
+#[allow(clippy::large_enum_variant)]
 pub enum Msg {
     Job(Job),
     /// Seal every open segment and stop.

@@ -586,6 +586,24 @@ pub fn valid_name(s: &str) -> bool {
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
+/// Checks an import column expression's form (see `EntityMap::columns`).
+fn check_expr(s: &str, per_line: bool) -> Result<(), String> {
+    if s.starts_with('\'') && s.ends_with('\'') && s.len() >= 2 {
+        return Ok(());
+    }
+    match s.split_once(':') {
+        None if ["ref", "form", "received_at", "total_cents", "currency"].contains(&s) => Ok(()),
+        Some(("field" | "int" | "id" | "parent", rest)) if !rest.is_empty() => Ok(()),
+        Some(("meta", "ip" | "user_agent")) => Ok(()),
+        Some(("line", "sku" | "name" | "quantity" | "unit_cents" | "total_cents")) if per_line => Ok(()),
+        Some(("line", _)) if !per_line => Err(format!("{s:?} needs per = \"line\"")),
+        _ => Err(format!(
+            "{s:?} is not an expression (ref, form, received_at, total_cents, currency, field:NAME, int:NAME, \
+             line:sku|name|quantity|unit_cents|total_cents, id:TABLE, parent:TABLE, meta:ip|user_agent, 'text')"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -643,23 +661,5 @@ mod tests {
         assert!(err.starts_with("cofferdam.toml:2: forms.a.thanks"), "{err}");
         let err = parse("[forms.a]\nthanks = \"/t\"\nlinks_to = \"b\"\nfields = []\n").unwrap_err();
         assert!(err.contains(":3: forms.a.links_to: unknown form \"b\""), "{err}");
-    }
-}
-
-/// Checks an import column expression's form (see `EntityMap::columns`).
-fn check_expr(s: &str, per_line: bool) -> Result<(), String> {
-    if s.starts_with('\'') && s.ends_with('\'') && s.len() >= 2 {
-        return Ok(());
-    }
-    match s.split_once(':') {
-        None if ["ref", "form", "received_at", "total_cents", "currency"].contains(&s) => Ok(()),
-        Some(("field" | "int" | "id" | "parent", rest)) if !rest.is_empty() => Ok(()),
-        Some(("meta", "ip" | "user_agent")) => Ok(()),
-        Some(("line", "sku" | "name" | "quantity" | "unit_cents" | "total_cents")) if per_line => Ok(()),
-        Some(("line", _)) if !per_line => Err(format!("{s:?} needs per = \"line\"")),
-        _ => Err(format!(
-            "{s:?} is not an expression (ref, form, received_at, total_cents, currency, field:NAME, int:NAME, \
-             line:sku|name|quantity|unit_cents|total_cents, id:TABLE, parent:TABLE, meta:ip|user_agent, 'text')"
-        )),
     }
 }

@@ -3,8 +3,10 @@
 
 use crate::config::{Config, StoreFormat};
 use crate::record::{self, BadLine, Record};
+use rayon::prelude::*;
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub struct Source {
     pub records: Vec<Located>,
@@ -17,32 +19,59 @@ pub struct Source {
 
 pub struct Located {
     pub record: Record,
-    pub path: PathBuf,
+    /// Shared by every record of a segment.
+    pub path: Arc<Path>,
     pub line: usize,
 }
 
 pub fn read(config: &Config, folders: &[PathBuf]) -> std::io::Result<Source> {
-    let mut src = Source { records: Vec::new(), bad: Vec::new(), unmapped: BTreeMap::new(), repeated: 0 };
+    let mut src = Source {
+        records: Vec::new(),
+        bad: Vec::new(),
+        unmapped: BTreeMap::new(),
+        repeated: 0,
+    };
     let mut seen = HashSet::new();
     for folder in folders {
         if !folder.is_dir() {
-            return Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("{}: no such folder", folder.display())));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{}: no such folder", folder.display()),
+            ));
         }
         for seg in record::list_segments(folder)? {
             // A form kept as JSONL and CSV holds every record twice: read its first format.
-            let primary = config.forms.get(&seg.form).and_then(|f| f.store.first().copied()).unwrap_or(StoreFormat::Jsonl);
+            let primary = config
+                .forms
+                .get(&seg.form)
+                .and_then(|f| f.store.first().copied())
+                .unwrap_or(StoreFormat::Jsonl);
             if seg.name.format != primary {
                 continue;
             }
-            for item in record::read_segment(&seg.path)? {
+            let path: Arc<Path> = seg.path.as_path().into();
+            // Re-validation is independent per record: on every core.
+            let checked: Vec<_> = record::read_segment(&seg.path)?
+                .into_par_iter()
+                .map(|item| item.map(|(line, r)| (line, check(config, &r, &seg.form), r)))
+                .collect();
+            for item in checked {
                 match item {
                     Err(bad) => src.bad.push(bad),
-                    Ok((line, r)) => match check(config, &r, &seg.form) {
-                        Err(message) => src.bad.push(BadLine { path: seg.path.clone(), line, message }),
+                    Ok((line, checked, r)) => match checked {
+                        Err(message) => src.bad.push(BadLine {
+                            path: seg.path.clone(),
+                            line,
+                            message,
+                        }),
                         Ok(false) => *src.unmapped.entry(r.form.clone()).or_default() += 1,
                         Ok(true) => {
                             if seen.insert(r.reference.clone()) {
-                                src.records.push(Located { record: r, path: seg.path.clone(), line });
+                                src.records.push(Located {
+                                    record: r,
+                                    path: path.clone(),
+                                    line,
+                                });
                             } else {
                                 src.repeated += 1;
                             }
@@ -52,7 +81,8 @@ pub fn read(config: &Config, folders: &[PathBuf]) -> std::io::Result<Source> {
             }
         }
     }
-    src.records.sort_by(|a, b| a.record.sort_key().cmp(&b.record.sort_key()));
+    src.records
+        .par_sort_by(|a, b| a.record.sort_key().cmp(&b.record.sort_key()));
     Ok(src)
 }
 
@@ -60,15 +90,24 @@ pub fn read(config: &Config, folders: &[PathBuf]) -> std::io::Result<Source> {
 /// form with no import mapping.
 fn check(config: &Config, r: &Record, folder_form: &str) -> Result<bool, String> {
     if r.form != folder_form {
-        return Err(format!("record of form {:?} in the folder of form {folder_form:?}", r.form));
+        return Err(format!(
+            "record of form {:?} in the folder of form {folder_form:?}",
+            r.form
+        ));
     }
     let Some(form) = config.forms.get(&r.form) else {
         return Err(format!("unknown form {:?} (not in cofferdam.toml)", r.form));
     };
     // Checkbox values are stored as true/false, which validation accepts as posted values.
-    let posted: BTreeMap<String, String> = r.fields.clone();
-    if let Err(errors) = crate::collect::validate(form, &config.catalog, &posted) {
-        let text: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect();
+    let posted = &r.fields;
+    if let Err(errors) = crate::collect::validate(form, &config.catalog, posted) {
+        let text: Vec<String> = errors
+            .iter()
+            .map(|e| match posted.get(&e.field) {
+                Some(value) => format!("{} = {value:?}: {}", e.field, e.message),
+                None => format!("{}: {}", e.field, e.message),
+            })
+            .collect();
         return Err(format!("does not validate any more: {}", text.join("; ")));
     }
     for line in &r.lines {
@@ -90,7 +129,10 @@ pub fn suspected_duplicates(records: &[Located]) -> Vec<(String, String)> {
             out.push((r.reference.to_string(), first.to_string()));
             continue;
         }
-        let key = (r.form.clone(), serde_json::to_string(&r.fields).unwrap_or_default());
+        let key = (
+            r.form.clone(),
+            serde_json::to_string(&r.fields).unwrap_or_default(),
+        );
         if let Some((at, first)) = last.get(&key) {
             if r.received_at.duration_since(*at).as_secs() < 600 {
                 out.push((r.reference.to_string(), first.clone()));

@@ -34,7 +34,9 @@ impl Gauge {
 #[derive(Default)]
 pub struct ServeMetrics {
     pub static_ok: Counter,
+    pub partial_content: Counter,
     pub not_modified: Counter,
+    pub range_not_satisfiable: Counter,
     pub not_found: Counter,
     pub redirects: Counter,
     pub method_not_allowed: Counter,
@@ -75,7 +77,9 @@ impl ServeMetrics {
             "Static requests by status.",
             &[
                 ("{route=\"static\",status=\"200\"}", self.static_ok.get()),
+                ("{route=\"static\",status=\"206\"}", self.partial_content.get()),
                 ("{route=\"static\",status=\"304\"}", self.not_modified.get()),
+                ("{route=\"static\",status=\"416\"}", self.range_not_satisfiable.get()),
                 ("{route=\"static\",status=\"404\"}", self.not_found.get()),
                 ("{route=\"static\",status=\"308\"}", self.redirects.get()),
                 ("{route=\"static\",status=\"405\"}", self.method_not_allowed.get()),

@@ -1,7 +1,8 @@
 //! `cofferdam serve`: `dist/` from memory, form posts to the collector.
 //!
 //! Start-up builds (unless `--no-build`), loads the manifest and every file into prebuilt
-//! responses ([`site`]), recovers the collector's logs, then serves until SIGTERM/SIGINT.
+//! responses ([`site`]; large media stays on disk, [`stream`]), recovers the collector's logs,
+//! then serves until SIGTERM/SIGINT.
 //! SIGHUP rebuilds and swaps the in-memory site without dropping a request.
 
 mod admin;
@@ -9,8 +10,10 @@ mod conn;
 mod headers;
 mod metrics;
 mod negotiate;
+mod range;
 mod ratelimit;
 mod site;
+mod stream;
 
 use crate::collect::Collector;
 use crate::config::{ServerConfig, Site};
@@ -21,7 +24,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use site::{Entry, StaticSite};
+use site::{Entry, Source, StaticSite};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -104,10 +107,11 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let loaded = app.site.load();
     println!(
-        "cofferdam: serving \"{}\" ({} files, {} bytes) on http://{}  admin http://{}/metrics  collecting into {}",
+        "cofferdam: serving \"{}\" ({} files, {} bytes in memory, {} streamed from disk) on http://{}  admin http://{}/metrics  collecting into {}",
         manifest.site.title,
         loaded.files,
         loaded.bytes,
+        loaded.streamed,
         public.local_addr()?,
         admin.local_addr()?,
         site.collected_dir().display()
@@ -151,7 +155,7 @@ async fn reload(app: &Arc<App>, site: &Site, dist: &std::path::Path, no_build: b
     .await;
     match result {
         Ok(Ok(new)) => {
-            tracing::info!("reloaded: {} files, {} bytes", new.files, new.bytes);
+            tracing::info!("reloaded: {} files, {} bytes in memory, {} streamed from disk", new.files, new.bytes, new.streamed);
             app.site.store(Arc::new(new));
         }
         Ok(Err(e)) => tracing::error!("reload failed, still serving the previous site: {e:#}"),
@@ -190,17 +194,60 @@ fn internal_error() -> Response {
 async fn static_file(State(app): State<Arc<App>>, req: Request) -> Response {
     let m = &app.metrics;
     m.in_flight.add(1);
-    let response = answer(&app, &req);
+    let response = match answer(&app, &req) {
+        Reply::Ready(response) => response,
+        Reply::Disk(pending) => {
+            let count = pending.count;
+            match pending.open().await {
+                Ok(response) => {
+                    m.bytes_out.add(count);
+                    response
+                }
+                Err((path, e)) => vanished(&app, &req, &path, e),
+            }
+        }
+    };
     m.in_flight.add(-1);
     response
 }
 
-fn answer(app: &App, req: &Request) -> Response {
+/// A response, or its headers with a body still to be opened on disk (which needs an await).
+enum Reply {
+    Ready(Response),
+    Disk(stream::Pending),
+}
+
+impl From<Response> for Reply {
+    fn from(response: Response) -> Reply {
+        Reply::Ready(response)
+    }
+}
+
+/// A streamed file that is gone from disk gets the site's 404 page (anything else wrong with it
+/// a 500): the path and error go to the log only.
+fn vanished(app: &App, req: &Request, path: &std::path::Path, e: std::io::Error) -> Response {
+    tracing::warn!("{}: cannot stream: {e} (rebuild and reload with SIGHUP)", path.display());
+    if e.kind() != std::io::ErrorKind::NotFound {
+        return internal_error();
+    }
+    app.metrics.not_found.inc();
+    let site = app.site.load();
+    let page = site
+        .not_found
+        .as_ref()
+        .map(|entry| respond(app, entry, req.headers(), req.method() == Method::HEAD, StatusCode::NOT_FOUND));
+    match page {
+        Some(Reply::Ready(response)) => response,
+        _ => (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "Not found\n").into_response(),
+    }
+}
+
+fn answer(app: &App, req: &Request) -> Reply {
     let m = &app.metrics;
     let head = req.method() == Method::HEAD;
     if req.method() != Method::GET && !head {
         m.method_not_allowed.inc();
-        return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, HEAD")], "").into_response();
+        return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, HEAD")], "").into_response().into();
     }
     if let Some(limiter) = &app.limiter {
         let ip = req
@@ -210,7 +257,7 @@ fn answer(app: &App, req: &Request) -> Response {
         if let Some(ip) = ip {
             if !limiter.allow(ip) {
                 m.rate_limited.inc();
-                return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "1")], "").into_response();
+                return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "1")], "").into_response().into();
             }
         }
     }
@@ -228,16 +275,16 @@ fn answer(app: &App, req: &Request) -> Response {
     if let Some((status, to)) = site.redirects.get(path) {
         m.redirects.inc();
         let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::PERMANENT_REDIRECT);
-        return (status, [(header::LOCATION, to.clone())]).into_response();
+        return (status, [(header::LOCATION, to.clone())]).into_response().into();
     }
     m.not_found.inc();
     match &site.not_found {
         Some(entry) => respond(app, entry, req.headers(), head, StatusCode::NOT_FOUND),
-        None => (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "Not found\n").into_response(),
+        None => (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "Not found\n").into_response().into(),
     }
 }
 
-fn respond(app: &App, entry: &Entry, req: &HeaderMap, head: bool, status: StatusCode) -> Response {
+fn respond(app: &App, entry: &Entry, req: &HeaderMap, head: bool, status: StatusCode) -> Reply {
     let encoding = negotiate::choose(req.get(header::ACCEPT_ENCODING).map(|v| v.as_bytes()), |e| entry.has(e));
     let rep = entry.pick(encoding);
     if status == StatusCode::OK && etag_matches(req.get(header::IF_NONE_MATCH), &rep.etag) {
@@ -250,22 +297,51 @@ fn respond(app: &App, entry: &Entry, req: &HeaderMap, head: bool, status: Status
                 h.insert(name, v.clone());
             }
         }
-        return response;
+        return response.into();
     }
-    if status == StatusCode::OK {
-        app.metrics.static_ok.inc();
-    }
-    let mut response = if head {
-        let mut r = Response::new(Body::empty());
-        r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(rep.body.len()));
-        r
+    let total = rep.body.len();
+    // Range is defined for GET only (RFC 9110 14.2), and never slices an error page.
+    let slice = if status == StatusCode::OK && !head {
+        range::Slice::of(req.get(header::RANGE), req.get(header::IF_RANGE), &rep.etag, total)
     } else {
-        app.metrics.bytes_out.add(rep.body.len() as u64);
-        Response::new(Body::from(rep.body.clone()))
+        range::Slice::Full
     };
+    let (status, start, count) = match slice {
+        range::Slice::Full => (status, 0, total),
+        range::Slice::Partial { start, end } => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
+        range::Slice::Unsatisfiable => {
+            app.metrics.range_not_satisfiable.inc();
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+            response.headers_mut().insert(header::CONTENT_RANGE, range::unsatisfied_range(total));
+            response.headers_mut().insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+            return response.into();
+        }
+    };
+    match status {
+        StatusCode::OK => app.metrics.static_ok.inc(),
+        StatusCode::PARTIAL_CONTENT => app.metrics.partial_content.inc(),
+        _ => {}
+    }
+    let mut response = Response::new(Body::empty());
     *response.status_mut() = status;
-    response.headers_mut().extend(rep.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
-    response
+    let h = response.headers_mut();
+    h.extend(rep.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
+    if status == StatusCode::PARTIAL_CONTENT {
+        h.insert(header::CONTENT_RANGE, range::content_range(start, start + count - 1, total));
+    }
+    if head {
+        return response.into();
+    }
+    match &rep.body {
+        Source::Memory(bytes) => {
+            app.metrics.bytes_out.add(count);
+            *response.body_mut() = Body::from(bytes.slice(start as usize..(start + count) as usize));
+            response.into()
+        }
+        Source::Disk { path, len } => Reply::Disk(stream::Pending { response, path: path.clone(), len: *len, start, count }),
+    }
 }
 
 /// `If-None-Match` uses the weak comparison (RFC 9110 13.1.2): `W/` prefixes are ignored.

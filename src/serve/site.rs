@@ -1,5 +1,6 @@
 //! The built site in memory: every file of `dist/` as prebuilt responses, one per encoding,
 //! so that a hit does no file I/O and builds no header it could have built at start-up.
+//! Files over `server.stream_threshold_bytes` keep only their headers here and stream from disk.
 
 use super::headers;
 use super::negotiate::Encoding;
@@ -8,12 +9,28 @@ use crate::manifest::{FileEntry, Manifest};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// Where a representation's bytes are.
+pub enum Source {
+    Memory(Bytes),
+    /// Large media: read per request, so start-up and memory do not grow with the videos.
+    Disk { path: PathBuf, len: u64 },
+}
+
+impl Source {
+    pub fn len(&self) -> u64 {
+        match self {
+            Source::Memory(b) => b.len() as u64,
+            Source::Disk { len, .. } => *len,
+        }
+    }
+}
 
 /// One representation of a file: its bytes and every header it is served with.
 pub struct Representation {
-    pub body: Bytes,
+    pub body: Source,
     pub headers: HeaderMap,
     /// The ETag, to compare with `If-None-Match` without parsing headers.
     pub etag: HeaderValue,
@@ -52,7 +69,10 @@ pub struct StaticSite {
     pub not_found: Option<Arc<Entry>>,
     pub sold_out: Option<Arc<Entry>>,
     pub files: usize,
+    /// Identity bytes held in memory.
     pub bytes: u64,
+    /// Files left on disk, over the stream threshold.
+    pub streamed: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,16 +85,28 @@ pub struct LoadError {
 
 impl StaticSite {
     pub fn load(dist: &Path, manifest: &Manifest, config: &ServerConfig) -> Result<StaticSite, LoadError> {
-        let read = |rel: &str| {
-            let path = dist.join(rel);
-            std::fs::read(&path).map(Bytes::from).map_err(|source| LoadError { path, source })
-        };
         let mut by_file: HashMap<&str, Arc<Entry>> = HashMap::new();
         let mut bytes = 0u64;
+        let mut streamed = 0;
         for file in &manifest.files {
+            let on_disk = file.size > config.stream_threshold_bytes;
+            let read = |rel: &str| {
+                let path = dist.join(rel);
+                if on_disk {
+                    // Checked now so that a broken `dist/` still fails at start-up.
+                    let len = std::fs::metadata(&path).map_err(|source| LoadError { path: path.clone(), source })?.len();
+                    Ok(Source::Disk { path, len })
+                } else {
+                    std::fs::read(&path).map(|b| Source::Memory(Bytes::from(b))).map_err(|source| LoadError { path, source })
+                }
+            };
             let identity = read(&file.path)?;
-            bytes += identity.len() as u64;
-            let twin = |ext: &str, size: Option<u64>| -> Result<Option<Bytes>, LoadError> {
+            if on_disk {
+                streamed += 1;
+            } else {
+                bytes += identity.len();
+            }
+            let twin = |ext: &str, size: Option<u64>| -> Result<Option<Source>, LoadError> {
                 size.map(|_| read(&format!("{}.{ext}", file.path))).transpose()
             };
             let br = twin("br", file.br_size)?;
@@ -111,13 +143,14 @@ impl StaticSite {
             sold_out: special(&manifest.special.sold_out),
             files: manifest.files.len(),
             bytes,
+            streamed,
             routes,
             redirects,
         })
     }
 }
 
-fn representation(file: &FileEntry, body: Bytes, encoding: Option<&str>, config: &ServerConfig) -> Representation {
+fn representation(file: &FileEntry, body: Source, encoding: Option<&str>, config: &ServerConfig) -> Representation {
     // Strong ETag per representation: the content hash plus the encoding.
     let etag = HeaderValue::from_str(&format!(
         "\"{}{}\"",
@@ -129,6 +162,7 @@ fn representation(file: &FileEntry, body: Bytes, encoding: Option<&str>, config:
     h.insert(header::CONTENT_TYPE, HeaderValue::from_str(&file.content_type).unwrap_or(HeaderValue::from_static("application/octet-stream")));
     h.insert(header::ETAG, etag.clone());
     h.insert(header::CACHE_CONTROL, headers::cache_control(file.fingerprinted, config));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if file.br_size.is_some() || file.gz_size.is_some() {
         h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     }

@@ -70,7 +70,9 @@ async fn bad_posts_get_a_clear_4xx_page_and_nothing_is_written() {
     let (site, s) = served();
     let good = order_body("Bob");
     let big = format!("{good}&pad={}", "x".repeat(20_000));
-    let cases: Vec<(&str, String, Vec<(&str, &str)>, u16, &str)> = vec![
+    // (what, body, extra headers, status, text on the page)
+    type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         ("oversized body", big, vec![], 413, "Payload Too Large"),
         ("wrong content type", good.clone(), vec![("content-type", "text/plain")], 415, "Unsupported Media Type"),
         ("invalid UTF-8", good.replace("Bob", "B%FFb"), vec![], 400, "not valid UTF-8"),

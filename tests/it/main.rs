@@ -8,5 +8,6 @@ mod build;
 mod check;
 mod collect;
 mod import;
+mod media;
 mod rehearse;
 mod serve;

@@ -93,6 +93,28 @@ async fn head_has_no_body_and_the_same_length() {
 }
 
 #[tokio::test]
+async fn in_memory_files_answer_a_range_of_the_negotiated_representation() {
+    let (site, s) = served();
+    let dist = site.path().join("dist");
+    let index = std::fs::read(dist.join("index.html")).unwrap();
+    let r = get(&s.url("/"), &[("range", "bytes=0-14")]).await;
+    assert_eq!(r.status(), 206);
+    assert_eq!(header(&r, "content-range"), format!("bytes 0-14/{}", index.len()));
+    assert_eq!(header(&r, "accept-ranges"), "bytes");
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &index[..15]);
+    // A range counts in the bytes actually sent: here the brotli twin's.
+    let br = std::fs::read(dist.join("index.html.br")).unwrap();
+    let r = get(&s.url("/"), &[("accept-encoding", "br"), ("range", "bytes=-20")]).await;
+    assert_eq!(r.status(), 206);
+    assert_eq!(header(&r, "content-encoding"), "br");
+    assert_eq!(header(&r, "content-range"), format!("bytes {}-{}/{}", br.len() - 20, br.len() - 1, br.len()));
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &br[br.len() - 20..]);
+    let r = get(&s.url("/no/such/page"), &[("range", "bytes=0-9")]).await;
+    assert_eq!(r.status(), 404, "an error page is never sliced");
+    assert!(r.bytes().await.unwrap().len() > 10);
+}
+
+#[tokio::test]
 async fn unknown_path_gets_the_sites_404_page_and_bad_methods_405() {
     let (site, s) = served();
     let r = get(&s.url("/no/such/page"), &[]).await;
