@@ -23,7 +23,7 @@ CONNS=${CONNS:-64}
 ROUNDS=${ROUNDS:-2}
 ulimit -n "$(ulimit -Hn)"
 
-need wrk postgresql postgresql-contrib curl python3 util-linux
+need wrk postgresql curl python3 util-linux  # postgresql brings initdb, pg_ctl, pgbench, psql
 build_release
 
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/cofferdam-collect.XXXXXX")
