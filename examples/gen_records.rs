@@ -124,7 +124,12 @@ impl CsvRows {
         let open = |name: &str| -> std::io::Result<csv::Writer<BufWriter<File>>> {
             Ok(csv::Writer::from_writer(BufWriter::with_capacity(1 << 20, File::create(dir.join(name))?)))
         };
-        Ok(CsvRows { users: open("users.csv")?, orders: open("orders.csv")?, items: open("order_items.csv")?, next_item: ORDER_ID_OFFSET + 1 })
+        Ok(CsvRows {
+            users: open("users.csv")?,
+            orders: open("orders.csv")?,
+            items: open("order_items.csv")?,
+            next_item: ORDER_ID_OFFSET + 1,
+        })
     }
 
     fn write(&mut self, seq: u64, r: &Record) -> std::io::Result<()> {
@@ -136,8 +141,16 @@ impl CsvRows {
         let total = r.total_cents.unwrap_or(0).to_string();
         let reference = r.reference.to_string();
         let currency = r.currency.as_deref().unwrap_or("");
-        self.orders
-            .write_record([order_id.as_str(), &user_id, &reference, f("address"), &total, currency, "new", &at])?;
+        self.orders.write_record([
+            order_id.as_str(),
+            &user_id,
+            &reference,
+            f("address"),
+            &total,
+            currency,
+            "new",
+            &at,
+        ])?;
         for l in &r.lines {
             let item_id = self.next_item.to_string();
             self.next_item += 1;

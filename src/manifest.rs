@@ -115,20 +115,11 @@ impl Manifest {
     pub fn load(output_dir: &Path) -> Result<Manifest, ManifestError> {
         let path = output_dir.join(MANIFEST_PATH);
         let shown = path.display().to_string();
-        let bytes = std::fs::read(&path).map_err(|source| ManifestError::Missing {
-            path: shown.clone(),
-            source,
-        })?;
-        let manifest: Manifest =
-            serde_json::from_slice(&bytes).map_err(|source| ManifestError::Malformed {
-                path: shown.clone(),
-                source,
-            })?;
+        let bytes = std::fs::read(&path).map_err(|source| ManifestError::Missing { path: shown.clone(), source })?;
+        let manifest: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|source| ManifestError::Malformed { path: shown.clone(), source })?;
         if manifest.v != MANIFEST_VERSION {
-            return Err(ManifestError::Version {
-                path: shown,
-                found: manifest.v,
-            });
+            return Err(ManifestError::Version { path: shown, found: manifest.v });
         }
         Ok(manifest)
     }
@@ -145,10 +136,7 @@ impl Manifest {
     }
 
     pub fn file(&self, path: &str) -> Option<&FileEntry> {
-        self.files
-            .binary_search_by(|f| f.path.as_str().cmp(path))
-            .ok()
-            .map(|i| &self.files[i])
+        self.files.binary_search_by(|f| f.path.as_str().cmp(path)).ok().map(|i| &self.files[i])
     }
 
     pub fn product(&self, sku: &str) -> Option<&Product> {
@@ -157,9 +145,6 @@ impl Manifest {
 
     /// Routes of the pages that show `form`.
     pub fn form_pages<'a>(&'a self, form: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.pages
-            .iter()
-            .filter(move |p| p.forms.iter().any(|f| f == form))
-            .map(|p| p.route.as_str())
+        self.pages.iter().filter(move |p| p.forms.iter().any(|f| f == form)).map(|p| p.route.as_str())
     }
 }

@@ -29,19 +29,12 @@ impl fmt::Display for Ref {
 impl FromStr for Ref {
     type Err = String;
     fn from_str(s: &str) -> Result<Ref, String> {
-        let (node, seq) = s
-            .rsplit_once('-')
-            .ok_or_else(|| format!("{s:?} is not a reference of the form node-seq"))?;
-        let seq = seq
-            .parse()
-            .map_err(|_| format!("{s:?} is not a reference of the form node-seq"))?;
+        let (node, seq) = s.rsplit_once('-').ok_or_else(|| format!("{s:?} is not a reference of the form node-seq"))?;
+        let seq = seq.parse().map_err(|_| format!("{s:?} is not a reference of the form node-seq"))?;
         if !crate::config::valid_name(node) {
             return Err(format!("{s:?} has an invalid node name"));
         }
-        Ok(Ref {
-            node: node.to_string(),
-            seq,
-        })
+        Ok(Ref { node: node.to_string(), seq })
     }
 }
 
@@ -196,11 +189,9 @@ impl CsvCodec {
                 "ip" => opt(&record.meta.ip),
                 "user_agent" => opt(&record.meta.user_agent),
                 "duplicate_of" => record.meta.duplicate_of.as_ref().map(|r| r.to_string()).unwrap_or_default(),
-                other => other
-                    .strip_prefix(CSV_FIELD_PREFIX)
-                    .and_then(|f| record.fields.get(f))
-                    .cloned()
-                    .unwrap_or_default(),
+                other => {
+                    other.strip_prefix(CSV_FIELD_PREFIX).and_then(|f| record.fields.get(f)).cloned().unwrap_or_default()
+                }
             })
             .collect();
         write_csv_line(cells.iter().map(|c| guard_cell(c)))
@@ -233,9 +224,7 @@ impl CsvCodec {
             v: need("v")?.parse().map_err(|_| "column \"v\" is not a number".to_string())?,
             reference: parse_ref(need("ref")?)?,
             form: need("form")?.to_string(),
-            received_at: need("received_at")?
-                .parse()
-                .map_err(|e| format!("column \"received_at\": {e}"))?,
+            received_at: need("received_at")?.parse().map_err(|e| format!("column \"received_at\": {e}"))?,
             fields,
             lines: match opt("lines") {
                 Some(s) => serde_json::from_str(s).map_err(|e| format!("column \"lines\": {e}"))?,
@@ -256,11 +245,8 @@ impl CsvCodec {
 }
 
 fn write_csv_line(cells: impl Iterator<Item = impl AsRef<str>>) -> Vec<u8> {
-    let mut w = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::Any(b'\n'))
-        .from_writer(Vec::new());
-    w.write_record(cells.map(|c| c.as_ref().to_string()))
-        .expect("writing CSV to memory cannot fail");
+    let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(Vec::new());
+    w.write_record(cells.map(|c| c.as_ref().to_string())).expect("writing CSV to memory cannot fail");
     w.into_inner().expect("writing CSV to memory cannot fail")
 }
 
@@ -305,12 +291,7 @@ impl SegmentName {
             _ => return None,
         };
         let r: Ref = stem.parse().ok()?;
-        Some(SegmentName {
-            node: r.node,
-            first_seq: r.seq,
-            format,
-            sealed,
-        })
+        Some(SegmentName { node: r.node, first_seq: r.seq, format, sealed })
     }
 }
 
@@ -340,11 +321,7 @@ pub fn list_segments(collected: &Path) -> std::io::Result<Vec<Segment>> {
             let entry = entry?;
             let file_name = entry.file_name().to_string_lossy().into_owned();
             if let Some(name) = SegmentName::parse(&file_name) {
-                out.push(Segment {
-                    form: form.clone(),
-                    path: entry.path(),
-                    name,
-                });
+                out.push(Segment { form: form.clone(), path: entry.path(), name });
             }
         }
     }
@@ -377,11 +354,7 @@ pub fn read_segment(path: &Path) -> std::io::Result<Vec<Result<(usize, Record), 
         .and_then(|n| SegmentName::parse(&n.to_string_lossy()))
         .map(|n| n.format)
         .unwrap_or(StoreFormat::Jsonl);
-    let bad = |line: usize, message: String| BadLine {
-        path: path.to_path_buf(),
-        line,
-        message,
-    };
+    let bad = |line: usize, message: String| BadLine { path: path.to_path_buf(), line, message };
     let mut out = Vec::new();
     let torn_tail = !bytes.is_empty() && !bytes.ends_with(b"\n");
     match format {
@@ -405,10 +378,7 @@ pub fn read_segment(path: &Path) -> std::io::Result<Vec<Result<(usize, Record), 
             }
         }
         StoreFormat::Csv => {
-            let mut reader = csv::ReaderBuilder::new()
-                .has_headers(true)
-                .flexible(true)
-                .from_reader(bytes.as_slice());
+            let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(bytes.as_slice());
             let header = match reader.headers() {
                 Ok(h) => h.clone(),
                 Err(e) => {
@@ -481,11 +451,21 @@ mod tests {
             form: "order".into(),
             received_at: "2026-11-24T09:00:00.123Z".parse().unwrap(),
             fields: [("name".to_string(), name.to_string()), ("note".to_string(), note.to_string())].into(),
-            lines: vec![Line { sku: "LAMP".into(), name: "Lamp".into(), quantity: 2, unit_cents: 4900, total_cents: 9800 }],
+            lines: vec![Line {
+                sku: "LAMP".into(),
+                name: "Lamp".into(),
+                quantity: 2,
+                unit_cents: 4900,
+                total_cents: 9800,
+            }],
             total_cents: Some(9800),
             currency: Some("EUR".into()),
             parent_ref: Some("node-a-3".parse().unwrap()),
-            meta: Meta { ip: Some("127.0.0.1".into()), user_agent: Some("=cmd|' /C calc'!A0".into()), duplicate_of: None },
+            meta: Meta {
+                ip: Some("127.0.0.1".into()),
+                user_agent: Some("=cmd|' /C calc'!A0".into()),
+                duplicate_of: None,
+            },
         }
     }
 
@@ -514,7 +494,9 @@ mod tests {
         let header = CsvCodec::header(&form);
         let a = record("=HYPERLINK(\"x\")", "line1\nline2, \"quoted\"");
         let b = record("'Ann", "-5");
-        let path = dir.path().join(SegmentName { node: "node-a".into(), first_seq: 1, format: StoreFormat::Csv, sealed: true }.file_name());
+        let path = dir.path().join(
+            SegmentName { node: "node-a".into(), first_seq: 1, format: StoreFormat::Csv, sealed: true }.file_name(),
+        );
         let mut bytes = CsvCodec::header_line(&form);
         bytes.extend(CsvCodec::row_line(&header, &a));
         bytes.extend(CsvCodec::row_line(&header, &b));

@@ -28,11 +28,7 @@ impl Assets {
     }
 
     pub fn fingerprinted_paths(&self) -> BTreeMap<String, ()> {
-        self.map
-            .iter()
-            .filter(|(src, out)| src != out)
-            .map(|(_, out)| (out.clone(), ()))
-            .collect()
+        self.map.iter().filter(|(src, out)| src != out).map(|(_, out)| (out.clone(), ())).collect()
     }
 }
 
@@ -73,8 +69,7 @@ pub fn process(root: &Path, content_dir: &Path, sources: &[PathBuf], out: &Path)
         let rel = relative(content_dir, &full);
         let mut bytes = std::fs::read(&full).map_err(BuildError::io(&full))?;
         if rel.ends_with(".css") {
-            let text = String::from_utf8(bytes)
-                .map_err(|_| BuildError::at(source, None, "stylesheet is not UTF-8"))?;
+            let text = String::from_utf8(bytes).map_err(|_| BuildError::at(source, None, "stylesheet is not UTF-8"))?;
             let dir = rel.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
             let mut missing = None;
             let rewritten = url_re.replace_all(&text, |caps: &regex::Captures| {
@@ -94,7 +89,11 @@ pub fn process(root: &Path, content_dir: &Path, sources: &[PathBuf], out: &Path)
                 }
             });
             if let Some((url, line)) = missing {
-                return Err(BuildError::at(source, Some(line), format!("url({url}): no such file in the content folder")));
+                return Err(BuildError::at(
+                    source,
+                    Some(line),
+                    format!("url({url}): no such file in the content folder"),
+                ));
             }
             bytes = rewritten.into_owned().into_bytes();
         }
@@ -134,7 +133,10 @@ mod tests {
     #[test]
     fn names_carry_the_hash_before_the_extension() {
         let name = fingerprinted_name("img/lamp.svg", b"x");
-        assert!(name.starts_with("img/lamp.") && name.ends_with(".svg") && name.len() == "img/lamp.12345678.svg".len(), "{name}");
+        assert!(
+            name.starts_with("img/lamp.") && name.ends_with(".svg") && name.len() == "img/lamp.12345678.svg".len(),
+            "{name}"
+        );
     }
 
     #[test]

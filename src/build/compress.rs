@@ -57,20 +57,15 @@ pub fn twins(dir: &Path, files: Vec<FileEntry>, config: &BuildConfig) -> Result<
 /// at 12-55 s, for a site that ships few, large files.
 pub fn brotli_bytes(input: &[u8], quality: u32) -> Vec<u8> {
     let mut out = Vec::with_capacity(input.len() / 3);
-    let params = brotli::enc::BrotliEncoderParams {
-        quality: quality as i32,
-        lgwin: 22,
-        ..Default::default()
-    };
+    let params = brotli::enc::BrotliEncoderParams { quality: quality as i32, lgwin: 22, ..Default::default() };
     brotli::BrotliCompress(&mut &input[..], &mut out, &params).expect("compressing in memory cannot fail");
     out
 }
 
 /// Gzip with no file name and mtime 0 in the header, so builds are byte-identical.
 pub fn gzip_bytes(input: &[u8], level: u32) -> Vec<u8> {
-    let mut enc = flate2::GzBuilder::new()
-        .mtime(0)
-        .write(Vec::with_capacity(input.len() / 3), flate2::Compression::new(level));
+    let mut enc =
+        flate2::GzBuilder::new().mtime(0).write(Vec::with_capacity(input.len() / 3), flate2::Compression::new(level));
     enc.write_all(input).expect("compressing in memory cannot fail");
     enc.finish().expect("compressing in memory cannot fail")
 }

@@ -21,10 +21,7 @@ pub fn discover(root: &Path, content_dir: &Path) -> Result<Sources, BuildError> 
     let mut pages = Vec::new();
     let mut assets = Vec::new();
     for entry in walkdir::WalkDir::new(content_dir).sort_by_file_name() {
-        let entry = entry.map_err(|e| BuildError::Io {
-            path: content_dir.to_path_buf(),
-            source: e.into(),
-        })?;
+        let entry = entry.map_err(|e| BuildError::Io { path: content_dir.to_path_buf(), source: e.into() })?;
         let name = entry.file_name().to_string_lossy();
         // Editor droppings and hidden files are not part of the site.
         if name.starts_with('.') || name.ends_with('~') {
@@ -62,9 +59,8 @@ pub struct Page {
 const SPECIAL: &[&str] = &["404", "busy", "sold-out", "invalid"];
 
 pub fn read_page(root: &Path, source: &Path, config: &Config) -> Result<Page, BuildError> {
-    let text = std::fs::read_to_string(root.join(source)).map_err(|e| {
-        BuildError::at(source, None, format!("cannot read as UTF-8 text: {e}"))
-    })?;
+    let text = std::fs::read_to_string(root.join(source))
+        .map_err(|e| BuildError::at(source, None, format!("cannot read as UTF-8 text: {e}")))?;
     let (front, body, body_line) = front_matter::split(&text, source)?;
     let in_content = relative(&root.join(&config.build.content_dir), &root.join(source));
     let stem = in_content.trim_end_matches(".md");
@@ -119,11 +115,7 @@ impl Page {
     }
 
     pub fn redirects(&self) -> impl Iterator<Item = Redirect> + '_ {
-        self.front.aliases.iter().map(|from| Redirect {
-            from: from.clone(),
-            to: self.route.clone(),
-            status: 301,
-        })
+        self.front.aliases.iter().map(|from| Redirect { from: from.clone(), to: self.route.clone(), status: 301 })
     }
 }
 

@@ -35,11 +35,7 @@ fn field_html(h: &mut String, form: &str, f: &Field, config: &Config) {
     if let Some(a) = &f.autocomplete {
         let _ = write!(attrs, " autocomplete=\"{}\"", esc(a));
     }
-    let help = f
-        .help
-        .as_ref()
-        .map(|t| format!("<small>{}</small>", esc(t)))
-        .unwrap_or_default();
+    let help = f.help.as_ref().map(|t| format!("<small>{}</small>", esc(t))).unwrap_or_default();
     let label = format!("<label for=\"{id}\">{}</label>", esc(f.label()));
     match f.kind {
         FieldKind::Text | FieldKind::Email | FieldKind::Textarea => {
@@ -149,9 +145,15 @@ mod tests {
         let config = Config::parse(include_str!("../../cofferdam.toml"), Path::new("cofferdam.toml")).unwrap();
         let html = render("order", &config.forms["order"], &config);
         assert!(html.contains("action=\"/submit/order\" "), "{html}");
-        assert!(html.contains("name=\"email\" required autocomplete=\"email\" maxlength=\"254\" type=\"email\""), "{html}");
+        assert!(
+            html.contains("name=\"email\" required autocomplete=\"email\" maxlength=\"254\" type=\"email\""),
+            "{html}"
+        );
         assert!(html.contains("<option value=\"DE\">Germany</option>"), "{html}");
-        assert!(html.contains("<option value=\"AURORA-EB\" selected>Aurora lamp — early bird — €89.00</option>"), "{html}");
+        assert!(
+            html.contains("<option value=\"AURORA-EB\" selected>Aurora lamp — early bird — €89.00</option>"),
+            "{html}"
+        );
         assert!(html.contains("type=\"number\"") && html.contains("min=\"1\" max=\"5\""), "{html}");
         assert!(html.contains("name=\"website\" type=\"text\" value=\"\" tabindex=\"-1\""), "{html}");
         assert!(!html.contains("<script"), "{html}");

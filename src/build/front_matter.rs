@@ -94,9 +94,7 @@ fn strsim(a: &str, b: &str) -> usize {
 
 /// The line (1-based) of `key = ...` in the page's front matter, for errors found later.
 pub fn line_of_key(text: &str, key: &str) -> Option<usize> {
-    text.lines()
-        .position(|l| l.split_once('=').is_some_and(|(k, _)| k.trim() == key))
-        .map(|n| n + 1)
+    text.lines().position(|l| l.split_once('=').is_some_and(|(k, _)| k.trim() == key)).map(|n| n + 1)
 }
 
 #[cfg(test)]

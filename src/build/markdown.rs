@@ -35,18 +35,12 @@ pub fn to_html(page: &Page, assets: &Assets) -> Result<String, BuildError> {
                 }
             };
             match event.into_static() {
-                Event::Start(Tag::Image { link_type, dest_url, title, id }) => Event::Start(Tag::Image {
-                    link_type,
-                    dest_url: rewrite(dest_url),
-                    title,
-                    id,
-                }),
-                Event::Start(Tag::Link { link_type, dest_url, title, id }) => Event::Start(Tag::Link {
-                    link_type,
-                    dest_url: rewrite(dest_url),
-                    title,
-                    id,
-                }),
+                Event::Start(Tag::Image { link_type, dest_url, title, id }) => {
+                    Event::Start(Tag::Image { link_type, dest_url: rewrite(dest_url), title, id })
+                }
+                Event::Start(Tag::Link { link_type, dest_url, title, id }) => {
+                    Event::Start(Tag::Link { link_type, dest_url: rewrite(dest_url), title, id })
+                }
                 other => other,
             }
         })

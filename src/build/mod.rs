@@ -48,11 +48,7 @@ pub enum BuildError {
     Config(#[from] ConfigError),
     /// Something wrong in a source file, located as precisely as the source allows.
     #[error("{}{}: {message}", .file.display(), .line.map(|l| format!(":{l}")).unwrap_or_default())]
-    Source {
-        file: PathBuf,
-        line: Option<usize>,
-        message: String,
-    },
+    Source { file: PathBuf, line: Option<usize>, message: String },
     #[error("{}: {source}", .path.display())]
     Io {
         path: PathBuf,
@@ -63,17 +59,10 @@ pub enum BuildError {
 
 impl BuildError {
     pub(crate) fn at(file: impl Into<PathBuf>, line: Option<usize>, message: impl Into<String>) -> Self {
-        BuildError::Source {
-            file: file.into(),
-            line,
-            message: message.into(),
-        }
+        BuildError::Source { file: file.into(), line, message: message.into() }
     }
     pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
-        move |source| BuildError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
+        move |source| BuildError::Io { path: path.to_path_buf(), source }
     }
 }
 
@@ -111,10 +100,8 @@ pub fn build_site(site: &Site, out: Option<&Path>) -> Result<BuildReport, BuildE
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&parent).map_err(BuildError::io(&parent))?;
-    let staging = tempfile::Builder::new()
-        .prefix(".cofferdam-build-")
-        .tempdir_in(&parent)
-        .map_err(BuildError::io(&parent))?;
+    let staging =
+        tempfile::Builder::new().prefix(".cofferdam-build-").tempdir_in(&parent).map_err(BuildError::io(&parent))?;
 
     let manifest = build_into(site, staging.path())?;
     let bytes = manifest.files.iter().map(|f| f.size).sum();
@@ -126,10 +113,7 @@ pub fn build_site(site: &Site, out: Option<&Path>) -> Result<BuildReport, BuildE
         elapsed: Duration::ZERO,
     };
     swap_into_place(staging, &output)?;
-    Ok(BuildReport {
-        elapsed: started.elapsed(),
-        ..report
-    })
+    Ok(BuildReport { elapsed: started.elapsed(), ..report })
 }
 
 /// Renders the whole site into `dir` (empty) and returns the manifest written there.
@@ -137,11 +121,8 @@ fn build_into(site: &Site, dir: &Path) -> Result<Manifest, BuildError> {
     let config = &site.config;
     let sources = content::discover(&site.root, &site.content_dir())?;
     let assets = assets::process(&site.root, &site.content_dir(), &sources.assets, dir)?;
-    let pages = sources
-        .pages
-        .par_iter()
-        .map(|p| content::read_page(&site.root, p, config))
-        .collect::<Result<Vec<_>, _>>()?;
+    let pages =
+        sources.pages.par_iter().map(|p| content::read_page(&site.root, p, config)).collect::<Result<Vec<_>, _>>()?;
     content::check_routes(&pages)?;
 
     let renderer = render::Renderer::new(site, &assets)?;
@@ -163,22 +144,14 @@ fn build_into(site: &Site, dir: &Path) -> Result<Manifest, BuildError> {
     let files = describe_files(dir, &assets.fingerprinted_paths())?;
     let files = compress::twins(dir, files, &config.build)?;
 
-    let special = |name: &str| {
-        pages
-            .iter()
-            .find(|p| p.special.as_deref() == Some(name))
-            .map(|p| p.file.clone())
-    };
+    let special = |name: &str| pages.iter().find(|p| p.special.as_deref() == Some(name)).map(|p| p.file.clone());
     let mut redirects: Vec<_> = pages.iter().flat_map(|p| p.redirects()).collect();
     redirects.sort_by(|a, b| a.from.cmp(&b.from));
     let mut manifest_pages: Vec<_> = pages.iter().map(|p| p.manifest_entry()).collect();
     manifest_pages.sort_by(|a, b| a.route.cmp(&b.route));
     let manifest = Manifest {
         v: MANIFEST_VERSION,
-        site: SiteInfo {
-            title: config.site.title.clone(),
-            base_url: config.site.base_url.clone(),
-        },
+        site: SiteInfo { title: config.site.title.clone(), base_url: config.site.base_url.clone() },
         landing: "/".into(),
         pages: manifest_pages,
         files,
@@ -203,10 +176,7 @@ fn build_into(site: &Site, dir: &Path) -> Result<Manifest, BuildError> {
 fn describe_files(dir: &Path, fingerprinted: &BTreeMap<String, ()>) -> Result<Vec<FileEntry>, BuildError> {
     let mut out = Vec::new();
     for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
-        let entry = entry.map_err(|e| BuildError::Io {
-            path: dir.to_path_buf(),
-            source: e.into(),
-        })?;
+        let entry = entry.map_err(|e| BuildError::Io { path: dir.to_path_buf(), source: e.into() })?;
         if !entry.file_type().is_file() {
             continue;
         }
@@ -269,10 +239,7 @@ fn swap_into_place(staging: tempfile::TempDir, output: &Path) -> Result<(), Buil
             let _ = std::fs::rename(old.path().join("dist"), output);
         }
         let _ = std::fs::remove_dir_all(&staged);
-        return Err(BuildError::Io {
-            path: output.to_path_buf(),
-            source: e,
-        });
+        return Err(BuildError::Io { path: output.to_path_buf(), source: e });
     }
     drop(old);
     Ok(())

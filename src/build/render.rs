@@ -37,7 +37,11 @@ impl Renderer {
         for (name, text) in &sources {
             if let Err(e) = tera::Template::new(name, None, text) {
                 let msg = chain(&e);
-                return Err(BuildError::at(shown_dir.join(name), pest_line(&msg), format!("template syntax error: {msg}")));
+                return Err(BuildError::at(
+                    shown_dir.join(name),
+                    pest_line(&msg),
+                    format!("template syntax error: {msg}"),
+                ));
             }
         }
         let mut tera = tera::Tera::default();
@@ -45,14 +49,11 @@ impl Renderer {
         tera.add_raw_templates(sources.iter().map(|(n, t)| (n.as_str(), t.as_str())))
             .map_err(|e| BuildError::at(&shown_dir, None, format!("templates: {}", chain(&e))))?;
         let map = assets.map.clone();
-        let urls: HashMap<String, String> = map.keys().filter_map(|k| assets.resolve("", k).map(|u| (k.clone(), u))).collect();
+        let urls: HashMap<String, String> =
+            map.keys().filter_map(|k| assets.resolve("", k).map(|u| (k.clone(), u))).collect();
         tera.register_function("asset", AssetUrl(urls));
         let config = &site.config;
-        let forms = config
-            .forms
-            .iter()
-            .map(|(name, form)| (name.clone(), forms::render(name, form, config)))
-            .collect();
+        let forms = config.forms.iter().map(|(name, form)| (name.clone(), forms::render(name, form, config))).collect();
         let catalog = Value::Array(
             config
                 .catalog
@@ -134,10 +135,8 @@ struct AssetUrl(HashMap<String, String>);
 
 impl tera::Function for AssetUrl {
     fn call(&self, args: &HashMap<String, Value>) -> tera::Result<Value> {
-        let path = args
-            .get("path")
-            .and_then(Value::as_str)
-            .ok_or_else(|| tera::Error::msg("asset() takes path=\"file\""))?;
+        let path =
+            args.get("path").and_then(Value::as_str).ok_or_else(|| tera::Error::msg("asset() takes path=\"file\""))?;
         self.0
             .get(path.trim_start_matches('/'))
             .map(|u| Value::String(u.clone()))

@@ -82,22 +82,8 @@ impl Report {
     ) -> Report {
         findings.sort_by_key(|f| f.severity);
         let count = |s| findings.iter().filter(|f| f.severity == s).count();
-        let (errors, warnings, infos) = (
-            count(Severity::Error),
-            count(Severity::Warning),
-            count(Severity::Info),
-        );
-        Report {
-            site,
-            dist,
-            ok: errors == 0,
-            errors,
-            warnings,
-            infos,
-            budget,
-            landing_path,
-            findings,
-        }
+        let (errors, warnings, infos) = (count(Severity::Error), count(Severity::Warning), count(Severity::Info));
+        Report { site, dist, ok: errors == 0, errors, warnings, infos, budget, landing_path, findings }
     }
 
     pub fn to_text(&self) -> String {
@@ -109,17 +95,10 @@ impl Report {
             kb(self.budget.page_weight_bytes),
             self.budget.requests
         );
-        let _ = writeln!(
-            s,
-            "  {:<28} {:>8} {:>12} {:>12}",
-            "page", "requests", "compressed", "identity"
-        );
+        let _ = writeln!(s, "  {:<28} {:>8} {:>12} {:>12}", "page", "requests", "compressed", "identity");
         for p in &self.landing_path {
-            let ext = if p.external_requests > 0 {
-                format!(" (+{} external)", p.external_requests)
-            } else {
-                String::new()
-            };
+            let ext =
+                if p.external_requests > 0 { format!(" (+{} external)", p.external_requests) } else { String::new() };
             let _ = writeln!(
                 s,
                 "  {:<28} {:>8} {:>12} {:>12}{ext}",
@@ -131,14 +110,7 @@ impl Report {
         }
         s.push('\n');
         for f in &self.findings {
-            let _ = writeln!(
-                s,
-                "{:<7}  {} [{}]: {}",
-                f.severity.label(),
-                f.page,
-                f.code,
-                f.message
-            );
+            let _ = writeln!(s, "{:<7}  {} [{}]: {}", f.severity.label(), f.page, f.code, f.message);
             if let Some(at) = &f.location {
                 let _ = writeln!(s, "         at:  {at}");
             }
@@ -149,11 +121,7 @@ impl Report {
         if !self.findings.is_empty() {
             s.push('\n');
         }
-        let verdict = if self.ok {
-            "ready to launch"
-        } else {
-            "NOT ready to launch"
-        };
+        let verdict = if self.ok { "ready to launch" } else { "NOT ready to launch" };
         let _ = writeln!(
             s,
             "{} error{}, {} warning{}, {} note{}: {verdict}",

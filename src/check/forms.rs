@@ -25,12 +25,7 @@ fn html_forms(tags: &[Tag]) -> Vec<HtmlForm<'_>> {
     for t in tags {
         match (t.name.as_str(), t.end) {
             ("form", false) => {
-                out.push(HtmlForm {
-                    tag: t,
-                    names: BTreeSet::new(),
-                    submits: Vec::new(),
-                    selects: Vec::new(),
-                });
+                out.push(HtmlForm { tag: t, names: BTreeSet::new(), submits: Vec::new(), selects: Vec::new() });
                 open = true;
                 in_select = false;
             }
@@ -52,13 +47,9 @@ fn html_forms(tags: &[Tag]) -> Vec<HtmlForm<'_>> {
             }
             ("input" | "textarea" | "button", false) => {
                 let f = out.last_mut().expect("open form");
-                let kind = t
-                    .attr("type")
-                    .unwrap_or(if t.name == "button" { "submit" } else { "text" })
-                    .to_ascii_lowercase();
-                if (t.name == "button" || t.name == "input")
-                    && (kind == "submit" || kind == "image")
-                {
+                let kind =
+                    t.attr("type").unwrap_or(if t.name == "button" { "submit" } else { "text" }).to_ascii_lowercase();
+                if (t.name == "button" || t.name == "input") && (kind == "submit" || kind == "image") {
                     f.submits.push(t);
                 }
                 if let Some(n) = t.attr("name") {
@@ -168,15 +159,14 @@ fn check_form(ctx: &Ctx, doc: &Doc, form: &HtmlForm, out: &mut Vec<Finding>) -> 
                 Severity::Error,
                 "js-form",
                 s.line,
-                format!("the submit button of {label} runs script (onclick=\"{}\"): the CSP blocks inline script", clip(handler)),
+                format!(
+                    "the submit button of {label} runs script (onclick=\"{}\"): the CSP blocks inline script",
+                    clip(handler)
+                ),
                 "remove onclick from the button; a plain submit button posts the form".into(),
             );
         }
-        if s.attr("formaction").is_some_and(|a| {
-            a.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("javascript:")
-        }) {
+        if s.attr("formaction").is_some_and(|a| a.trim_start().to_ascii_lowercase().starts_with("javascript:")) {
             push(
                 Severity::Error,
                 "js-form",
@@ -215,7 +205,9 @@ fn check_form(ctx: &Ctx, doc: &Doc, form: &HtmlForm, out: &mut Vec<Finding>) -> 
                 Severity::Warning,
                 "form-action",
                 t.line,
-                format!("{label} posts to {action}, not to cofferdam's /submit/NAME: that post leaves the spike-proof path"),
+                format!(
+                    "{label} posts to {action}, not to cofferdam's /submit/NAME: that post leaves the spike-proof path"
+                ),
                 "point it at /submit/NAME for a form defined in cofferdam.toml".into(),
             );
         }
@@ -227,16 +219,14 @@ fn check_form(ctx: &Ctx, doc: &Doc, form: &HtmlForm, out: &mut Vec<Finding>) -> 
             Severity::Error,
             "unknown-form",
             t.line,
-            format!("{label} posts to /submit/{name}, but cofferdam.toml defines no form {name:?}: every post is a 404"),
+            format!(
+                "{label} posts to /submit/{name}, but cofferdam.toml defines no form {name:?}: every post is a 404"
+            ),
             format!("use one of: {}", known.join(", ")),
         );
         return None;
     };
-    let method = t
-        .attr("method")
-        .unwrap_or("get")
-        .trim()
-        .to_ascii_lowercase();
+    let method = t.attr("method").unwrap_or("get").trim().to_ascii_lowercase();
     if method != "post" {
         push(
             Severity::Error,
@@ -251,7 +241,10 @@ fn check_form(ctx: &Ctx, doc: &Doc, form: &HtmlForm, out: &mut Vec<Finding>) -> 
             Severity::Warning,
             "no-honeypot",
             t.line,
-            format!("{label} (form {name:?}) has no honeypot field {:?}: bots fill the log with junk orders", def.honeypot),
+            format!(
+                "{label} (form {name:?}) has no honeypot field {:?}: bots fill the log with junk orders",
+                def.honeypot
+            ),
             format!(
                 "render the form with `form = \"{name}\"` in the front matter (it adds the hidden field), \
                  or add <input name=\"{}\" tabindex=\"-1\" autocomplete=\"off\"> in a visually hidden block",
@@ -259,18 +252,17 @@ fn check_form(ctx: &Ctx, doc: &Doc, form: &HtmlForm, out: &mut Vec<Finding>) -> 
             ),
         );
     }
-    let missing: Vec<&str> = def
-        .fields
-        .iter()
-        .filter(|f| f.required && !form.names.contains(&f.name))
-        .map(|f| f.name.as_str())
-        .collect();
+    let missing: Vec<&str> =
+        def.fields.iter().filter(|f| f.required && !form.names.contains(&f.name)).map(|f| f.name.as_str()).collect();
     if !missing.is_empty() {
         push(
             Severity::Error,
             "form-fields",
             t.line,
-            format!("{label} (form {name:?}) lacks the required field(s) {}: the server refuses every post", missing.join(", ")),
+            format!(
+                "{label} (form {name:?}) lacks the required field(s) {}: the server refuses every post",
+                missing.join(", ")
+            ),
             format!("render the form with `form = \"{name}\"` in the front matter, or add the fields"),
         );
     }
@@ -309,9 +301,6 @@ mod tests {
         assert_eq!(f[0].submits.len(), 1);
         assert!(f[0].names.contains("s") && !f[0].names.contains("outside"));
         assert_eq!(f[1].selects[0].1, 0);
-        assert!(
-            f[1].submits.is_empty(),
-            "a type=button is not a submit button"
-        );
+        assert!(f[1].submits.is_empty(), "a type=button is not a submit button");
     }
 }

@@ -22,10 +22,7 @@ pub struct Tag {
 
 impl Tag {
     pub fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.attrs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 }
 
@@ -47,20 +44,14 @@ pub fn tags(html: &str) -> Vec<Tag> {
         let start = i + off;
         let rest = &html[start..];
         if rest.starts_with("<!--") {
-            i = find(html, start + 4, "-->")
-                .map(|e| e + 3)
-                .unwrap_or(b.len());
+            i = find(html, start + 4, "-->").map(|e| e + 3).unwrap_or(b.len());
             continue;
         }
         if rest.starts_with("<!") || rest.starts_with("<?") {
             i = find(html, start, ">").map(|e| e + 1).unwrap_or(b.len());
             continue;
         }
-        let (end, name_from) = if rest.starts_with("</") {
-            (true, start + 2)
-        } else {
-            (false, start + 1)
-        };
+        let (end, name_from) = if rest.starts_with("</") { (true, start + 2) } else { (false, start + 1) };
         if !b.get(name_from).is_some_and(u8::is_ascii_alphabetic) {
             // A lone `<` in text.
             i = start + 1;
@@ -73,13 +64,7 @@ pub fn tags(html: &str) -> Vec<Tag> {
         let name = html[name_from..j].to_ascii_lowercase();
         let (attrs, after) = attributes(html, j);
         let line_no = line_at(start, &mut line, &mut counted);
-        let mut tag = Tag {
-            name,
-            end,
-            attrs: if end { Vec::new() } else { attrs },
-            line: line_no,
-            raw: String::new(),
-        };
+        let mut tag = Tag { name, end, attrs: if end { Vec::new() } else { attrs }, line: line_no, raw: String::new() };
         i = after;
         if !end && RAW_TEXT.contains(&tag.name.as_str()) {
             let close = find_ci(html, i, &format!("</{}", tag.name)).unwrap_or(b.len());
@@ -203,10 +188,7 @@ pub fn css_urls(css: &str) -> Vec<(String, usize)> {
         if is_url {
             let from = at + 4;
             let to = css[from..].find(')').map(|o| from + o).unwrap_or(css.len());
-            let v = css[from..to]
-                .trim()
-                .trim_matches(|c| c == '"' || c == '\'')
-                .trim();
+            let v = css[from..to].trim().trim_matches(|c| c == '"' || c == '\'').trim();
             if !v.is_empty() {
                 out.push((v.to_string(), line));
             }
@@ -237,9 +219,7 @@ fn find(html: &str, from: usize, pat: &str) -> Option<usize> {
 fn find_ci(html: &str, from: usize, pat: &str) -> Option<usize> {
     let hay = html.get(from..)?.as_bytes();
     let pat = pat.as_bytes();
-    hay.windows(pat.len())
-        .position(|w| w.eq_ignore_ascii_case(pat))
-        .map(|o| from + o)
+    hay.windows(pat.len()).position(|w| w.eq_ignore_ascii_case(pat)).map(|o| from + o)
 }
 
 #[cfg(test)]
@@ -248,9 +228,7 @@ mod tests {
 
     #[test]
     fn attributes_quoted_unquoted_bare_and_decoded() {
-        let t = tags(
-            "<p>\n<INPUT Type=email name='e' required value=\"a&amp;b&#39;&#x41;\" data-x=\"1>2\">",
-        );
+        let t = tags("<p>\n<INPUT Type=email name='e' required value=\"a&amp;b&#39;&#x41;\" data-x=\"1>2\">");
         assert_eq!(t.len(), 2);
         let input = &t[1];
         assert_eq!((input.name.as_str(), input.line), ("input", 2));
@@ -263,8 +241,7 @@ mod tests {
 
     #[test]
     fn comments_scripts_and_self_closing_are_not_tags() {
-        let html =
-            "<!doctype html><!-- <form> --><script>if (a<b) document.write('<form>')</script>\
+        let html = "<!doctype html><!-- <form> --><script>if (a<b) document.write('<form>')</script>\
                     <img src=x.png/><br/><textarea><b></textarea></form>";
         let names: Vec<_> = tags(html).iter().map(|t| (t.name.clone(), t.end)).collect();
         assert_eq!(
@@ -296,13 +273,6 @@ mod tests {
     #[test]
     fn css_references() {
         let css = "@import \"a.css\";\n@font-face{src:url( 'f.woff2' ) format('woff2')}\nb{background:URL(/i.png)}";
-        assert_eq!(
-            css_urls(css),
-            vec![
-                ("a.css".into(), 1),
-                ("f.woff2".into(), 2),
-                ("/i.png".into(), 3)
-            ]
-        );
+        assert_eq!(css_urls(css), vec![("a.css".into(), 1), ("f.woff2".into(), 2), ("/i.png".into(), 3)]);
     }
 }

@@ -17,11 +17,7 @@ pub(crate) fn check(ctx: &Ctx, landing_path: &[String], out: &mut Vec<Finding>) 
     // Image file → the pages that show it, the landing path's first.
     let mut shown_on: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for doc in &ctx.docs {
-        for r in doc
-            .refs
-            .iter()
-            .filter(|r| matches!(r.kind, Kind::Image | Kind::Icon))
-        {
+        for r in doc.refs.iter().filter(|r| matches!(r.kind, Kind::Image | Kind::Icon)) {
             if let Target::File(p) = &r.target {
                 let routes = shown_on.entry(p.as_str()).or_default();
                 if !routes.contains(&doc.page.route) {
@@ -31,32 +27,12 @@ pub(crate) fn check(ctx: &Ctx, landing_path: &[String], out: &mut Vec<Finding>) 
         }
     }
     for routes in shown_on.values_mut() {
-        routes.sort_by_key(|r| {
-            landing_path
-                .iter()
-                .position(|l| l == r)
-                .unwrap_or(usize::MAX)
-        });
+        routes.sort_by_key(|r| landing_path.iter().position(|l| l == r).unwrap_or(usize::MAX));
     }
-    for file in ctx
-        .manifest
-        .files
-        .iter()
-        .filter(|f| f.content_type.starts_with("image/"))
-    {
-        let routes = shown_on
-            .get(file.path.as_str())
-            .cloned()
-            .unwrap_or_default();
-        let page = routes
-            .first()
-            .cloned()
-            .unwrap_or_else(|| "(not shown on any page)".into());
-        let size = file
-            .br_size
-            .or(file.gz_size)
-            .unwrap_or(file.size)
-            .min(file.size);
+    for file in ctx.manifest.files.iter().filter(|f| f.content_type.starts_with("image/")) {
+        let routes = shown_on.get(file.path.as_str()).cloned().unwrap_or_default();
+        let page = routes.first().cloned().unwrap_or_else(|| "(not shown on any page)".into());
+        let size = file.br_size.or(file.gz_size).unwrap_or(file.size).min(file.size);
         let dims = dimensions(&ctx.dist.join(&file.path));
         if size > budget {
             let on_path = routes.iter().any(|r| landing_path.contains(r));
@@ -69,8 +45,7 @@ pub(crate) fn check(ctx: &Ctx, landing_path: &[String], out: &mut Vec<Finding>) 
                     "/{} weighs {}{}, over the image budget of {}{}",
                     file.path,
                     kb(size),
-                    dims.map(|d| format!(" ({}×{} px, {})", d.width, d.height, d.format))
-                        .unwrap_or_default(),
+                    dims.map(|d| format!(" ({}×{} px, {})", d.width, d.height, d.format)).unwrap_or_default(),
                     kb(budget),
                     if on_path { ", on the landing path" } else { "" }
                 ),
@@ -112,21 +87,13 @@ pub(crate) fn check(ctx: &Ctx, landing_path: &[String], out: &mut Vec<Finding>) 
 /// The `width` attribute of the first `<img>` showing `file`, with its page and line.
 fn display_width(ctx: &Ctx, file: &str) -> Option<(String, usize, u32)> {
     for doc in &ctx.docs {
-        let base = doc
-            .page
-            .route
-            .rfind('/')
-            .map(|i| doc.page.route[..=i].to_string())
-            .unwrap_or("/".into());
+        let base = doc.page.route.rfind('/').map(|i| doc.page.route[..=i].to_string()).unwrap_or("/".into());
         for t in doc.tags.iter().filter(|t| t.name == "img" && !t.end) {
             let Some(src) = t.attr("src") else { continue };
             if ctx.resolve(&base, src) != Target::File(file.to_string()) {
                 continue;
             }
-            if let Some(w) = t
-                .attr("width")
-                .and_then(|w| w.trim().trim_end_matches("px").parse::<u32>().ok())
-            {
+            if let Some(w) = t.attr("width").and_then(|w| w.trim().trim_end_matches("px").parse::<u32>().ok()) {
                 return Some((doc.page.route.clone(), t.line, w.max(1)));
             }
         }
@@ -136,8 +103,7 @@ fn display_width(ctx: &Ctx, file: &str) -> Option<(String, usize, u32)> {
 
 fn saving(size: u64, dims: Option<Dims>, path: &str) -> String {
     let Some(d) = dims else {
-        return "compress it (WebP or JPEG for photographs, SVG for drawings) or make it smaller"
-            .into();
+        return "compress it (WebP or JPEG for photographs, SVG for drawings) or make it smaller".into();
     };
     let pixels = d.width as f64 * d.height as f64;
     let webp = (pixels * WEBP_BYTES_PER_PIXEL) as u64;
@@ -175,38 +141,16 @@ pub(crate) struct Dims {
 /// Pixel size from the file's header (PNG, BMP, GIF, JPEG), reading at most 64 KiB.
 fn dimensions(path: &std::path::Path) -> Option<Dims> {
     let mut head = Vec::with_capacity(64 * 1024);
-    std::fs::File::open(path)
-        .ok()?
-        .take(64 * 1024)
-        .read_to_end(&mut head)
-        .ok()?;
+    std::fs::File::open(path).ok()?.take(64 * 1024).read_to_end(&mut head).ok()?;
     parse_dimensions(&head)
 }
 
 pub(crate) fn parse_dimensions(b: &[u8]) -> Option<Dims> {
-    let be32 = |i: usize| {
-        b.get(i..i + 4)
-            .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-    };
-    let le32 = |i: usize| {
-        b.get(i..i + 4)
-            .map(|s| i32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-    };
-    let le16 = |i: usize| {
-        b.get(i..i + 2)
-            .map(|s| u16::from_le_bytes([s[0], s[1]]) as u32)
-    };
-    let be16 = |i: usize| {
-        b.get(i..i + 2)
-            .map(|s| u16::from_be_bytes([s[0], s[1]]) as u32)
-    };
-    let dims = |w: u32, h: u32, format| {
-        (w > 0 && h > 0).then_some(Dims {
-            width: w,
-            height: h,
-            format,
-        })
-    };
+    let be32 = |i: usize| b.get(i..i + 4).map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]));
+    let le32 = |i: usize| b.get(i..i + 4).map(|s| i32::from_le_bytes([s[0], s[1], s[2], s[3]]));
+    let le16 = |i: usize| b.get(i..i + 2).map(|s| u16::from_le_bytes([s[0], s[1]]) as u32);
+    let be16 = |i: usize| b.get(i..i + 2).map(|s| u16::from_be_bytes([s[0], s[1]]) as u32);
+    let dims = |w: u32, h: u32, format| (w > 0 && h > 0).then_some(Dims { width: w, height: h, format });
     if b.starts_with(b"\x89PNG\r\n\x1a\n") && b.get(12..16) == Some(b"IHDR") {
         return dims(be32(16)?, be32(20)?, "PNG");
     }
@@ -247,47 +191,19 @@ mod tests {
         let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
         png.extend(2000u32.to_be_bytes());
         png.extend(1500u32.to_be_bytes());
-        assert_eq!(
-            parse_dimensions(&png),
-            Some(Dims {
-                width: 2000,
-                height: 1500,
-                format: "PNG"
-            })
-        );
+        assert_eq!(parse_dimensions(&png), Some(Dims { width: 2000, height: 1500, format: "PNG" }));
         let mut gif = b"GIF89a".to_vec();
         gif.extend(640u16.to_le_bytes());
         gif.extend(480u16.to_le_bytes());
-        assert_eq!(
-            parse_dimensions(&gif).map(|d| (d.width, d.height)),
-            Some((640, 480))
-        );
-        let jpeg = [
-            0xFF, 0xD8, 0xFF, 0xE0, 0, 4, 0, 0, 0xFF, 0xC0, 0, 11, 8, 0x01, 0x00, 0x02, 0x00, 3, 0,
-            0,
-        ];
-        assert_eq!(
-            parse_dimensions(&jpeg),
-            Some(Dims {
-                width: 512,
-                height: 256,
-                format: "JPEG"
-            })
-        );
+        assert_eq!(parse_dimensions(&gif).map(|d| (d.width, d.height)), Some((640, 480)));
+        let jpeg = [0xFF, 0xD8, 0xFF, 0xE0, 0, 4, 0, 0, 0xFF, 0xC0, 0, 11, 8, 0x01, 0x00, 0x02, 0x00, 3, 0, 0];
+        assert_eq!(parse_dimensions(&jpeg), Some(Dims { width: 512, height: 256, format: "JPEG" }));
         assert_eq!(parse_dimensions(b"<svg"), None);
     }
 
     #[test]
     fn photo_png_gets_a_webp_estimate() {
-        let fix = saving(
-            4_000_000,
-            Some(Dims {
-                width: 1000,
-                height: 1000,
-                format: "PNG",
-            }),
-            "a.png",
-        );
+        let fix = saving(4_000_000, Some(Dims { width: 1000, height: 1000, format: "PNG" }), "a.png");
         assert!(fix.contains("WebP (about 97.7 KB, 98% less"), "{fix}");
     }
 }

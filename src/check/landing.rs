@@ -50,11 +50,7 @@ pub(crate) fn order_form(ctx: &Ctx) -> Option<(String, String)> {
             } else {
                 2
             };
-            candidates.push((
-                if sells { 0 } else { 3 } + where_,
-                name.clone(),
-                route.to_string(),
-            ));
+            candidates.push((if sells { 0 } else { 3 } + where_, name.clone(), route.to_string()));
         }
     }
     candidates.sort();
@@ -77,9 +73,7 @@ pub(crate) fn check(ctx: &Ctx, out: &mut Vec<Finding>) -> (Vec<String>, Vec<Page
     }
     if let Some((_, page)) = order_form(ctx) {
         let linked = ctx.doc(&m.landing).is_some_and(|d| {
-            d.refs
-                .iter()
-                .any(|r| r.kind == Kind::Link && matches!(&r.target, Target::Page(p) if *p == page))
+            d.refs.iter().any(|r| r.kind == Kind::Link && matches!(&r.target, Target::Page(p) if *p == page))
         });
         if page != m.landing && !linked {
             out.push(Finding {
@@ -164,9 +158,7 @@ fn weigh(ctx: &Ctx, doc: &Doc) -> PageWeight {
         let key = match &r.target {
             Target::Skip | Target::Script | Target::Submit(_) => continue,
             Target::External { .. } => r.url.clone(),
-            Target::File(p) | Target::Page(p) | Target::Redirect(p) | Target::Missing(p) => {
-                p.clone()
-            }
+            Target::File(p) | Target::Page(p) | Target::Redirect(p) | Target::Missing(p) => p.clone(),
         };
         if !seen.insert(key) {
             continue;

@@ -88,11 +88,7 @@ pub(crate) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             code: g.code,
             page: routes[0].clone(),
             location: Some(g.location),
-            message: if routes.len() > 1 {
-                format!("{} ({})", g.message, pages_phrase(&routes))
-            } else {
-                g.message
-            },
+            message: if routes.len() > 1 { format!("{} ({})", g.message, pages_phrase(&routes)) } else { g.message },
             fix: g.fix,
         });
     }
@@ -117,12 +113,7 @@ fn asset_fix(ctx: &Ctx, path: &str) -> String {
         .assets
         .iter()
         .find(|(src, _)| src.as_str() == rel)
-        .or_else(|| {
-            ctx.manifest
-                .assets
-                .iter()
-                .find(|(src, _)| src.rsplit('/').next() == Some(name))
-        });
+        .or_else(|| ctx.manifest.assets.iter().find(|(src, _)| src.rsplit('/').next() == Some(name)));
     match by_source {
         Some((src, out)) => format!(
             "the build names it /{out}: write {{{{ asset(path=\"{src}\") }}}} in templates (Markdown links to it are rewritten)"
@@ -133,11 +124,7 @@ fn asset_fix(ctx: &Ctx, path: &str) -> String {
 
 /// The route most like `path` (by edit distance), when it is close.
 fn closest<'a>(path: &str, routes: impl Iterator<Item = &'a str>) -> Option<&'a str> {
-    routes
-        .map(|r| (distance(path, r), r))
-        .filter(|(d, r)| *d <= 2.max(r.len() / 4))
-        .min()
-        .map(|(_, r)| r)
+    routes.map(|r| (distance(path, r), r)).filter(|(d, r)| *d <= 2.max(r.len() / 4)).min().map(|(_, r)| r)
 }
 
 fn distance(a: &str, b: &str) -> usize {
@@ -176,13 +163,7 @@ mod tests {
     #[test]
     fn closest_route_suggests_typos_only() {
         let routes = ["/", "/order/", "/thanks/"];
-        assert_eq!(
-            super::closest("/ordr/", routes.iter().copied()),
-            Some("/order/")
-        );
-        assert_eq!(
-            super::closest("/completely-else/", routes.iter().copied()),
-            None
-        );
+        assert_eq!(super::closest("/ordr/", routes.iter().copied()), Some("/order/"));
+        assert_eq!(super::closest("/completely-else/", routes.iter().copied()), None);
     }
 }

@@ -49,11 +49,7 @@ pub fn cli(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         Format::Text => print!("{}", report.to_text()),
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
     }
-    Ok(if report.ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,18 +105,9 @@ pub fn check_site(site: &Site, build: bool) -> Result<Report, CheckError> {
     images::check(&ctx, &path, &mut findings);
     settings::check(&ctx, &mut findings);
     let c = &site.config.check;
-    let budget = Budget {
-        page_weight_bytes: c.page_weight_budget,
-        requests: c.request_budget,
-        image_bytes: c.image_budget,
-    };
-    Ok(Report::new(
-        manifest.site.title.clone(),
-        shown(&dist),
-        budget,
-        weights,
-        findings,
-    ))
+    let budget =
+        Budget { page_weight_bytes: c.page_weight_budget, requests: c.request_budget, image_bytes: c.image_budget };
+    Ok(Report::new(manifest.site.title.clone(), shown(&dist), budget, weights, findings))
 }
 
 /// The landing path as a fresh visitor fetches it, for `rehearse`.
@@ -146,9 +133,7 @@ pub fn visit_plan(site: &Site, manifest: &Manifest) -> VisitPlan {
             let mut files: Vec<String> = Vec::new();
             for r in doc.refs.iter().filter(|r| r.kind.loads_with_page()) {
                 match &r.target {
-                    Target::File(p) if !files.iter().any(|f| f[1..] == *p) => {
-                        files.push(format!("/{p}"))
-                    }
+                    Target::File(p) if !files.iter().any(|f| f[1..] == *p) => files.push(format!("/{p}")),
                     Target::External { .. } => external += 1,
                     _ => {}
                 }
@@ -156,11 +141,7 @@ pub fn visit_plan(site: &Site, manifest: &Manifest) -> VisitPlan {
             Some((route, files))
         })
         .collect();
-    VisitPlan {
-        pages,
-        form: landing::order_form(&ctx),
-        external,
-    }
+    VisitPlan { pages, form: landing::order_form(&ctx), external }
 }
 
 /// Builds `site` when its `dist/` is missing or older than its sources; says why it did.
@@ -176,9 +157,7 @@ pub fn build_if_stale(site: &Site) -> Result<Option<String>, crate::build::Build
 
 /// Why `dist/` needs a build, if it does.
 fn staleness(site: &Site, dist: &Path) -> Option<String> {
-    let built = match std::fs::metadata(dist.join(crate::manifest::MANIFEST_PATH))
-        .and_then(|m| m.modified())
-    {
+    let built = match std::fs::metadata(dist.join(crate::manifest::MANIFEST_PATH)).and_then(|m| m.modified()) {
         Ok(t) => t,
         Err(_) => return Some(format!("{} has no manifest", shown(dist))),
     };
@@ -187,22 +166,13 @@ fn staleness(site: &Site, dist: &Path) -> Option<String> {
             .into_iter()
             .filter_map(Result::ok)
             .filter(|e| e.file_type().is_file())
-            .find(|e| {
-                e.metadata()
-                    .ok()
-                    .and_then(|m| m.modified().ok())
-                    .is_some_and(|t| t > built)
-            })
+            .find(|e| e.metadata().ok().and_then(|m| m.modified().ok()).is_some_and(|t| t > built))
             .map(|e| e.path().to_path_buf())
     };
-    [
-        site.config_path.clone(),
-        site.content_dir(),
-        site.templates_dir(),
-    ]
-    .iter()
-    .find_map(|p| newer(p))
-    .map(|p| format!("{} changed since the last build", shown(&p)))
+    [site.config_path.clone(), site.content_dir(), site.templates_dir()]
+        .iter()
+        .find_map(|p| newer(p))
+        .map(|p| format!("{} changed since the last build", shown(&p)))
 }
 
 /// A path as the user would type it: without a leading `./`.
@@ -367,17 +337,9 @@ impl<'a> Ctx<'a> {
         let Some(start) = lines.iter().position(|l| l.trim() == header) else {
             return shown(&self.site.config_path);
         };
-        let end = (start + 1..lines.len())
-            .find(|&n| lines[n].trim_start().starts_with('['))
-            .unwrap_or(lines.len());
-        let is_key = |l: &str| {
-            l.trim()
-                .strip_prefix(key)
-                .is_some_and(|r| r.trim_start().starts_with('='))
-        };
-        let n = (start + 1..end)
-            .find(|&n| is_key(lines[n]))
-            .unwrap_or(start);
+        let end = (start + 1..lines.len()).find(|&n| lines[n].trim_start().starts_with('[')).unwrap_or(lines.len());
+        let is_key = |l: &str| l.trim().strip_prefix(key).is_some_and(|r| r.trim_start().starts_with('='));
+        let n = (start + 1..end).find(|&n| is_key(lines[n])).unwrap_or(start);
         format!("{}:{}", shown(&self.site.config_path), n + 1)
     }
 
@@ -388,13 +350,7 @@ impl<'a> Ctx<'a> {
         };
         let mut refs = Vec::new();
         let mut add = |kind: Kind, url: &str, line: usize| {
-            refs.push(Ref {
-                kind,
-                url: url.to_string(),
-                line,
-                target: self.resolve(&base, url),
-                via: None,
-            });
+            refs.push(Ref { kind, url: url.to_string(), line, target: self.resolve(&base, url), via: None });
         };
         for t in tags.iter().filter(|t| !t.end) {
             let attr = |n: &str| t.attr(n).filter(|v| !v.trim().is_empty());
@@ -411,10 +367,7 @@ impl<'a> Ctx<'a> {
                         Some(Kind::Style)
                     } else if rels.iter().any(|r| r.ends_with("icon")) {
                         Some(Kind::Icon)
-                    } else if rels
-                        .iter()
-                        .any(|r| matches!(*r, "preload" | "modulepreload" | "prefetch"))
-                    {
+                    } else if rels.iter().any(|r| matches!(*r, "preload" | "modulepreload" | "prefetch")) {
                         Some(match t.attr("as").unwrap_or("") {
                             "font" => Kind::Font,
                             "script" => Kind::Script,
@@ -423,10 +376,7 @@ impl<'a> Ctx<'a> {
                             _ if rels.contains(&"modulepreload") => Kind::Script,
                             _ => Kind::Other,
                         })
-                    } else if rels
-                        .iter()
-                        .any(|r| matches!(*r, "preconnect" | "dns-prefetch"))
-                    {
+                    } else if rels.iter().any(|r| matches!(*r, "preconnect" | "dns-prefetch")) {
                         Some(Kind::Connect)
                     } else if rels.contains(&"manifest") {
                         Some(Kind::Other)
@@ -442,11 +392,8 @@ impl<'a> Ctx<'a> {
                         add(Kind::Script, s, t.line);
                     }
                 }
-                "img" | "source" | "video" | "audio" | "track" | "iframe" | "frame" | "embed"
-                | "object" | "input" => {
-                    if t.name == "input"
-                        && t.attr("type").map(str::to_ascii_lowercase).as_deref() != Some("image")
-                    {
+                "img" | "source" | "video" | "audio" | "track" | "iframe" | "frame" | "embed" | "object" | "input" => {
+                    if t.name == "input" && t.attr("type").map(str::to_ascii_lowercase).as_deref() != Some("image") {
                         continue;
                     }
                     let kind = match t.name.as_str() {
@@ -487,11 +434,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// Appends the references of every local stylesheet in `refs` (recursively, each once).
-    fn stylesheet_refs(
-        &self,
-        refs: &mut Vec<Ref>,
-        cache: &mut HashMap<String, Vec<(String, usize)>>,
-    ) {
+    fn stylesheet_refs(&self, refs: &mut Vec<Ref>, cache: &mut HashMap<String, Vec<(String, usize)>>) {
         let mut i = 0;
         let mut seen = std::collections::HashSet::new();
         while i < refs.len() {
@@ -501,8 +444,7 @@ impl<'a> Ctx<'a> {
                     let urls = cache
                         .entry(path.clone())
                         .or_insert_with(|| {
-                            let text =
-                                std::fs::read_to_string(self.dist.join(&path)).unwrap_or_default();
+                            let text = std::fs::read_to_string(self.dist.join(&path)).unwrap_or_default();
                             html::css_urls(&text)
                         })
                         .clone();
@@ -512,13 +454,7 @@ impl<'a> Ctx<'a> {
                     };
                     for (u, line) in urls {
                         let target = self.resolve(&base, &u);
-                        refs.push(Ref {
-                            kind: css_kind(&u),
-                            url: u,
-                            line,
-                            target,
-                            via: Some(path.clone()),
-                        });
+                        refs.push(Ref { kind: css_kind(&u), url: u, line, target, via: Some(path.clone()) });
                     }
                 }
             }
@@ -569,11 +505,7 @@ impl<'a> Ctx<'a> {
         let host = rest[..end].to_ascii_lowercase();
         if self.own_host.as_deref() == Some(host.as_str()) {
             let path = &rest[end..];
-            Ok(if path.starts_with('/') {
-                path.to_string()
-            } else {
-                format!("/{path}")
-            })
+            Ok(if path.starts_with('/') { path.to_string() } else { format!("/{path}") })
         } else {
             Err(host)
         }
@@ -601,25 +533,15 @@ impl<'a> Ctx<'a> {
     pub fn file_of(&self, target: &Target) -> Option<&'a crate::manifest::FileEntry> {
         match target {
             Target::File(p) => self.manifest.file(p),
-            Target::Page(route) => self
-                .manifest
-                .page(route)
-                .and_then(|p| self.manifest.file(&p.file)),
+            Target::Page(route) => self.manifest.page(route).and_then(|p| self.manifest.file(&p.file)),
             _ => None,
         }
     }
 }
 
 fn css_kind(url: &str) -> Kind {
-    let path = url
-        .split(['?', '#'])
-        .next()
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    if [".woff2", ".woff", ".ttf", ".otf", ".eot"]
-        .iter()
-        .any(|e| path.ends_with(e))
-    {
+    let path = url.split(['?', '#']).next().unwrap_or("").to_ascii_lowercase();
+    if [".woff2", ".woff", ".ttf", ".otf", ".eot"].iter().any(|e| path.ends_with(e)) {
         Kind::Font
     } else if path.ends_with(".css") || url.contains("fonts.googleapis.com") {
         Kind::Style
@@ -673,14 +595,8 @@ mod tests {
         assert_eq!(normalize("/order/../thanks/"), "/thanks/");
         assert_eq!(normalize("/a/./b.css"), "/a/b.css");
         assert_eq!(normalize("/../x"), "/x");
-        assert_eq!(
-            host_of("https://Shop.example:8443/x").as_deref(),
-            Some("shop.example:8443")
-        );
+        assert_eq!(host_of("https://Shop.example:8443/x").as_deref(), Some("shop.example:8443"));
         assert_eq!(css_kind("f.woff2?v=1"), Kind::Font);
-        assert_eq!(
-            pages_phrase(&["/".into(), "/a/".into(), "/b/".into(), "/c/".into()]),
-            "on /, /a/ and 2 more pages"
-        );
+        assert_eq!(pages_phrase(&["/".into(), "/a/".into(), "/b/".into(), "/c/".into()]), "on /, /a/ and 2 more pages");
     }
 }

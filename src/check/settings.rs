@@ -15,28 +15,25 @@ pub(crate) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 code: "no-stock-cap",
                 page: format!("SKU {}", p.sku),
                 location: Some(ctx.config_location(|l| {
-                    l.strip_prefix("sku").is_some_and(|r| r.trim_start().trim_start_matches('=').trim() == format!("\"{}\"", p.sku))
+                    l.strip_prefix("sku")
+                        .is_some_and(|r| r.trim_start().trim_start_matches('=').trim() == format!("\"{}\"", p.sku))
                 })),
                 message: format!(
                     "{} ({}) has no stock cap: the server takes every order for it, however many you can deliver",
                     p.sku, p.name
                 ),
-                fix: format!("set `stock = N` under its [[catalog]] entry in {config_file} (the writer then never oversells)"),
+                fix: format!(
+                    "set `stock = N` under its [[catalog]] entry in {config_file} (the writer then never oversells)"
+                ),
             });
         }
     }
 
     let c = &config.collect;
-    let from_env = std::env::var(&c.signing_key_env)
-        .ok()
-        .filter(|k| !k.is_empty());
+    let from_env = std::env::var(&c.signing_key_env).ok().filter(|k| !k.is_empty());
     let key = from_env.as_deref().or(c.signing_key.as_deref());
     let key_at = ctx.config_key_location("[collect]", "signing_key");
-    let severity = if c.production {
-        Severity::Error
-    } else {
-        Severity::Warning
-    };
+    let severity = if c.production { Severity::Error } else { Severity::Warning };
     let mode = if c.production {
         "collect.production is on, so `cofferdam serve` refuses to start"
     } else {
@@ -87,9 +84,10 @@ pub(crate) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             code: "no-busy-page",
             page: "/busy/".into(),
             location: None,
-            message: "there is no busy page: when the server sheds load (503) the visitor gets a bare message instead of \
+            message:
+                "there is no busy page: when the server sheds load (503) the visitor gets a bare message instead of \
                       \"your order was not taken yet, try again\""
-                .into(),
+                    .into(),
             fix: "add content/busy.md".into(),
         });
     }

@@ -86,7 +86,10 @@ pub async fn submit(State(c): State<Arc<Collector>>, Path(form_name): Path<Strin
     let ip = client_ip(&c, headers, &parts.extensions);
     let meta = Meta {
         ip: ip.clone(),
-        user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(256).collect()),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(256).collect()),
         duplicate_of: None,
     };
     let dedupe_key = {
@@ -105,7 +108,8 @@ pub async fn submit(State(c): State<Arc<Collector>>, Path(form_name): Path<Strin
         return c.pages.busy();
     }
     let (reply, answer) = oneshot::channel();
-    let job = Job { form: rt.name.clone(), valid, parent_ref, meta, received_at: jiff::Timestamp::now(), dedupe_key, reply };
+    let job =
+        Job { form: rt.name.clone(), valid, parent_ref, meta, received_at: jiff::Timestamp::now(), dedupe_key, reply };
     match c.queue.try_send(Msg::Job(job)) {
         Ok(()) => {}
         Err(TrySendError::Full(_)) | Err(TrySendError::Closed(_)) => {

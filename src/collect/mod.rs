@@ -117,7 +117,11 @@ impl Collector {
             .forms
             .iter()
             .map(|(name, form)| {
-                let rt = FormRuntime { form: form.clone(), name: name.as_str().into(), sets_cookie: linked.contains(name.as_str()) };
+                let rt = FormRuntime {
+                    form: form.clone(),
+                    name: name.as_str().into(),
+                    sets_cookie: linked.contains(name.as_str()),
+                };
                 (name.clone(), rt)
             })
             .collect();
@@ -142,9 +146,7 @@ impl Collector {
 
     /// `POST /submit/{form}`, as routes the server adds its own state and fallback to.
     pub fn router<S: Clone + Send + Sync + 'static>(self: &Arc<Self>) -> axum::Router<S> {
-        axum::Router::new()
-            .route("/submit/{form}", axum::routing::post(handler::submit))
-            .with_state(self.clone())
+        axum::Router::new().route("/submit/{form}", axum::routing::post(handler::submit)).with_state(self.clone())
     }
 
     /// Whether the writer can write (false after a write error until a write succeeds again).
@@ -207,7 +209,8 @@ fn sold_out_routes(manifest: &Manifest) -> HashMap<String, BTreeSet<String>> {
         }
         // A product without a cap never sells out, so neither does a form offering it.
         let uncapped = form.fields.iter().any(|f| {
-            f.kind == FieldKind::Sku && f.options.iter().any(|o| manifest.product(o.value()).is_some_and(|p| p.stock.is_none()))
+            f.kind == FieldKind::Sku
+                && f.options.iter().any(|o| manifest.product(o.value()).is_some_and(|p| p.stock.is_none()))
         });
         if uncapped {
             continue;
@@ -244,7 +247,9 @@ fn signing_key(c: &crate::config::CollectConfig) -> Result<Vec<u8>, CollectError
         Some(k) => Ok(k.into_bytes()),
         None if c.production => Err(CollectError::MissingKey { env }),
         None => {
-            tracing::warn!("no signing key (${env} or collect.signing_key): using a random one, so cookies end with this process");
+            tracing::warn!(
+                "no signing key (${env} or collect.signing_key): using a random one, so cookies end with this process"
+            );
             let mut k = vec![0u8; 32];
             getrandom::fill(&mut k).map_err(|e| CollectError::Thread(std::io::Error::other(e.to_string())))?;
             Ok(k)

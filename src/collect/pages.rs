@@ -30,13 +30,19 @@ impl Pages {
         let read = |file: &Option<String>| file.as_ref().and_then(|f| std::fs::read_to_string(dist.join(f)).ok());
         Pages {
             busy: read(&manifest.special.busy)
-                .unwrap_or_else(|| fallback("Busy, try again", "Your form was not sent yet. Please try again in a few seconds."))
+                .unwrap_or_else(|| {
+                    fallback("Busy, try again", "Your form was not sent yet. Please try again in a few seconds.")
+                })
                 .into(),
-            sold_out: read(&manifest.special.sold_out).unwrap_or_else(|| fallback("Sold out", "Everything is gone, sorry.")).into(),
+            sold_out: read(&manifest.special.sold_out)
+                .unwrap_or_else(|| fallback("Sold out", "Everything is gone, sorry."))
+                .into(),
             invalid: read(&manifest.special.invalid)
                 .filter(|p| p.contains(ERRORS_MARKER))
                 .unwrap_or_else(|| fallback("Please check the form", "Some fields need another look:")),
-            not_found: read(&manifest.special.not_found).unwrap_or_else(|| fallback("Not found", "There is no such form.")).into(),
+            not_found: read(&manifest.special.not_found)
+                .unwrap_or_else(|| fallback("Not found", "There is no such form."))
+                .into(),
         }
     }
 
@@ -57,7 +63,8 @@ impl Pages {
     pub fn invalid(&self, errors: &[FieldError], json: bool) -> Response {
         if json {
             let body = serde_json::json!({ "errors": errors });
-            return (StatusCode::UNPROCESSABLE_ENTITY, [(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response();
+            return (StatusCode::UNPROCESSABLE_ENTITY, [(header::CACHE_CONTROL, "no-store")], axum::Json(body))
+                .into_response();
         }
         let mut list = String::from("<ul class=\"errors\">");
         for e in errors {
@@ -77,10 +84,6 @@ impl Pages {
 }
 
 fn html(status: StatusCode, body: Bytes) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")],
-        body,
-    )
+    (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], body)
         .into_response()
 }

@@ -76,12 +76,7 @@ fn cut_torn_tail(path: &Path, format: StoreFormat) -> std::io::Result<Option<(Pa
     if let Some(dir) = path.parent() {
         sync_dir(dir)?;
     }
-    tracing::warn!(
-        "{}: moved a torn tail of {} bytes to {}",
-        path.display(),
-        bytes.len() - good,
-        quarantine.display()
-    );
+    tracing::warn!("{}: moved a torn tail of {} bytes to {}", path.display(), bytes.len() - good, quarantine.display());
     Ok(Some((quarantine, bytes.len() - good)))
 }
 

@@ -20,7 +20,13 @@ pub struct Segment {
 
 impl Segment {
     /// Creates `dir/{node}-{first_seq}.{ext}.open` (a CSV one starts with its header row).
-    pub fn create(dir: &Path, node: &str, first_seq: u64, format: StoreFormat, form: &Form) -> std::io::Result<Segment> {
+    pub fn create(
+        dir: &Path,
+        node: &str,
+        first_seq: u64,
+        format: StoreFormat,
+        form: &Form,
+    ) -> std::io::Result<Segment> {
         std::fs::create_dir_all(dir)?;
         let name = SegmentName { node: node.to_string(), first_seq, format, sealed: false };
         let path = dir.join(name.file_name());

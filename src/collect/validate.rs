@@ -49,27 +49,15 @@ pub struct Valid {
     pub currency: Option<String>,
 }
 
-pub fn validate(
-    form: &Form,
-    catalog: &[Product],
-    posted: &BTreeMap<String, String>,
-) -> Result<Valid, Vec<FieldError>> {
+pub fn validate(form: &Form, catalog: &[Product], posted: &BTreeMap<String, String>) -> Result<Valid, Vec<FieldError>> {
     let mut errors = Vec::new();
     let mut fields = BTreeMap::new();
-    let mut err = |field: &str, message: String| {
-        errors.push(FieldError {
-            field: field.to_string(),
-            message,
-        })
-    };
+    let mut err = |field: &str, message: String| errors.push(FieldError { field: field.to_string(), message });
     let mut sku = None;
     for f in &form.fields {
         let raw = posted.get(&f.name).map(String::as_str).unwrap_or("");
-        let value = if f.kind == FieldKind::Textarea {
-            raw.trim().replace("\r\n", "\n")
-        } else {
-            raw.trim().to_string()
-        };
+        let value =
+            if f.kind == FieldKind::Textarea { raw.trim().replace("\r\n", "\n") } else { raw.trim().to_string() };
         let label = f.label();
         if f.kind == FieldKind::Checkbox {
             // "false" is how a stored record says "unticked", so re-validation accepts it.
@@ -186,12 +174,7 @@ pub fn validate(
         }
         None => (Vec::new(), None, None),
     };
-    Ok(Valid {
-        fields,
-        lines,
-        total_cents,
-        currency,
-    })
+    Ok(Valid { fields, lines, total_cents, currency })
 }
 
 /// Whether `value` matches a field's `pattern`, anchored as HTML5 `pattern` is. Patterns are
@@ -232,18 +215,11 @@ mod tests {
     use std::path::Path;
 
     fn config() -> Config {
-        Config::parse(
-            include_str!("../../cofferdam.toml"),
-            Path::new("cofferdam.toml"),
-        )
-        .unwrap()
+        Config::parse(include_str!("../../cofferdam.toml"), Path::new("cofferdam.toml")).unwrap()
     }
 
     fn post(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     fn good() -> Vec<(&'static str, &'static str)> {
@@ -289,11 +265,7 @@ mod tests {
             let errors = validate(&c.forms["order"], &c.catalog, &p).unwrap_err();
             assert_eq!(errors.len(), 1, "{field}={value}: {errors:?}");
             assert_eq!(errors[0].field, *field);
-            assert!(
-                errors[0].message.contains(expect),
-                "{field}={value}: {}",
-                errors[0].message
-            );
+            assert!(errors[0].message.contains(expect), "{field}={value}: {}", errors[0].message);
         }
     }
 
@@ -309,20 +281,14 @@ mod tests {
             assert!(validate(form, &c.catalog, &post(&[("email", "10115")])).is_ok());
             for bad in ["1011", "10115x", "x10115"] {
                 let errors = validate(form, &c.catalog, &post(&[("email", bad)])).unwrap_err();
-                assert!(
-                    errors[0].message.contains("not in the expected format"),
-                    "{bad}: {errors:?}"
-                );
+                assert!(errors[0].message.contains("not in the expected format"), "{bad}: {errors:?}");
             }
         }
     }
 
     #[test]
     fn body_decoding_is_strict_about_utf8() {
-        assert_eq!(
-            parse_body(b"a=1+2&b=%C3%A9&a=3").unwrap(),
-            post(&[("a", "1 2"), ("b", "é")])
-        );
+        assert_eq!(parse_body(b"a=1+2&b=%C3%A9&a=3").unwrap(), post(&[("a", "1 2"), ("b", "é")]));
         assert_eq!(parse_body(b"a=%FF"), Err(BodyError::NotUtf8));
         assert_eq!(parse_body(&[b'a', b'=', 0xff]), Err(BodyError::NotUtf8));
     }

@@ -291,7 +291,10 @@ impl Writer {
             let path = seg.path.clone();
             match seg.seal() {
                 Ok(sealed) => tracing::info!("sealed {}", sealed.display()),
-                Err(e) => tracing::error!("{}: cannot seal (it stays open and is recovered at the next start): {e}", path.display()),
+                Err(e) => tracing::error!(
+                    "{}: cannot seal (it stays open and is recovered at the next start): {e}",
+                    path.display()
+                ),
             }
         }
     }

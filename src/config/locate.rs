@@ -22,12 +22,7 @@ pub fn line_of_key(source: &str, path: &[String]) -> Option<usize> {
         if next_is_index {
             let nth: usize = path[i + 1].parse().ok()?;
             let header = format!("[[{dotted}]]");
-            let start = lines
-                .iter()
-                .enumerate()
-                .filter(|(_, l)| l.trim() == header)
-                .nth(nth)
-                .map(|(n, _)| n)?;
+            let start = lines.iter().enumerate().filter(|(_, l)| l.trim() == header).nth(nth).map(|(n, _)| n)?;
             region = (start, table_end(&lines, start));
             best = Some(start + 1);
             i += 2;
@@ -46,9 +41,7 @@ pub fn line_of_key(source: &str, path: &[String]) -> Option<usize> {
 }
 
 fn table_end(lines: &[&str], start: usize) -> usize {
-    (start + 1..lines.len())
-        .find(|&n| lines[n].trim_start().starts_with('['))
-        .unwrap_or(lines.len())
+    (start + 1..lines.len()).find(|&n| lines[n].trim_start().starts_with('[')).unwrap_or(lines.len())
 }
 
 fn key_of(line: &str) -> Option<&str> {

@@ -26,11 +26,7 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     #[error("{}:{}: {message}", .path.display(), .line.map(|l| l.to_string()).unwrap_or_else(|| "?".into()))]
-    Invalid {
-        path: PathBuf,
-        line: Option<usize>,
-        message: String,
-    },
+    Invalid { path: PathBuf, line: Option<usize>, message: String },
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -372,16 +368,10 @@ impl Site {
     /// Loads `DIR/cofferdam.toml` and validates it.
     pub fn load(root: &Path) -> Result<Site, ConfigError> {
         let config_path = root.join(CONFIG_FILE);
-        let source = std::fs::read_to_string(&config_path).map_err(|source| ConfigError::Read {
-            path: config_path.clone(),
-            source,
-        })?;
+        let source = std::fs::read_to_string(&config_path)
+            .map_err(|source| ConfigError::Read { path: config_path.clone(), source })?;
         let config = Config::parse(&source, &config_path)?;
-        Ok(Site {
-            root: root.to_path_buf(),
-            config_path,
-            config,
-        })
+        Ok(Site { root: root.to_path_buf(), config_path, config })
     }
 
     pub fn content_dir(&self) -> PathBuf {
@@ -431,17 +421,11 @@ impl Config {
         if !valid_name(&self.server.node) {
             return Err((
                 key(&["server", "node"]),
-                format!(
-                    "{:?} is not a valid node name (letters, digits, `_` and `-`)",
-                    self.server.node
-                ),
+                format!("{:?} is not a valid node name (letters, digits, `_` and `-`)", self.server.node),
             ));
         }
         if !(self.collect.stock_share > 0.0 && self.collect.stock_share <= 1.0) {
-            return Err((
-                key(&["collect", "stock_share"]),
-                "must be in (0, 1]".into(),
-            ));
+            return Err((key(&["collect", "stock_share"]), "must be in (0, 1]".into()));
         }
         let mut skus = BTreeSet::new();
         for (i, p) in self.catalog.iter().enumerate() {
@@ -514,7 +498,10 @@ impl Config {
                         }
                         for o in &f.options {
                             if self.product(o.value()).is_none() {
-                                return Err((fat("options"), format!("unknown SKU {:?} (catalog: {})", o.value(), self.sku_names())));
+                                return Err((
+                                    fat("options"),
+                                    format!("unknown SKU {:?} (catalog: {})", o.value(), self.sku_names()),
+                                ));
                             }
                         }
                     }
@@ -540,19 +527,28 @@ impl Config {
         for (table, t) in &self.import.tables {
             if let Offset::Auto(s) = &t.offset {
                 if s != "auto" {
-                    return Err((key(&["import", "tables", table, "offset"]), format!("{s:?}: use a number or \"auto\"")));
+                    return Err((
+                        key(&["import", "tables", table, "offset"]),
+                        format!("{s:?}: use a number or \"auto\""),
+                    ));
                 }
             }
         }
         for (form, entities) in &self.import.forms {
             if !self.forms.contains_key(form) {
-                return Err((key(&["import", "forms", form]), format!("unknown form {form:?} (forms: {})", self.form_names())));
+                return Err((
+                    key(&["import", "forms", form]),
+                    format!("unknown form {form:?} (forms: {})", self.form_names()),
+                ));
             }
             for (i, e) in entities.iter().enumerate() {
                 let idx = i.to_string();
                 let at = |k: &str| key(&["import", "forms", form, &idx, k]);
                 if !self.import.tables.contains_key(&e.table) {
-                    return Err((at("table"), format!("no [import.tables.{}] section gives its ID column and range", e.table)));
+                    return Err((
+                        at("table"),
+                        format!("no [import.tables.{}] section gives its ID column and range", e.table),
+                    ));
                 }
                 if let Some(per) = &e.per {
                     if per != "line" {
@@ -581,9 +577,7 @@ impl Config {
 
 /// Names that end up in URLs, file names and references.
 pub fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// Checks an import column expression's form (see `EntityMap::columns`).
@@ -653,10 +647,7 @@ mod tests {
     fn semantic_errors_name_key_and_line() {
         let src = "[[catalog]]\nsku = \"A\"\nname = \"a\"\nprice_cents = 1\n\n[forms.a]\nthanks = \"/t/\"\n[[forms.a.fields]]\nname = \"x\"\ntype = \"text\"\n[[forms.a.fields]]\nname = \"s\"\ntype = \"sku\"\noptions = [\"B\"]\n";
         let err = parse(src).unwrap_err();
-        assert_eq!(
-            err,
-            "cofferdam.toml:14: forms.a.fields.1.options: unknown SKU \"B\" (catalog: A)"
-        );
+        assert_eq!(err, "cofferdam.toml:14: forms.a.fields.1.options: unknown SKU \"B\" (catalog: A)");
         let err = parse("[forms.a]\nthanks = \"t\"\nfields = []\n").unwrap_err();
         assert!(err.starts_with("cofferdam.toml:2: forms.a.thanks"), "{err}");
         let err = parse("[forms.a]\nthanks = \"/t\"\nlinks_to = \"b\"\nfields = []\n").unwrap_err();

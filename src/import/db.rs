@@ -52,9 +52,7 @@ impl Target {
         } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
             Dialect::MySql
         } else {
-            return Err(ImportError::Target(format!(
-                "{url}: not a database URL (sqlite://, postgres://, mysql://)"
-            )));
+            return Err(ImportError::Target(format!("{url}: not a database URL (sqlite://, postgres://, mysql://)")));
         };
         let pool = AnyPoolOptions::new()
             .max_connections(2)
@@ -68,9 +66,7 @@ impl Target {
                     .max_connections(1)
                     .connect(url)
                     .await
-                    .map_err(|e| {
-                        ImportError::Target(format!("cannot connect to {}: {e}", redact(url)))
-                    })?,
+                    .map_err(|e| ImportError::Target(format!("cannot connect to {}: {e}", redact(url))))?,
             ),
             _ => None,
         };
@@ -109,18 +105,18 @@ impl Target {
     pub async fn columns(&self, table: &str) -> Result<BTreeMap<String, String>, ImportError> {
         let sql = match self.dialect {
             Dialect::Sqlite => "SELECT name, type FROM pragma_table_info(?)".to_string(),
-            Dialect::Postgres => "SELECT CAST(column_name AS TEXT), CAST(data_type AS TEXT) FROM information_schema.columns \
+            Dialect::Postgres => {
+                "SELECT CAST(column_name AS TEXT), CAST(data_type AS TEXT) FROM information_schema.columns \
                                   WHERE table_name = $1 AND table_schema = current_schema()"
-                .to_string(),
-            Dialect::MySql => "SELECT CAST(column_name AS CHAR), CAST(data_type AS CHAR) FROM information_schema.columns \
+                    .to_string()
+            }
+            Dialect::MySql => {
+                "SELECT CAST(column_name AS CHAR), CAST(data_type AS CHAR) FROM information_schema.columns \
                                WHERE table_name = ? AND table_schema = DATABASE()"
-                .to_string(),
+                    .to_string()
+            }
         };
-        let rows = sqlx::query(&sql)
-            .bind(table)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.refused(table, e))?;
+        let rows = sqlx::query(&sql).bind(table).fetch_all(&self.pool).await.map_err(|e| self.refused(table, e))?;
         let mut out = BTreeMap::new();
         for row in rows {
             let name = text_at(&row, 0).map_err(|e| self.refused(table, e))?;
@@ -131,35 +127,20 @@ impl Target {
     }
 
     pub async fn max_id(&self, table: &str, id: &str) -> Result<i64, ImportError> {
-        let sql = format!(
-            "SELECT {} FROM {}",
-            self.bigint(&format!("MAX({})", self.quote(id))),
-            self.quote(table)
-        );
-        let v: Option<i64> = sqlx::query_scalar(&sql)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| self.refused(table, e))?;
+        let sql = format!("SELECT {} FROM {}", self.bigint(&format!("MAX({})", self.quote(id))), self.quote(table));
+        let v: Option<i64> =
+            sqlx::query_scalar(&sql).fetch_one(&self.pool).await.map_err(|e| self.refused(table, e))?;
         Ok(v.unwrap_or(0))
     }
 
-    pub async fn count_in(
-        &self,
-        table: &str,
-        id: &str,
-        from: i64,
-        to_excl: i64,
-    ) -> Result<i64, ImportError> {
+    pub async fn count_in(&self, table: &str, id: &str, from: i64, to_excl: i64) -> Result<i64, ImportError> {
         let sql = format!(
             "SELECT {} FROM {} WHERE {id} >= {from} AND {id} < {to_excl}",
             self.bigint("COUNT(*)"),
             self.quote(table),
             id = self.quote(id)
         );
-        sqlx::query_scalar(&sql)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| self.refused(table, e))
+        sqlx::query_scalar(&sql).fetch_one(&self.pool).await.map_err(|e| self.refused(table, e))
     }
 
     /// Existing rows by natural key: key value → ID.
@@ -185,11 +166,7 @@ impl Target {
             for v in chunk {
                 q = q.bind(v.clone());
             }
-            for row in q
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| self.refused(table, e))?
-            {
+            for row in q.fetch_all(&self.pool).await.map_err(|e| self.refused(table, e))? {
                 let id: i64 = row.try_get(0).map_err(|e| self.refused(table, e))?;
                 let k = text_at(&row, 1).map_err(|e| self.refused(table, e))?;
                 out.insert(k, id);
@@ -203,11 +180,7 @@ impl Target {
     }
 
     pub async fn ensure_bookkeeping(&self) -> Result<(), ImportError> {
-        let key = if self.dialect == Dialect::MySql {
-            "VARCHAR(191)"
-        } else {
-            "VARCHAR(200)"
-        };
+        let key = if self.dialect == Dialect::MySql { "VARCHAR(191)" } else { "VARCHAR(200)" };
         for sql in [
             format!("CREATE TABLE IF NOT EXISTS {LEDGER} (ref {key} PRIMARY KEY, form VARCHAR(100) NOT NULL, imported_at VARCHAR(40) NOT NULL, ids TEXT NOT NULL)"),
             format!("CREATE TABLE IF NOT EXISTS {RANGES} (tbl {key} PRIMARY KEY, start_id BIGINT NOT NULL)"),
@@ -225,29 +198,22 @@ impl Target {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| self.refused(LEDGER, e))?;
-        rows.iter()
-            .map(|r| text_at(r, 0).map_err(|e| self.refused(LEDGER, e)))
-            .collect()
+        rows.iter().map(|r| text_at(r, 0).map_err(|e| self.refused(LEDGER, e))).collect()
     }
 
     pub async fn stored_ranges(&self) -> Result<BTreeMap<String, i64>, ImportError> {
         if !self.table_exists(RANGES).await? {
             return Ok(Default::default());
         }
-        let rows = sqlx::query(&format!(
-            "SELECT {}, {} FROM {RANGES}",
-            self.text("tbl"),
-            self.bigint("start_id")
-        ))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| self.refused(RANGES, e))?;
+        let rows = sqlx::query(&format!("SELECT {}, {} FROM {RANGES}", self.text("tbl"), self.bigint("start_id")))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.refused(RANGES, e))?;
         rows.iter()
             .map(|r| {
                 Ok((
                     text_at(r, 0).map_err(|e| self.refused(RANGES, e))?,
-                    r.try_get::<i64, _>(1)
-                        .map_err(|e| self.refused(RANGES, e))?,
+                    r.try_get::<i64, _>(1).map_err(|e| self.refused(RANGES, e))?,
                 ))
             })
             .collect()
@@ -287,51 +253,39 @@ impl Target {
         let result = match self.dialect {
             Dialect::Postgres => {
                 // No sequence behind the column (IDs always given): nothing to move.
-                let seq: Option<String> =
-                    sqlx::query_scalar("SELECT CAST(pg_get_serial_sequence($1, $2) AS TEXT)")
-                        .bind(table)
-                        .bind(id)
-                        .fetch_one(&self.pool)
-                        .await
-                        .map_err(|e| self.refused(table, e))?;
+                let seq: Option<String> = sqlx::query_scalar("SELECT CAST(pg_get_serial_sequence($1, $2) AS TEXT)")
+                    .bind(table)
+                    .bind(id)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(|e| self.refused(table, e))?;
                 let Some(seq) = seq else { return Ok(()) };
                 let sql = format!("SELECT CAST(setval($1, GREATEST($2, (SELECT last_value FROM {seq}))) AS BIGINT)");
-                sqlx::query(&sql)
-                    .bind(seq.clone())
-                    .bind(past)
-                    .execute(&self.pool)
-                    .await
-                    .map(|_| ())
+                sqlx::query(&sql).bind(seq.clone()).bind(past).execute(&self.pool).await.map(|_| ())
             }
             // MySQL never lowers AUTO_INCREMENT below the table's maximum on its own.
-            Dialect::MySql => sqlx::query(&format!(
-                "ALTER TABLE {} AUTO_INCREMENT = {}",
-                self.quote(table),
-                past + 1
-            ))
-            .execute(&self.pool)
-            .await
-            .map(|_| ()),
+            Dialect::MySql => sqlx::query(&format!("ALTER TABLE {} AUTO_INCREMENT = {}", self.quote(table), past + 1))
+                .execute(&self.pool)
+                .await
+                .map(|_| ()),
             Dialect::Sqlite => {
                 // Only AUTOINCREMENT tables keep a sequence; plain rowid tables continue from
                 // max(rowid) on their own.
-                let autoinc: Option<String> = sqlx::query_scalar(
-                    "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
-                )
-                .bind(table)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(|e| self.refused(table, e))?;
+                let autoinc: Option<String> =
+                    sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?")
+                        .bind(table)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(|e| self.refused(table, e))?;
                 if !autoinc.is_some_and(|s| s.to_uppercase().contains("AUTOINCREMENT")) {
                     return Ok(());
                 }
-                let updated =
-                    sqlx::query("UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = ?")
-                        .bind(past)
-                        .bind(table)
-                        .execute(&self.pool)
-                        .await
-                        .map_err(|e| self.refused(table, e))?;
+                let updated = sqlx::query("UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = ?")
+                    .bind(past)
+                    .bind(table)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| self.refused(table, e))?;
                 if updated.rows_affected() == 0 {
                     sqlx::query("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)")
                         .bind(table)
@@ -374,10 +328,7 @@ impl Target {
             sqlx::Error::Database(db) => db.message().to_string(),
             other => other.to_string(),
         };
-        ImportError::Refused {
-            table: table.to_string(),
-            detail,
-        }
+        ImportError::Refused { table: table.to_string(), detail }
     }
 }
 
@@ -394,11 +345,7 @@ impl Target {
         if let Some(pg) = &self.pg {
             return self.copy_batch(pg, tables, rows, ledger, imported_at).await;
         }
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(|e| self.refused(LEDGER, e))?;
+        let mut tx = self.pool.begin().await.map_err(|e| self.refused(LEDGER, e))?;
         for (t, rows) in tables.iter().zip(rows) {
             for group in by_columns(rows) {
                 for chunk in group.chunks(200) {
@@ -408,31 +355,14 @@ impl Target {
         }
         for chunk in ledger.chunks(200) {
             let marks: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    format!(
-                        "({})",
-                        (1..=4)
-                            .map(|k| self.placeholder(i * 4 + k))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                })
+                .map(|i| format!("({})", (1..=4).map(|k| self.placeholder(i * 4 + k)).collect::<Vec<_>>().join(", ")))
                 .collect();
-            let sql = format!(
-                "INSERT INTO {LEDGER} (ref, form, imported_at, ids) VALUES {}",
-                marks.join(", ")
-            );
+            let sql = format!("INSERT INTO {LEDGER} (ref, form, imported_at, ids) VALUES {}", marks.join(", "));
             let mut q = sqlx::query(&sql);
             for e in chunk {
-                q = q
-                    .bind(e.reference.clone())
-                    .bind(e.form.clone())
-                    .bind(imported_at.to_string())
-                    .bind(e.ids.clone());
+                q = q.bind(e.reference.clone()).bind(e.form.clone()).bind(imported_at.to_string()).bind(e.ids.clone());
             }
-            q.execute(&mut *tx)
-                .await
-                .map_err(|e| self.refused(LEDGER, e))?;
+            q.execute(&mut *tx).await.map_err(|e| self.refused(LEDGER, e))?;
         }
         tx.commit().await.map_err(|e| self.refused(LEDGER, e))
     }
@@ -445,10 +375,7 @@ impl Target {
         rows: &[&Row<'_>],
     ) -> Result<(), ImportError> {
         let columns = &rows[0].entity.columns;
-        let names: Vec<String> = std::iter::once(&t.id_column)
-            .chain(columns)
-            .map(|c| self.quote(c))
-            .collect();
+        let names: Vec<String> = std::iter::once(&t.id_column).chain(columns).map(|c| self.quote(c)).collect();
         let width = names.len();
         let tuples: Vec<String> = (0..rows.len())
             .map(|i| {
@@ -460,12 +387,7 @@ impl Target {
                 format!("({})", marks.join(", "))
             })
             .collect();
-        let sql = format!(
-            "INSERT INTO {} ({}) VALUES {}",
-            self.quote(&t.name),
-            names.join(", "),
-            tuples.join(", ")
-        );
+        let sql = format!("INSERT INTO {} ({}) VALUES {}", self.quote(&t.name), names.join(", "), tuples.join(", "));
         let mut q = sqlx::query(&sql);
         for r in rows {
             q = q.bind(r.id);
@@ -478,9 +400,7 @@ impl Target {
                 };
             }
         }
-        q.execute(&mut **tx)
-            .await
-            .map_err(|e| self.refused(&t.name, e))?;
+        q.execute(&mut **tx).await.map_err(|e| self.refused(&t.name, e))?;
         Ok(())
     }
 
@@ -496,10 +416,8 @@ impl Target {
         let mut tx = pg.begin().await.map_err(|e| self.refused(LEDGER, e))?;
         for (t, rows) in tables.iter().zip(rows) {
             for group in by_columns(rows) {
-                let names: Vec<String> = std::iter::once(&t.id_column)
-                    .chain(&group[0].entity.columns)
-                    .map(|c| self.quote(c))
-                    .collect();
+                let names: Vec<String> =
+                    std::iter::once(&t.id_column).chain(&group[0].entity.columns).map(|c| self.quote(c)).collect();
                 let mut csv = Vec::with_capacity(group.len() * 128);
                 for r in &group {
                     csv.extend_from_slice(r.id.to_string().as_bytes());
@@ -509,22 +427,13 @@ impl Target {
                     }
                     csv.push(b'\n');
                 }
-                let sql = format!(
-                    "COPY {} ({}) FROM STDIN WITH (FORMAT csv)",
-                    self.quote(&t.name),
-                    names.join(", ")
-                );
-                self.copy(&mut tx, &sql, csv)
-                    .await
-                    .map_err(|e| self.refused(&t.name, e))?;
+                let sql = format!("COPY {} ({}) FROM STDIN WITH (FORMAT csv)", self.quote(&t.name), names.join(", "));
+                self.copy(&mut tx, &sql, csv).await.map_err(|e| self.refused(&t.name, e))?;
             }
         }
         let mut csv = Vec::with_capacity(ledger.len() * 96);
         for e in ledger {
-            for (i, cell) in [&e.reference, &e.form, imported_at, &e.ids]
-                .into_iter()
-                .enumerate()
-            {
+            for (i, cell) in [&e.reference, &e.form, imported_at, &e.ids].into_iter().enumerate() {
                 if i > 0 {
                     csv.push(b',');
                 }
@@ -532,11 +441,8 @@ impl Target {
             }
             csv.push(b'\n');
         }
-        let sql =
-            format!("COPY {LEDGER} (ref, form, imported_at, ids) FROM STDIN WITH (FORMAT csv)");
-        self.copy(&mut tx, &sql, csv)
-            .await
-            .map_err(|e| self.refused(LEDGER, e))?;
+        let sql = format!("COPY {LEDGER} (ref, form, imported_at, ids) FROM STDIN WITH (FORMAT csv)");
+        self.copy(&mut tx, &sql, csv).await.map_err(|e| self.refused(LEDGER, e))?;
         tx.commit().await.map_err(|e| self.refused(LEDGER, e))
     }
 
@@ -559,10 +465,7 @@ impl Target {
 fn by_columns<'r, 'p>(rows: &'r [Row<'p>]) -> Vec<Vec<&'r Row<'p>>> {
     let mut groups: Vec<Vec<&Row>> = Vec::new();
     for r in rows {
-        match groups
-            .iter_mut()
-            .find(|g| g[0].entity.columns == r.entity.columns)
-        {
+        match groups.iter_mut().find(|g| g[0].entity.columns == r.entity.columns) {
             Some(g) => g.push(r),
             None => groups.push(vec![r]),
         }

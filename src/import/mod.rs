@@ -50,13 +50,10 @@ pub enum ImportError {
     Record { at: String, message: String },
     #[error("{0} bad records (listed above): nothing was imported; fix them, or import the good ones with --skip-bad")]
     Bad(usize),
-    #[error("the reserved range of {table} ({from}..{to}) holds {found} rows that are not ours: choose another offset")]
-    RangeTaken {
-        table: String,
-        from: i64,
-        to: i64,
-        found: i64,
-    },
+    #[error(
+        "the reserved range of {table} ({from}..{to}) holds {found} rows that are not ours: choose another offset"
+    )]
+    RangeTaken { table: String, from: i64, to: i64, found: i64 },
 }
 
 /// What an import did.
@@ -68,26 +65,16 @@ pub struct Summary {
 }
 
 pub fn cli(args: &ImportArgs) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let summary = runtime.block_on(run(args))?;
-    Ok(if summary.bad > 0 {
-        ExitCode::from(3)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if summary.bad > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
 }
 
 pub async fn run(args: &ImportArgs) -> Result<Summary, ImportError> {
     let site = Site::load(&args.site)?;
     let config = &site.config;
     let url = resolve_url(&site, args.to.as_deref().unwrap_or(&config.import.to));
-    let folders = if args.from.is_empty() {
-        vec![site.collected_dir()]
-    } else {
-        args.from.clone()
-    };
+    let folders = if args.from.is_empty() { vec![site.collected_dir()] } else { args.from.clone() };
     let started = std::time::Instant::now();
     let src = source::read(config, &folders)?;
     tracing::debug!(records = src.records.len(), elapsed = ?started.elapsed(), "read and checked");
@@ -107,35 +94,20 @@ pub async fn run(args: &ImportArgs) -> Result<Summary, ImportError> {
         let Some((first, last)) = t.range().filter(|_| t.count > t.count_done) else {
             continue;
         };
-        let found = target
-            .count_in(&t.name, &t.id_column, first, last + 1)
-            .await?
-            - t.count_done;
+        let found = target.count_in(&t.name, &t.id_column, first, last + 1).await? - t.count_done;
         if found > 0 {
-            return Err(ImportError::RangeTaken {
-                table: t.name.clone(),
-                from: first,
-                to: last,
-                found,
-            });
+            return Err(ImportError::RangeTaken { table: t.name.clone(), from: first, to: last, found });
         }
         println!("  range {} {first}..={last} is free", t.name);
     }
-    let summary = Summary {
-        imported: plan.pending(),
-        already: plan.records.len() - plan.pending(),
-        bad: src.bad.len(),
-    };
+    let summary =
+        Summary { imported: plan.pending(), already: plan.records.len() - plan.pending(), bad: src.bad.len() };
     if args.dry_run {
         println!("dry run: nothing written");
         return Ok(summary);
     }
     target.ensure_bookkeeping().await?;
-    let starts = plan
-        .tables
-        .iter()
-        .map(|t| (t.name.clone(), t.start))
-        .collect();
+    let starts = plan.tables.iter().map(|t| (t.name.clone(), t.start)).collect();
     target.store_ranges(&starts, &plan.stored_ranges).await?;
     // Before the first row: from now on the shop's own inserts land above the reserved range,
     // even while this import runs or if it is killed halfway.
@@ -144,17 +116,8 @@ pub async fn run(args: &ImportArgs) -> Result<Summary, ImportError> {
             target.bump_sequence(&t.name, &t.id_column, last).await?;
         }
     }
-    write(
-        &target,
-        &plan,
-        &src.records,
-        args.batch_size.unwrap_or(config.import.batch_size).max(1),
-    )
-    .await?;
-    println!(
-        "imported {} records ({} were imported before)",
-        summary.imported, summary.already
-    );
+    write(&target, &plan, &src.records, args.batch_size.unwrap_or(config.import.batch_size).max(1)).await?;
+    println!("imported {} records ({} were imported before)", summary.imported, summary.already);
     Ok(summary)
 }
 
@@ -171,9 +134,7 @@ fn resolve_url(site: &Site, url: &str) -> String {
 fn print_plan(url: &str, src: &source::Source, plan: &plan::Plan) {
     let mut per_form = std::collections::BTreeMap::<&str, usize>::new();
     for p in plan.records.iter().filter(|p| !p.already) {
-        *per_form
-            .entry(src.records[p.index].record.form.as_str())
-            .or_default() += 1;
+        *per_form.entry(src.records[p.index].record.form.as_str()).or_default() += 1;
     }
     println!("import plan → {url}");
     println!(
@@ -189,10 +150,7 @@ fn print_plan(url: &str, src: &source::Source, plan: &plan::Plan) {
         println!("    {form:<16} {n} not imported: no [import.forms.{form}] mapping");
     }
     for t in &plan.tables {
-        let range = t
-            .range()
-            .map(|(a, b)| format!("{a}..={b}"))
-            .unwrap_or_else(|| "-".into());
+        let range = t.range().map(|(a, b)| format!("{a}..={b}")).unwrap_or_else(|| "-".into());
         println!(
             "  {:<16} {} new rows, ids {range} ({}), {} reused by natural key",
             t.name,
@@ -222,10 +180,8 @@ async fn write(
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(pending.len() as u64);
         bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} records  {per_sec}  eta {eta}",
-            )
-            .expect("static template"),
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} records  {per_sec}  eta {eta}")
+                .expect("static template"),
         );
         bar
     });
@@ -246,9 +202,7 @@ async fn write(
                 ids: plan.ledger_ids(p),
             })
             .collect();
-        target
-            .write_batch(&plan.tables, &by_table, &ledger, &imported_at)
-            .await?;
+        target.write_batch(&plan.tables, &by_table, &ledger, &imported_at).await?;
         let before = written;
         written += batch.len();
         match &bar {

@@ -113,11 +113,7 @@ impl Plan {
     }
 
     /// The rows planned record `p` creates (reused IDs create none).
-    pub fn rows<'p>(
-        &'p self,
-        p: &PlannedRecord,
-        located: &[Located],
-    ) -> Result<Vec<Row<'p>>, ImportError> {
+    pub fn rows<'p>(&'p self, p: &PlannedRecord, located: &[Located]) -> Result<Vec<Row<'p>>, ImportError> {
         let r = &located[p.index].record;
         let parent = self.parent_ids(r);
         let mut rows = Vec::new();
@@ -133,11 +129,7 @@ impl Plan {
                         .map(|x| self.eval(x, r, line, &p.ids[..at - 1], parent))
                         .collect::<Result<_, _>>()
                         .map_err(|m| record_error(&located[p.index], m))?;
-                    rows.push(Row {
-                        entity: e,
-                        id: id.id,
-                        values,
-                    });
+                    rows.push(Row { entity: e, id: id.id, values });
                 }
             }
         }
@@ -148,10 +140,7 @@ impl Plan {
     pub fn ledger_ids(&self, p: &PlannedRecord) -> String {
         let mut by_table: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
         for id in &p.ids {
-            by_table
-                .entry(&self.tables[id.table].name)
-                .or_default()
-                .push(id.id);
+            by_table.entry(&self.tables[id.table].name).or_default().push(id.id);
         }
         serde_json::to_string(&by_table).expect("ids serialize")
     }
@@ -170,16 +159,12 @@ impl Plan {
         parent: Option<&[Id]>,
     ) -> Result<Value, String> {
         let text = |o: Option<&String>| o.map(|v| Value::Text(v.clone())).unwrap_or(Value::Null);
-        let first =
-            |ids: &[Id], t: usize| ids.iter().find(|i| i.table == t).map(|i| Value::Int(i.id));
+        let first = |ids: &[Id], t: usize| ids.iter().find(|i| i.table == t).map(|i| Value::Int(i.id));
         Ok(match x {
             Expr::Ref => Value::Text(r.reference.to_string()),
             Expr::Form => Value::Text(r.form.clone()),
             Expr::ReceivedAt => Value::Time(r.received_at),
-            Expr::TotalCents => r
-                .total_cents
-                .map(|t| Value::Int(t as i64))
-                .unwrap_or(Value::Null),
+            Expr::TotalCents => r.total_cents.map(|t| Value::Int(t as i64)).unwrap_or(Value::Null),
             Expr::Currency => text(r.currency.as_ref()),
             Expr::Field(name) => text(r.fields.get(name)),
             Expr::Int(name) => match r.fields.get(name).map(|v| v.parse::<i64>()) {
@@ -208,9 +193,9 @@ impl Plan {
                 let Some(p) = &r.parent_ref else {
                     return Err(format!("parent:{name}: the record has no parent reference"));
                 };
-                parent.and_then(|ids| first(ids, *t)).ok_or_else(|| {
-                    format!("parent:{name}: parent record {p} is not among the collected records")
-                })?
+                parent
+                    .and_then(|ids| first(ids, *t))
+                    .ok_or_else(|| format!("parent:{name}: parent record {p} is not among the collected records"))?
             }
             Expr::Literal(v) => v.clone(),
         })
@@ -226,10 +211,7 @@ fn lines_of<'r>(e: &Entity, r: &'r Record) -> Vec<Option<&'r Line>> {
 }
 
 fn record_error(l: &Located, message: String) -> ImportError {
-    ImportError::Record {
-        at: format!("{}:{}", l.path.display(), l.line),
-        message,
-    }
+    ImportError::Record { at: format!("{}:{}", l.path.display(), l.line), message }
 }
 
 pub async fn make(
@@ -247,11 +229,7 @@ pub async fn make(
     }
     // Parents first: a table referenced by `id:`/`parent:` goes before the one referencing it.
     names.sort_by_key(|t| depth(imp.forms.values().flatten(), t, 0));
-    let index: HashMap<&str, usize> = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.as_str(), i))
-        .collect();
+    let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
 
     let stored = target.stored_ranges().await?;
     let mut tables = Vec::with_capacity(names.len());
@@ -283,22 +261,12 @@ pub async fn make(
             (None, Offset::Fixed(n)) => (*n, false),
             (None, Offset::Auto(_)) => (target.max_id(t, &map.id).await? + imp.gap.max(1), true),
         };
-        tables.push(TablePlan {
-            name: t.clone(),
-            id_column: map.id.clone(),
-            start,
-            auto,
-            types,
-            ..Default::default()
-        });
+        tables.push(TablePlan { name: t.clone(), id_column: map.id.clone(), start, auto, types, ..Default::default() });
     }
 
     let mut forms = HashMap::new();
     for (form, entities) in &imp.forms {
-        let compiled = entities
-            .iter()
-            .map(|e| compile(e, config, &index))
-            .collect::<Result<Vec<_>, _>>()?;
+        let compiled = entities.iter().map(|e| compile(e, config, &index)).collect::<Result<Vec<_>, _>>()?;
         forms.insert(form.clone(), compiled);
     }
     let mut plan = Plan {
@@ -309,11 +277,7 @@ pub async fn make(
         stored_ranges: stored,
     };
     let existing = existing_keys(&plan, target, located).await?;
-    let links = plan
-        .forms
-        .values()
-        .flatten()
-        .any(|e| e.exprs.iter().any(|x| matches!(x, Expr::Parent(_))));
+    let links = plan.forms.values().flatten().any(|e| e.exprs.iter().any(|x| matches!(x, Expr::Parent(_))));
 
     // Natural key → ID handed out earlier in this walk, per table.
     let mut keyed: Vec<HashMap<String, i64>> = vec![HashMap::new(); plan.tables.len()];
@@ -328,29 +292,19 @@ pub async fn make(
             for line in lines_of(e, r) {
                 let t = e.table;
                 let key = match e.key {
-                    Some(k) => key_text(
-                        plan.eval(&e.exprs[k], r, line, &ids, parent)
-                            .map_err(|m| record_error(l, m))?,
-                    ),
+                    Some(k) => key_text(plan.eval(&e.exprs[k], r, line, &ids, parent).map_err(|m| record_error(l, m))?),
                     None => None,
                 };
                 let start = plan.tables[t].start;
                 // A row of ours from an earlier run counts as new, so IDs stay stable.
                 let reused = key.as_ref().and_then(|k| {
-                    keyed[t]
-                        .get(k)
-                        .copied()
-                        .or_else(|| existing[t].get(k).copied().filter(|id| *id < start))
+                    keyed[t].get(k).copied().or_else(|| existing[t].get(k).copied().filter(|id| *id < start))
                 });
                 let (count, count_done, reuses) = &mut counts[t];
                 let id = match reused {
                     Some(id) => {
                         *reuses += 1;
-                        Id {
-                            table: t,
-                            id,
-                            new: false,
-                        }
+                        Id { table: t, id, new: false }
                     }
                     None => {
                         let id = start + *count;
@@ -359,11 +313,7 @@ pub async fn make(
                         if let Some(k) = key {
                             keyed[t].insert(k, id);
                         }
-                        Id {
-                            table: t,
-                            id,
-                            new: true,
-                        }
+                        Id { table: t, id, new: true }
                     }
                 };
                 ids.push(id);
@@ -372,11 +322,7 @@ pub async fn make(
         if links {
             plan.by_ref.insert(r.reference.clone(), plan.records.len());
         }
-        plan.records.push(PlannedRecord {
-            index,
-            ids,
-            already,
-        });
+        plan.records.push(PlannedRecord { index, ids, already });
     }
     for (t, (count, count_done, reused)) in plan.tables.iter_mut().zip(counts) {
         (t.count, t.count_done, t.reused) = (count, count_done, reused);
@@ -393,18 +339,11 @@ async fn existing_keys(
     let mut out = vec![BTreeMap::new(); plan.tables.len()];
     let mut values: Vec<Vec<String>> = vec![Vec::new(); plan.tables.len()];
     for l in located {
-        for e in plan
-            .forms
-            .get(&l.record.form)
-            .into_iter()
-            .flatten()
-            .filter(|e| e.key.is_some())
-        {
+        for e in plan.forms.get(&l.record.form).into_iter().flatten().filter(|e| e.key.is_some()) {
             // Keys never depend on IDs, so no IDs are needed to read them.
             for line in lines_of(e, &l.record) {
-                if let Ok(Some(k)) = plan
-                    .eval(&e.exprs[e.key.expect("keyed")], &l.record, line, &[], None)
-                    .map(key_text)
+                if let Ok(Some(k)) =
+                    plan.eval(&e.exprs[e.key.expect("keyed")], &l.record, line, &[], None).map(key_text)
                 {
                     values[e.table].push(k);
                 }
@@ -419,20 +358,13 @@ async fn existing_keys(
         v.dedup();
         let table = &plan.tables[t];
         let key = table_key(plan, t);
-        out[t] = target
-            .ids_by_key(&table.name, &table.id_column, key, &v)
-            .await?;
+        out[t] = target.ids_by_key(&table.name, &table.id_column, key, &v).await?;
     }
     Ok(out)
 }
 
 fn table_key(plan: &Plan, t: usize) -> &str {
-    let e = plan
-        .forms
-        .values()
-        .flatten()
-        .find(|e| e.table == t && e.key.is_some())
-        .expect("a keyed entity");
+    let e = plan.forms.values().flatten().find(|e| e.table == t && e.key.is_some()).expect("a keyed entity");
     &e.columns[e.key.expect("keyed")]
 }
 
@@ -444,11 +376,7 @@ fn key_text(v: Value) -> Option<String> {
     }
 }
 
-fn compile(
-    e: &EntityMap,
-    config: &Config,
-    index: &HashMap<&str, usize>,
-) -> Result<Entity, ImportError> {
+fn compile(e: &EntityMap, config: &Config, index: &HashMap<&str, usize>) -> Result<Entity, ImportError> {
     let table = index[e.table.as_str()];
     let key_column = config.import.tables[&e.table].key.as_deref();
     let mut columns = Vec::new();
@@ -465,25 +393,14 @@ fn compile(
         exprs.push(x);
     }
     let key = key_column.and_then(|k| columns.iter().position(|c| c == k));
-    Ok(Entity {
-        table,
-        per_line: e.per.is_some(),
-        columns,
-        exprs,
-        key,
-    })
+    Ok(Entity { table, per_line: e.per.is_some(), columns, exprs, key })
 }
 
 fn parse_expr(s: &str, index: &HashMap<&str, usize>) -> Result<Expr, String> {
     if s.len() >= 2 && s.starts_with('\'') && s.ends_with('\'') {
         return Ok(Expr::Literal(Value::Text(s[1..s.len() - 1].to_string())));
     }
-    let table = |t: &str| {
-        index
-            .get(t)
-            .copied()
-            .ok_or_else(|| format!("{t:?} is not a table any entity writes"))
-    };
+    let table = |t: &str| index.get(t).copied().ok_or_else(|| format!("{t:?} is not a table any entity writes"));
     Ok(match s.split_once(':') {
         None => match s {
             "ref" => Expr::Ref,
@@ -511,11 +428,7 @@ fn parse_expr(s: &str, index: &HashMap<&str, usize>) -> Result<Expr, String> {
     })
 }
 
-fn depth<'a>(
-    entities: impl Iterator<Item = &'a EntityMap> + Clone,
-    table: &str,
-    level: usize,
-) -> usize {
+fn depth<'a>(entities: impl Iterator<Item = &'a EntityMap> + Clone, table: &str, level: usize) -> usize {
     if level > 8 {
         return level;
     }
@@ -528,8 +441,5 @@ fn depth<'a>(
         .filter(|t| *t != table)
         .map(String::from)
         .collect();
-    refs.iter()
-        .map(|t| 1 + depth(entities.clone(), t, level + 1))
-        .max()
-        .unwrap_or(0)
+    refs.iter().map(|t| 1 + depth(entities.clone(), t, level + 1)).max().unwrap_or(0)
 }

@@ -25,12 +25,7 @@ pub struct Located {
 }
 
 pub fn read(config: &Config, folders: &[PathBuf]) -> std::io::Result<Source> {
-    let mut src = Source {
-        records: Vec::new(),
-        bad: Vec::new(),
-        unmapped: BTreeMap::new(),
-        repeated: 0,
-    };
+    let mut src = Source { records: Vec::new(), bad: Vec::new(), unmapped: BTreeMap::new(), repeated: 0 };
     let mut seen = HashSet::new();
     for folder in folders {
         if !folder.is_dir() {
@@ -41,11 +36,8 @@ pub fn read(config: &Config, folders: &[PathBuf]) -> std::io::Result<Source> {
         }
         for seg in record::list_segments(folder)? {
             // A form kept as JSONL and CSV holds every record twice: read its first format.
-            let primary = config
-                .forms
-                .get(&seg.form)
-                .and_then(|f| f.store.first().copied())
-                .unwrap_or(StoreFormat::Jsonl);
+            let primary =
+                config.forms.get(&seg.form).and_then(|f| f.store.first().copied()).unwrap_or(StoreFormat::Jsonl);
             if seg.name.format != primary {
                 continue;
             }
@@ -59,19 +51,11 @@ pub fn read(config: &Config, folders: &[PathBuf]) -> std::io::Result<Source> {
                 match item {
                     Err(bad) => src.bad.push(bad),
                     Ok((line, checked, r)) => match checked {
-                        Err(message) => src.bad.push(BadLine {
-                            path: seg.path.clone(),
-                            line,
-                            message,
-                        }),
+                        Err(message) => src.bad.push(BadLine { path: seg.path.clone(), line, message }),
                         Ok(false) => *src.unmapped.entry(r.form.clone()).or_default() += 1,
                         Ok(true) => {
                             if seen.insert(r.reference.clone()) {
-                                src.records.push(Located {
-                                    record: r,
-                                    path: path.clone(),
-                                    line,
-                                });
+                                src.records.push(Located { record: r, path: path.clone(), line });
                             } else {
                                 src.repeated += 1;
                             }
@@ -81,8 +65,7 @@ pub fn read(config: &Config, folders: &[PathBuf]) -> std::io::Result<Source> {
             }
         }
     }
-    src.records
-        .par_sort_by(|a, b| a.record.sort_key().cmp(&b.record.sort_key()));
+    src.records.par_sort_by(|a, b| a.record.sort_key().cmp(&b.record.sort_key()));
     Ok(src)
 }
 
@@ -90,10 +73,7 @@ pub fn read(config: &Config, folders: &[PathBuf]) -> std::io::Result<Source> {
 /// form with no import mapping.
 fn check(config: &Config, r: &Record, folder_form: &str) -> Result<bool, String> {
     if r.form != folder_form {
-        return Err(format!(
-            "record of form {:?} in the folder of form {folder_form:?}",
-            r.form
-        ));
+        return Err(format!("record of form {:?} in the folder of form {folder_form:?}", r.form));
     }
     let Some(form) = config.forms.get(&r.form) else {
         return Err(format!("unknown form {:?} (not in cofferdam.toml)", r.form));
@@ -129,10 +109,7 @@ pub fn suspected_duplicates(records: &[Located]) -> Vec<(String, String)> {
             out.push((r.reference.to_string(), first.to_string()));
             continue;
         }
-        let key = (
-            r.form.clone(),
-            serde_json::to_string(&r.fields).unwrap_or_default(),
-        );
+        let key = (r.form.clone(), serde_json::to_string(&r.fields).unwrap_or_default());
         if let Some((at, first)) = last.get(&key) {
             if r.received_at.duration_since(*at).as_secs() < 600 {
                 out.push((r.reference.to_string(), first.clone()));

@@ -49,18 +49,13 @@ pub fn cli(args: &RehearseArgs) -> anyhow::Result<ExitCode> {
         bail!("--duration and --connections must be at least 1");
     }
     let site = Site::load(&args.site)?;
-    let exe =
-        std::env::current_exe().context("finding the cofferdam binary to start the server with")?;
+    let exe = std::env::current_exe().context("finding the cofferdam binary to start the server with")?;
     let report = rehearse(&site, &exe, args)?;
     match args.format {
         Format::Text => print!("{}", report.to_text()),
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
     }
-    Ok(if report.acknowledged_orders_lost == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(if report.acknowledged_orders_lost == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 /// One step of the ramp.
@@ -124,26 +119,13 @@ pub fn rehearse(site: &Site, exe: &Path, args: &RehearseArgs) -> anyhow::Result<
     let manifest = Manifest::load(&dist)?;
     let plan = crate::check::visit_plan(site, &manifest);
     let steps = visitor::script(&plan);
-    let form = plan
-        .form
-        .as_ref()
-        .map(|(name, _)| manifest.forms[name].clone());
-    let budget = args
-        .latency_budget_ms
-        .unwrap_or(site.config.check.latency_budget_ms);
+    let form = plan.form.as_ref().map(|(name, _)| manifest.forms[name].clone());
+    let budget = args.latency_budget_ms.unwrap_or(site.config.check.latency_budget_ms);
 
-    let mut server = server::ScratchServer::start(
-        exe,
-        site,
-        Duration::from_secs(10).min(Duration::from_secs(args.duration + 5)),
-    )?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let ramp = ramp_levels(
-        args.connections,
-        deadline.saturating_duration_since(Instant::now()),
-    );
+    let mut server =
+        server::ScratchServer::start(exe, site, Duration::from_secs(10).min(Duration::from_secs(args.duration + 5)))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let ramp = ramp_levels(args.connections, deadline.saturating_duration_since(Instant::now()));
     let progress = progress_bar(ramp.len() as u64);
     let addr = server.addr;
     let seq = Arc::new(AtomicU64::new(1));
@@ -151,26 +133,18 @@ pub fn rehearse(site: &Site, exe: &Path, args: &RehearseArgs) -> anyhow::Result<
     // One unmeasured visit first: the writer's first segment file and the first fsync are
     // start-up costs, not capacity.
     let mut warm = Tally::default();
-    let body = form
-        .as_ref()
-        .map(|f| visitor::order_body(f, &manifest, 0))
-        .unwrap_or_default();
-    let warm_until = Instant::now()
-        + Duration::from_secs(2).min(deadline.saturating_duration_since(Instant::now()) / 4);
+    let body = form.as_ref().map(|f| visitor::order_body(f, &manifest, 0)).unwrap_or_default();
+    let warm_until =
+        Instant::now() + Duration::from_secs(2).min(deadline.saturating_duration_since(Instant::now()) / 4);
     runtime.block_on(visitor::visit(addr, &steps, body, warm_until, &mut warm));
     let mut acknowledged = warm.orders;
     for (i, &visitors) in ramp.iter().enumerate() {
-        let left = deadline
-            .saturating_duration_since(Instant::now())
-            .saturating_sub(STOP_RESERVE);
+        let left = deadline.saturating_duration_since(Instant::now()).saturating_sub(STOP_RESERVE);
         let step_len = left / (ramp.len() - i) as u32;
         if step_len < MIN_STEP {
             break;
         }
-        progress.set_message(format!(
-            "{visitors} visitors at once for {:.1} s",
-            step_len.as_secs_f64()
-        ));
+        progress.set_message(format!("{visitors} visitors at once for {:.1} s", step_len.as_secs_f64()));
         let ctx = StepCtx {
             addr,
             steps: &steps,
@@ -218,11 +192,8 @@ pub fn rehearse(site: &Site, exe: &Path, args: &RehearseArgs) -> anyhow::Result<
             orders_per_sec: r.orders_per_sec,
             buyers_per_hour: (r.orders_per_sec * 3600.0) as u64,
         });
-    let broke_first = reports.iter().find_map(|r| {
-        r.broke
-            .as_ref()
-            .map(|b| format!("at {} visitors at once: {b}", r.visitors))
-    });
+    let broke_first =
+        reports.iter().find_map(|r| r.broke.as_ref().map(|b| format!("at {} visitors at once: {b}", r.visitors)));
     let mut path: Vec<String> = Vec::new();
     for s in &steps {
         match s {
@@ -267,8 +238,7 @@ fn ramp_levels(max: usize, time: Duration) -> Vec<usize> {
         c *= 2;
     }
     levels.push(max);
-    let fits =
-        ((time.saturating_sub(STOP_RESERVE).as_millis() / MIN_STEP.as_millis()) as usize).max(1);
+    let fits = ((time.saturating_sub(STOP_RESERVE).as_millis() / MIN_STEP.as_millis()) as usize).max(1);
     if levels.len() > fits {
         levels.drain(..levels.len() - fits);
     }
@@ -294,8 +264,7 @@ async fn run_step(ctx: &StepCtx<'_>, visitors: usize, len: Duration) -> (Tally, 
     let mut tasks = Vec::with_capacity(visitors);
     for _ in 0..visitors {
         let steps = ctx.steps.to_vec();
-        let bodies: Option<(crate::config::Form, Manifest)> =
-            ctx.form.map(|f| (f.clone(), ctx.manifest.clone()));
+        let bodies: Option<(crate::config::Form, Manifest)> = ctx.form.map(|f| (f.clone(), ctx.manifest.clone()));
         let seq = ctx.seq.clone();
         let next_slot = next_slot.clone();
         let addr = ctx.addr;
@@ -311,10 +280,7 @@ async fn run_step(ctx: &StepCtx<'_>, visitors: usize, len: Duration) -> (Tally, 
                     tokio::time::sleep_until(at.into()).await;
                 }
                 let n = seq.fetch_add(1, Ordering::Relaxed);
-                let body = bodies
-                    .as_ref()
-                    .map(|(f, m)| visitor::order_body(f, m, n))
-                    .unwrap_or_default();
+                let body = bodies.as_ref().map(|(f, m)| visitor::order_body(f, m, n)).unwrap_or_default();
                 visitor::visit(addr, &steps, body, until, &mut tally).await;
             }
             tally
@@ -331,13 +297,7 @@ async fn run_step(ctx: &StepCtx<'_>, visitors: usize, len: Duration) -> (Tally, 
             Err(_) => abort.abort(),
         }
     }
-    (
-        total,
-        start
-            .elapsed()
-            .min(len + Duration::from_millis(1500))
-            .max(len),
-    )
+    (total, start.elapsed().min(len + Duration::from_millis(1500)).max(len))
 }
 
 fn step_report(visitors: usize, took: Duration, t: &Tally, budget_ms: u64) -> StepReport {
@@ -346,20 +306,13 @@ fn step_report(visitors: usize, took: Duration, t: &Tally, budget_ms: u64) -> St
     let (post50, post99) = percentiles(&t.post_micros);
     let mut broke = Vec::new();
     if get99 > budget_ms as f64 {
-        broke.push(format!(
-            "GET p99 {get99:.1} ms over the {budget_ms} ms budget"
-        ));
+        broke.push(format!("GET p99 {get99:.1} ms over the {budget_ms} ms budget"));
     }
     if post99 > budget_ms as f64 {
-        broke.push(format!(
-            "order POST p99 {post99:.1} ms over the {budget_ms} ms budget"
-        ));
+        broke.push(format!("order POST p99 {post99:.1} ms over the {budget_ms} ms budget"));
     }
     if t.busy > 0 {
-        broke.push(format!(
-            "{} answers 503 busy (the writer queue was full)",
-            t.busy
-        ));
+        broke.push(format!("{} answers 503 busy (the writer queue was full)", t.busy));
     }
     if t.rate_limited > 0 {
         broke.push(format!("{} answers 429 (rate limit)", t.rate_limited));
@@ -368,11 +321,7 @@ fn step_report(visitors: usize, took: Duration, t: &Tally, budget_ms: u64) -> St
         broke.push(format!("{} answers 409 sold out", t.sold_out));
     }
     if t.errors > 0 {
-        broke.push(format!(
-            "{} errors (first: {})",
-            t.errors,
-            t.first_error.as_deref().unwrap_or("?")
-        ));
+        broke.push(format!("{} errors (first: {})", t.errors, t.first_error.as_deref().unwrap_or("?")));
     }
     if t.landing_pages == 0 {
         broke.push("no landing page was served in this step".into());
@@ -401,8 +350,7 @@ fn percentiles(micros: &[u32]) -> (f64, f64) {
     }
     let mut v = micros.to_vec();
     v.sort_unstable();
-    let at =
-        |q: f64| v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1] as f64 / 1000.0;
+    let at = |q: f64| v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1] as f64 / 1000.0;
     (round(at(0.50), 2), round(at(0.99), 2))
 }
 
@@ -418,12 +366,8 @@ fn count_orders(collected: &Path, name: &str, form: &crate::config::Form) -> any
         return Ok(0);
     };
     let mut n = 0;
-    let segments = crate::record::list_segments(collected)
-        .with_context(|| format!("{}", collected.display()))?;
-    for seg in segments
-        .iter()
-        .filter(|s| s.form == name && s.name.format == format)
-    {
+    let segments = crate::record::list_segments(collected).with_context(|| format!("{}", collected.display()))?;
+    for seg in segments.iter().filter(|s| s.form == name && s.name.format == format) {
         n += crate::record::read_segment(&seg.path)
             .with_context(|| format!("{}", seg.path.display()))?
             .into_iter()
@@ -439,11 +383,9 @@ fn progress_bar(steps: u64) -> indicatif::ProgressBar {
     }
     let bar = indicatif::ProgressBar::new(steps);
     bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} rehearsing [{bar:30}] step {pos}/{len} {msg} ({elapsed})",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template("{spinner} rehearsing [{bar:30}] step {pos}/{len} {msg} ({elapsed})")
+            .expect("valid template")
+            .progress_chars("=> "),
     );
     bar.enable_steady_tick(Duration::from_millis(100));
     bar
@@ -453,38 +395,21 @@ impl Report {
     pub fn to_text(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "cofferdam rehearse: {} on {}", self.site, self.server);
-        let _ = writeln!(
-            s,
-            "collecting into {} (removed afterwards; the site's own log is not touched)",
-            self.scratch
-        );
+        let _ = writeln!(s, "collecting into {} (removed afterwards; the site's own log is not touched)", self.scratch);
         let _ = writeln!(s, "one visitor: {}", self.path.join(" → "));
         if self.external_left_out > 0 {
-            let _ = writeln!(
-                s,
-                "left out: {} request(s) to other hosts (loopback only)",
-                self.external_left_out
-            );
+            let _ = writeln!(s, "left out: {} request(s) to other hosts (loopback only)", self.external_left_out);
         }
         let _ = writeln!(
             s,
             "budget: p99 ≤ {} ms per request{}\n",
             self.latency_budget_ms,
-            self.rate_limit
-                .map(|r| format!(", at most {r} visits/s"))
-                .unwrap_or_default()
+            self.rate_limit.map(|r| format!(", at most {r} visits/s")).unwrap_or_default()
         );
         let _ = writeln!(
             s,
             "{:>8} {:>15} {:>10} {:>10} {:>10} {:>10} {:>6} {:>7}",
-            "visitors",
-            "landing pages/s",
-            "orders/s",
-            "GET p50",
-            "GET p99",
-            "POST p99",
-            "503",
-            "errors"
+            "visitors", "landing pages/s", "orders/s", "GET p50", "GET p99", "POST p99", "503", "errors"
         );
         for r in &self.steps {
             let _ = writeln!(
@@ -512,18 +437,10 @@ impl Report {
                     self.latency_budget_ms,
                     visitors(c.visitors)
                 );
-                let _ = writeln!(
-                    s,
-                    "          = {} buyers per hour on this machine",
-                    thousands(c.buyers_per_hour)
-                );
+                let _ = writeln!(s, "          = {} buyers per hour on this machine", thousands(c.buyers_per_hour));
             }
             None => {
-                let _ = writeln!(
-                    s,
-                    "capacity: none found within p99 ≤ {} ms",
-                    self.latency_budget_ms
-                );
+                let _ = writeln!(s, "capacity: none found within p99 ≤ {} ms", self.latency_budget_ms);
             }
         }
         match &self.broke_first {
@@ -554,19 +471,12 @@ impl Report {
             self.acknowledged_orders,
             self.orders_on_disk,
             if self.acknowledged_orders_lost > 0 {
-                format!(
-                    " — {} ACKNOWLEDGED ORDERS MISSING",
-                    self.acknowledged_orders_lost
-                )
+                format!(" — {} ACKNOWLEDGED ORDERS MISSING", self.acknowledged_orders_lost)
             } else {
                 String::new()
             }
         );
-        let _ = writeln!(
-            s,
-            "took {:.1} s; over loopback, so no network or TLS cost is in these figures",
-            self.seconds
-        );
+        let _ = writeln!(s, "took {:.1} s; over loopback, so no network or TLS cost is in these figures", self.seconds);
         s
     }
 }
@@ -598,14 +508,8 @@ mod tests {
 
     #[test]
     fn ramp_doubles_and_keeps_the_top_when_short_of_time() {
-        assert_eq!(
-            ramp_levels(64, Duration::from_secs(30)),
-            [1, 2, 4, 8, 16, 32, 64]
-        );
-        assert_eq!(
-            ramp_levels(48, Duration::from_secs(30)),
-            [1, 2, 4, 8, 16, 32, 48]
-        );
+        assert_eq!(ramp_levels(64, Duration::from_secs(30)), [1, 2, 4, 8, 16, 32, 64]);
+        assert_eq!(ramp_levels(48, Duration::from_secs(30)), [1, 2, 4, 8, 16, 32, 48]);
         assert_eq!(ramp_levels(64, Duration::from_millis(1700)), [16, 32, 64]);
         assert_eq!(ramp_levels(1, Duration::from_millis(10)), [1]);
     }

@@ -25,25 +25,14 @@ const REHEARSAL_STOCK: i64 = 1_000_000_000;
 impl ScratchServer {
     /// Starts `exe serve --no-build` on the built site of `site`, waiting at most `timeout`.
     pub fn start(exe: &Path, site: &Site, timeout: Duration) -> anyhow::Result<ScratchServer> {
-        let dir = tempfile::Builder::new()
-            .prefix("cofferdam-rehearse-")
-            .tempdir()
-            .context("creating a scratch folder")?;
+        let dir =
+            tempfile::Builder::new().prefix("cofferdam-rehearse-").tempdir().context("creating a scratch folder")?;
         let collected = dir.path().join("collected");
         let dist = scratch_dist(site, &dir.path().join("dist"))?;
         let config = scratch_config(site, &dist, &collected)?;
-        std::fs::write(dir.path().join(crate::config::CONFIG_FILE), config)
-            .context("writing the scratch config")?;
+        std::fs::write(dir.path().join(crate::config::CONFIG_FILE), config).context("writing the scratch config")?;
         let mut child = Command::new(exe)
-            .args([
-                "serve",
-                "--no-build",
-                "--listen",
-                "127.0.0.1:0",
-                "--admin",
-                "127.0.0.1:0",
-                "--site",
-            ])
+            .args(["serve", "--no-build", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--site"])
             .arg(dir.path())
             .env("COFFERDAM_LOG", "warn")
             .stdin(Stdio::null())
@@ -66,9 +55,7 @@ impl ScratchServer {
                 s.push_str(&String::from_utf8_lossy(&buf[..n]));
                 if s.len() > 16 * 1024 {
                     let cut = s.len() - 8 * 1024;
-                    let cut = (cut..s.len())
-                        .find(|&i| s.is_char_boundary(i))
-                        .unwrap_or(s.len());
+                    let cut = (cut..s.len()).find(|&i| s.is_char_boundary(i)).unwrap_or(s.len());
                     s.drain(..cut);
                 }
             }
@@ -78,44 +65,25 @@ impl ScratchServer {
         std::thread::spawn(move || {
             for line in BufReader::new(out_pipe).lines().map_while(Result::ok) {
                 // `cofferdam: serving "..." (...) on http://127.0.0.1:PORT  admin ...`
-                if let Some(addr) = line
-                    .split(" on http://")
-                    .nth(1)
-                    .and_then(|r| r.split_whitespace().next())
-                {
+                if let Some(addr) = line.split(" on http://").nth(1).and_then(|r| r.split_whitespace().next()) {
                     let _ = tx.send(addr.to_string());
                 }
             }
         });
         let started = Instant::now();
-        let mut server = ScratchServer {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            collected,
-            stderr,
-            dir,
-        };
+        let mut server = ScratchServer { child, addr: SocketAddr::from(([127, 0, 0, 1], 0)), collected, stderr, dir };
         loop {
             match rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(addr) => {
-                    server.addr = addr
-                        .parse()
-                        .with_context(|| format!("the server announced {addr:?}"))?;
+                    server.addr = addr.parse().with_context(|| format!("the server announced {addr:?}"))?;
                     return Ok(server);
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) if started.elapsed() < timeout => {
                     if let Some(status) = server.child.try_wait()? {
-                        bail!(
-                            "the server exited ({status}) before serving: {}",
-                            server.stderr_tail()
-                        );
+                        bail!("the server exited ({status}) before serving: {}", server.stderr_tail());
                     }
                 }
-                Err(_) => bail!(
-                    "the server did not start within {} s: {}",
-                    timeout.as_secs(),
-                    server.stderr_tail()
-                ),
+                Err(_) => bail!("the server did not start within {} s: {}", timeout.as_secs(), server.stderr_tail()),
             }
         }
     }
@@ -163,15 +131,12 @@ impl Drop for ScratchServer {
 /// manifest, whose stock caps the server reads (the collector takes them from the manifest)
 /// are raised to [`REHEARSAL_STOCK`], so that the rehearsal never sells the site out.
 fn scratch_dist(site: &Site, to: &Path) -> anyhow::Result<PathBuf> {
-    let real = std::fs::canonicalize(site.output_dir())
-        .with_context(|| format!("{}", site.output_dir().display()))?;
+    let real = std::fs::canonicalize(site.output_dir()).with_context(|| format!("{}", site.output_dir().display()))?;
     let mut manifest = crate::manifest::Manifest::load(&real)?;
     for p in manifest.catalog.iter_mut().filter(|p| p.stock.is_some()) {
         p.stock = Some(REHEARSAL_STOCK as u64);
     }
-    let manifest_dir = Path::new(crate::manifest::MANIFEST_PATH)
-        .parent()
-        .expect("the manifest is in a folder");
+    let manifest_dir = Path::new(crate::manifest::MANIFEST_PATH).parent().expect("the manifest is in a folder");
     std::fs::create_dir_all(to.join(manifest_dir)).with_context(|| format!("{}", to.display()))?;
     for entry in std::fs::read_dir(&real).with_context(|| format!("{}", real.display()))? {
         let entry = entry?;
@@ -191,9 +156,7 @@ fn scratch_dist(site: &Site, to: &Path) -> anyhow::Result<PathBuf> {
 fn scratch_config(site: &Site, dist: &Path, collected: &Path) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(&site.config_path)
         .with_context(|| format!("reading {}", site.config_path.display()))?;
-    let mut doc: toml::Table = text
-        .parse()
-        .with_context(|| format!("parsing {}", site.config_path.display()))?;
+    let mut doc: toml::Table = text.parse().with_context(|| format!("parsing {}", site.config_path.display()))?;
     let table = |doc: &mut toml::Table, name: &str| -> toml::Table {
         match doc.remove(name) {
             Some(toml::Value::Table(t)) => t,
@@ -208,15 +171,8 @@ fn scratch_config(site: &Site, dist: &Path, collected: &Path) -> anyhow::Result<
     collect.insert("dir".into(), collected.display().to_string().into());
     collect.insert("production".into(), false.into());
     let mut key = [0u8; 16];
-    getrandom::fill(&mut key)
-        .map_err(|e| anyhow::anyhow!("no randomness for the scratch signing key: {e}"))?;
-    collect.insert(
-        "signing_key".into(),
-        key.iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-            .into(),
-    );
+    getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no randomness for the scratch signing key: {e}"))?;
+    collect.insert("signing_key".into(), key.iter().map(|b| format!("{b:02x}")).collect::<String>().into());
     collect.insert("signing_key_env".into(), "COFFERDAM_REHEARSAL_UNSET".into());
     collect.insert("stock_share".into(), 1.0.into());
     doc.insert("collect".into(), collect.into());

@@ -73,13 +73,9 @@ pub fn script(plan: &crate::check::VisitPlan) -> Vec<Step> {
     let mut cached: Vec<&str> = Vec::new();
     let form = plan.form.as_ref();
     for (i, (route, files)) in plan.pages.iter().enumerate() {
-        let after_post =
-            form.is_some_and(|(_, page)| plan.pages[..i].iter().any(|(r, _)| r == page));
+        let after_post = form.is_some_and(|(_, page)| plan.pages[..i].iter().any(|(r, _)| r == page));
         if !after_post {
-            steps.push(Step::Page {
-                path: route.clone(),
-                landing: i == 0,
-            });
+            steps.push(Step::Page { path: route.clone(), landing: i == 0 });
         }
         // After the post, the 303 brings the thank-you page itself; then come its new files.
         for f in files {
@@ -90,9 +86,7 @@ pub fn script(plan: &crate::check::VisitPlan) -> Vec<Step> {
         }
         if let Some((name, page)) = form {
             if page == route {
-                steps.push(Step::Post {
-                    path: format!("/submit/{name}"),
-                });
+                steps.push(Step::Post { path: format!("/submit/{name}") });
             }
         }
     }
@@ -116,21 +110,10 @@ pub fn order_body(form: &Form, manifest: &Manifest, n: u64) -> String {
             FieldKind::Textarea => Some(fit(format!("Rehearsal Street {n}, 10115 Berlin"))),
             FieldKind::Email => Some(fit(format!("visitor{n}@example.org"))),
             FieldKind::Int => {
-                let v = f
-                    .default
-                    .as_deref()
-                    .and_then(|d| d.parse::<i64>().ok())
-                    .or(f.min)
-                    .unwrap_or(1);
-                Some(
-                    v.clamp(f.min.unwrap_or(i64::MIN), f.max.unwrap_or(i64::MAX))
-                        .to_string(),
-                )
+                let v = f.default.as_deref().and_then(|d| d.parse::<i64>().ok()).or(f.min).unwrap_or(1);
+                Some(v.clamp(f.min.unwrap_or(i64::MIN), f.max.unwrap_or(i64::MAX)).to_string())
             }
-            FieldKind::Select => f
-                .default
-                .clone()
-                .or_else(|| f.options.first().map(|o| o.value().to_string())),
+            FieldKind::Select => f.default.clone().or_else(|| f.options.first().map(|o| o.value().to_string())),
             FieldKind::Sku => f
                 .default
                 .clone()
@@ -157,9 +140,8 @@ impl Conn {
     pub async fn open(addr: SocketAddr) -> std::io::Result<Conn> {
         let stream = TcpStream::connect(addr).await?;
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(std::io::Error::other)?;
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(std::io::Error::other)?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -175,9 +157,7 @@ impl Conn {
         timeout: Duration,
     ) -> Result<(StatusCode, Option<String>, Duration), String> {
         if self.sender.is_closed() {
-            *self = Conn::open(self.addr)
-                .await
-                .map_err(|e| format!("reconnect: {e}"))?;
+            *self = Conn::open(self.addr).await.map_err(|e| format!("reconnect: {e}"))?;
         }
         let host = self.addr.to_string();
         let mut req = Request::builder()
@@ -200,47 +180,24 @@ impl Conn {
         let started = Instant::now();
         let exchange = async {
             self.sender.ready().await.map_err(|e| e.to_string())?;
-            let resp = self
-                .sender
-                .send_request(req)
-                .await
-                .map_err(|e| e.to_string())?;
+            let resp = self.sender.send_request(req).await.map_err(|e| e.to_string())?;
             let status = resp.status();
-            let location = resp
-                .headers()
-                .get(header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            resp.into_body()
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?;
+            let location = resp.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+            resp.into_body().collect().await.map_err(|e| e.to_string())?;
             Ok::<_, String>((status, location))
         };
         match tokio::time::timeout(timeout, exchange).await {
             Ok(Ok((status, location))) => Ok((status, location, started.elapsed())),
             Ok(Err(e)) => Err(format!("{path}: {e}")),
-            Err(_) => Err(format!(
-                "{path}: no answer within {} ms",
-                timeout.as_millis()
-            )),
+            Err(_) => Err(format!("{path}: no answer within {} ms", timeout.as_millis())),
         }
     }
 }
 
 /// Walks `steps` once on a fresh connection, stopping early at `until`.
-pub async fn visit(
-    addr: SocketAddr,
-    steps: &[Step],
-    body: String,
-    until: Instant,
-    tally: &mut Tally,
-) {
+pub async fn visit(addr: SocketAddr, steps: &[Step], body: String, until: Instant, tally: &mut Tally) {
     let timeout = |until: Instant| {
-        until
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(200))
-            + Duration::from_secs(1)
+        until.saturating_duration_since(Instant::now()).max(Duration::from_millis(200)) + Duration::from_secs(1)
     };
     let mut conn = match Conn::open(addr).await {
         Ok(c) => c,

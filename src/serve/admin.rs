@@ -6,10 +6,7 @@ use axum::routing::get;
 use std::sync::Arc;
 
 pub fn router(app: Arc<App>) -> axum::Router {
-    axum::Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .with_state(app)
+    axum::Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics)).with_state(app)
 }
 
 async fn healthz(State(app): State<Arc<App>>) -> (http::StatusCode, &'static str) {

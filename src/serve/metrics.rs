@@ -88,7 +88,11 @@ impl ServeMetrics {
             ],
         );
         counter("cofferdam_http_bytes_out_total", "Body bytes sent for static files.", &[("", self.bytes_out.get())]);
-        counter("cofferdam_connections_refused_total", "Connections closed at the connection cap.", &[("", self.connections_refused.get())]);
+        counter(
+            "cofferdam_connections_refused_total",
+            "Connections closed at the connection cap.",
+            &[("", self.connections_refused.get())],
+        );
         let _ = writeln!(
             out,
             "# TYPE cofferdam_http_in_flight gauge\ncofferdam_http_in_flight {}\n# TYPE cofferdam_connections_open gauge\ncofferdam_connections_open {}",

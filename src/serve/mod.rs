@@ -118,8 +118,10 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     drop(loaded);
     let public_task = tokio::spawn(conn::serve(public, router(app.clone()), limits, metrics.clone(), stop_rx.clone()));
-    let admin_limits = conn::Limits { max_header_bytes: 8192, header_timeout: Duration::from_secs(5), max_connections: 64 };
-    let admin_task = tokio::spawn(conn::serve(admin, admin::router(app.clone()), admin_limits, metrics.clone(), stop_rx));
+    let admin_limits =
+        conn::Limits { max_header_bytes: 8192, header_timeout: Duration::from_secs(5), max_connections: 64 };
+    let admin_task =
+        tokio::spawn(conn::serve(admin, admin::router(app.clone()), admin_limits, metrics.clone(), stop_rx));
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -155,7 +157,12 @@ async fn reload(app: &Arc<App>, site: &Site, dist: &std::path::Path, no_build: b
     .await;
     match result {
         Ok(Ok(new)) => {
-            tracing::info!("reloaded: {} files, {} bytes in memory, {} streamed from disk", new.files, new.bytes, new.streamed);
+            tracing::info!(
+                "reloaded: {} files, {} bytes in memory, {} streamed from disk",
+                new.files,
+                new.bytes,
+                new.streamed
+            );
             app.site.store(Arc::new(new));
         }
         Ok(Err(e)) => tracing::error!("reload failed, still serving the previous site: {e:#}"),
@@ -238,7 +245,8 @@ fn vanished(app: &App, req: &Request, path: &std::path::Path, e: std::io::Error)
         .map(|entry| respond(app, entry, req.headers(), req.method() == Method::HEAD, StatusCode::NOT_FOUND));
     match page {
         Some(Reply::Ready(response)) => response,
-        _ => (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "Not found\n").into_response(),
+        _ => (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "Not found\n")
+            .into_response(),
     }
 }
 
@@ -250,10 +258,7 @@ fn answer(app: &App, req: &Request) -> Reply {
         return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, HEAD")], "").into_response().into();
     }
     if let Some(limiter) = &app.limiter {
-        let ip = req
-            .extensions()
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip());
+        let ip = req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
         if let Some(ip) = ip {
             if !limiter.allow(ip) {
                 m.rate_limited.inc();
@@ -280,7 +285,9 @@ fn answer(app: &App, req: &Request) -> Reply {
     m.not_found.inc();
     match &site.not_found {
         Some(entry) => respond(app, entry, req.headers(), head, StatusCode::NOT_FOUND),
-        None => (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "Not found\n").into_response().into(),
+        None => (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "Not found\n")
+            .into_response()
+            .into(),
     }
 }
 
@@ -340,7 +347,9 @@ fn respond(app: &App, entry: &Entry, req: &HeaderMap, head: bool, status: Status
             *response.body_mut() = Body::from(bytes.slice(start as usize..(start + count) as usize));
             response.into()
         }
-        Source::Disk { path, len } => Reply::Disk(stream::Pending { response, path: path.clone(), len: *len, start, count }),
+        Source::Disk { path, len } => {
+            Reply::Disk(stream::Pending { response, path: path.clone(), len: *len, start, count })
+        }
     }
 }
 

@@ -19,12 +19,7 @@ pub enum Slice {
 impl Slice {
     /// The slice of a representation of `total` bytes that `range` asks for, if `if_range` (when
     /// present) still matches our `etag`.
-    pub fn of(
-        range: Option<&HeaderValue>,
-        if_range: Option<&HeaderValue>,
-        etag: &HeaderValue,
-        total: u64,
-    ) -> Slice {
+    pub fn of(range: Option<&HeaderValue>, if_range: Option<&HeaderValue>, etag: &HeaderValue, total: u64) -> Slice {
         let Some(range) = range else {
             return Slice::Full;
         };
@@ -66,10 +61,7 @@ pub fn parse(header: &[u8], total: u64) -> Slice {
         if n == 0 || total == 0 {
             return Slice::Unsatisfiable;
         }
-        return Slice::Partial {
-            start: total.saturating_sub(n),
-            end: total - 1,
-        };
+        return Slice::Partial { start: total.saturating_sub(n), end: total - 1 };
     }
     let Some(start) = digits(first) else {
         return Slice::Full;
@@ -85,10 +77,7 @@ pub fn parse(header: &[u8], total: u64) -> Slice {
     if start >= total {
         return Slice::Unsatisfiable;
     }
-    Slice::Partial {
-        start,
-        end: end.min(total - 1),
-    }
+    Slice::Partial { start, end: end.min(total - 1) }
 }
 
 /// Only ASCII digits (`u64::from_str` would take a `+`), and no overflow.
@@ -121,49 +110,18 @@ mod tests {
     #[test]
     fn single_ranges_of_each_form() {
         assert_eq!(p("bytes=0-99", 1000), Partial { start: 0, end: 99 });
-        assert_eq!(
-            p("bytes=100-", 1000),
-            Partial {
-                start: 100,
-                end: 999
-            }
-        );
-        assert_eq!(
-            p("bytes=-300", 1000),
-            Partial {
-                start: 700,
-                end: 999
-            }
-        );
-        assert_eq!(
-            p("bytes=999-999", 1000),
-            Partial {
-                start: 999,
-                end: 999
-            }
-        );
+        assert_eq!(p("bytes=100-", 1000), Partial { start: 100, end: 999 });
+        assert_eq!(p("bytes=-300", 1000), Partial { start: 700, end: 999 });
+        assert_eq!(p("bytes=999-999", 1000), Partial { start: 999, end: 999 });
         assert_eq!(p("BYTES = 5 - 9 ", 1000), Partial { start: 5, end: 9 });
-        assert_eq!(
-            p("bytes=0-9,", 1000),
-            Partial { start: 0, end: 9 },
-            "empty list elements are skipped"
-        );
+        assert_eq!(p("bytes=0-9,", 1000), Partial { start: 0, end: 9 }, "empty list elements are skipped");
     }
 
     #[test]
     fn ranges_past_the_end_are_clamped_or_unsatisfiable() {
-        assert_eq!(
-            p("bytes=900-5000", 1000),
-            Partial {
-                start: 900,
-                end: 999
-            }
-        );
+        assert_eq!(p("bytes=900-5000", 1000), Partial { start: 900, end: 999 });
         assert_eq!(p("bytes=-5000", 1000), Partial { start: 0, end: 999 });
-        assert_eq!(
-            p("bytes=0-18446744073709551615", 1000),
-            Partial { start: 0, end: 999 }
-        );
+        assert_eq!(p("bytes=0-18446744073709551615", 1000), Partial { start: 0, end: 999 });
         assert_eq!(p("bytes=1000-", 1000), Unsatisfiable);
         assert_eq!(p("bytes=99999999-", 1000), Unsatisfiable);
         assert_eq!(p("bytes=-0", 1000), Unsatisfiable);
@@ -199,27 +157,14 @@ mod tests {
         let etag = HeaderValue::from_static("\"abc\"");
         let range = HeaderValue::from_static("bytes=0-9");
         let of = |if_range: Option<&'static str>| {
-            Slice::of(
-                Some(&range),
-                if_range.map(HeaderValue::from_static).as_ref(),
-                &etag,
-                100,
-            )
+            Slice::of(Some(&range), if_range.map(HeaderValue::from_static).as_ref(), &etag, 100)
         };
         assert_eq!(of(None), Partial { start: 0, end: 9 });
         assert_eq!(of(Some("\"abc\"")), Partial { start: 0, end: 9 });
         assert_eq!(of(Some("\"old\"")), Full);
         assert_eq!(of(Some("W/\"abc\"")), Full, "a weak tag never matches");
-        assert_eq!(
-            of(Some("Sat, 29 Oct 1994 19:43:31 GMT")),
-            Full,
-            "no Last-Modified to compare with"
-        );
-        assert_eq!(
-            Slice::of(None, Some(&etag), &etag, 100),
-            Full,
-            "If-Range alone asks for nothing"
-        );
+        assert_eq!(of(Some("Sat, 29 Oct 1994 19:43:31 GMT")), Full, "no Last-Modified to compare with");
+        assert_eq!(Slice::of(None, Some(&etag), &etag, 100), Full, "If-Range alone asks for nothing");
     }
 
     #[test]

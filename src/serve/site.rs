@@ -16,7 +16,10 @@ use std::sync::Arc;
 pub enum Source {
     Memory(Bytes),
     /// Large media: read per request, so start-up and memory do not grow with the videos.
-    Disk { path: PathBuf, len: u64 },
+    Disk {
+        path: PathBuf,
+        len: u64,
+    },
 }
 
 impl Source {
@@ -94,10 +97,13 @@ impl StaticSite {
                 let path = dist.join(rel);
                 if on_disk {
                     // Checked now so that a broken `dist/` still fails at start-up.
-                    let len = std::fs::metadata(&path).map_err(|source| LoadError { path: path.clone(), source })?.len();
+                    let len =
+                        std::fs::metadata(&path).map_err(|source| LoadError { path: path.clone(), source })?.len();
                     Ok(Source::Disk { path, len })
                 } else {
-                    std::fs::read(&path).map(|b| Source::Memory(Bytes::from(b))).map_err(|source| LoadError { path, source })
+                    std::fs::read(&path)
+                        .map(|b| Source::Memory(Bytes::from(b)))
+                        .map_err(|source| LoadError { path, source })
                 }
             };
             let identity = read(&file.path)?;
@@ -128,7 +134,8 @@ impl StaticSite {
             if let Some(entry) = by_file.get(page.file.as_str()) {
                 routes.insert(page.route.clone(), entry.clone());
                 if let Some(bare) = page.route.strip_suffix('/').filter(|b| !b.is_empty()) {
-                    redirects.insert(bare.to_string(), (308, HeaderValue::from_str(&page.route).expect("routes are ASCII")));
+                    redirects
+                        .insert(bare.to_string(), (308, HeaderValue::from_str(&page.route).expect("routes are ASCII")));
                 }
             }
         }
@@ -159,7 +166,10 @@ fn representation(file: &FileEntry, body: Source, encoding: Option<&str>, config
     ))
     .expect("hex is a valid header value");
     let mut h = HeaderMap::with_capacity(12);
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_str(&file.content_type).unwrap_or(HeaderValue::from_static("application/octet-stream")));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&file.content_type).unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
     h.insert(header::ETAG, etag.clone());
     h.insert(header::CACHE_CONTROL, headers::cache_control(file.fingerprinted, config));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));

@@ -27,31 +27,20 @@ impl Pending {
     /// Opens the file; fails when it is gone or no longer the file we loaded (a rebuild replaced
     /// it before a reload), so the caller can still answer with a status instead of a cut body.
     pub async fn open(self) -> Result<Response, (PathBuf, io::Error)> {
-        let Pending {
-            mut response,
-            path,
-            len,
-            start,
-            count,
-        } = self;
+        let Pending { mut response, path, len, start, count } = self;
         let opened = async {
             let mut file = tokio::fs::File::open(&path).await?;
             let now = file.metadata().await?.len();
             if now != len {
-                return Err(io::Error::other(format!(
-                    "size changed from {len} to {now} bytes since start-up"
-                )));
+                return Err(io::Error::other(format!("size changed from {len} to {now} bytes since start-up")));
             }
             file.seek(SeekFrom::Start(start)).await?;
             Ok(file)
         };
         match opened.await {
             Ok(file) => {
-                *response.body_mut() = Body::new(FileBody {
-                    file,
-                    remaining: count,
-                    buf: vec![0; count.min(CHUNK as u64) as usize],
-                });
+                *response.body_mut() =
+                    Body::new(FileBody { file, remaining: count, buf: vec![0; count.min(CHUNK as u64) as usize] });
                 Ok(response)
             }
             Err(e) => Err((path, e)),
@@ -70,10 +59,7 @@ impl HttpBody for FileBody {
     type Data = Bytes;
     type Error = io::Error;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = self.get_mut();
         if this.remaining == 0 {
             return Poll::Ready(None);
@@ -85,9 +71,9 @@ impl HttpBody for FileBody {
             Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
             // Truncated under us: an error makes hyper cut the connection rather than send
             // fewer bytes than the Content-Length it already announced.
-            Poll::Ready(Ok(())) if read.filled().is_empty() => Poll::Ready(Some(Err(
-                io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while streaming"),
-            ))),
+            Poll::Ready(Ok(())) if read.filled().is_empty() => {
+                Poll::Ready(Some(Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while streaming"))))
+            }
             Poll::Ready(Ok(())) => {
                 let chunk = Bytes::copy_from_slice(read.filled());
                 this.remaining -= chunk.len() as u64;

@@ -87,12 +87,18 @@ fn assert_build_fails(break_it: impl FnOnce(&Path), expect: &[&str]) {
 
 #[test]
 fn malformed_front_matter_names_file_and_line() {
-    assert_build_fails(|s| edit(s, "content/order.md", "form = \"order\"", "form = order\""), &["content/order.md:4: front matter"]);
+    assert_build_fails(
+        |s| edit(s, "content/order.md", "form = \"order\"", "form = order\""),
+        &["content/order.md:4: front matter"],
+    );
 }
 
 #[test]
 fn unclosed_front_matter_names_file_and_line() {
-    assert_build_fails(|s| std::fs::write(s.join("content/extra.md"), "+++\ntitle = \"x\"\n# no end\n").unwrap(), &["content/extra.md:1: front matter"]);
+    assert_build_fails(
+        |s| std::fs::write(s.join("content/extra.md"), "+++\ntitle = \"x\"\n# no end\n").unwrap(),
+        &["content/extra.md:1: front matter"],
+    );
 }
 
 #[test]
@@ -121,16 +127,25 @@ fn unknown_form_is_named_with_the_known_ones() {
 
 #[test]
 fn template_syntax_error_names_template_and_line() {
-    assert_build_fails(|s| edit(s, "templates/plain.html", "{% endblock %}", "{% endblok %}"), &["templates/plain.html:2: template syntax error"]);
+    assert_build_fails(
+        |s| edit(s, "templates/plain.html", "{% endblock %}", "{% endblok %}"),
+        &["templates/plain.html:2: template syntax error"],
+    );
 }
 
 #[test]
 fn missing_asset_reference_names_file_and_line() {
     assert_build_fails(
-        |s| std::fs::write(s.join("content/extra.md"), "+++\ntitle = \"x\"\n+++\n\nText\n\n![photo](missing.png)\n").unwrap(),
+        |s| {
+            std::fs::write(s.join("content/extra.md"), "+++\ntitle = \"x\"\n+++\n\nText\n\n![photo](missing.png)\n")
+                .unwrap()
+        },
         &["content/extra.md:7: missing.png: no such file in the content folder"],
     );
-    assert_build_fails(|s| edit(s, "templates/base.html", "asset(path='style.css')", "asset(path='styles.css')"), &["asset(path=\"styles.css\")"]);
+    assert_build_fails(
+        |s| edit(s, "templates/base.html", "asset(path='style.css')", "asset(path='styles.css')"),
+        &["asset(path=\"styles.css\")"],
+    );
 }
 
 #[test]
@@ -146,8 +161,14 @@ fn duplicate_routes_name_both_files() {
 
 #[test]
 fn config_type_error_names_file_line_and_key() {
-    assert_build_fails(|s| edit(s, "cofferdam.toml", "price_cents = 8900", "price_cents = \"89\""), &["cofferdam.toml:27: invalid type: string \"89\", expected u64"]);
-    assert_build_fails(|s| edit(s, "cofferdam.toml", "options = [\"BULB-2PK\"]", "options = [\"BULB-3PK\"]"), &["cofferdam.toml:137: forms.offer.fields.0.options: unknown SKU \"BULB-3PK\""]);
+    assert_build_fails(
+        |s| edit(s, "cofferdam.toml", "price_cents = 8900", "price_cents = \"89\""),
+        &["cofferdam.toml:27: invalid type: string \"89\", expected u64"],
+    );
+    assert_build_fails(
+        |s| edit(s, "cofferdam.toml", "options = [\"BULB-2PK\"]", "options = [\"BULB-3PK\"]"),
+        &["cofferdam.toml:137: forms.offer.fields.0.options: unknown SKU \"BULB-3PK\""],
+    );
 }
 
 #[test]

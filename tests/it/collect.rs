@@ -47,7 +47,9 @@ fn cookie_of(r: &reqwest::Response) -> String {
 #[tokio::test]
 async fn order_post_is_on_disk_before_303() {
     let (site, s) = served();
-    let r = post(&s, "order", order_body("Ada Lovelace") + "&price_cents=1&total_cents=1", &[("user-agent", "test-agent")]).await;
+    let r =
+        post(&s, "order", order_body("Ada Lovelace") + "&price_cents=1&total_cents=1", &[("user-agent", "test-agent")])
+            .await;
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/thanks/");
     let cookie = r.headers()["set-cookie"].to_str().unwrap();
@@ -77,7 +79,13 @@ async fn bad_posts_get_a_clear_4xx_page_and_nothing_is_written() {
         ("wrong content type", good.clone(), vec![("content-type", "text/plain")], 415, "Unsupported Media Type"),
         ("invalid UTF-8", good.replace("Bob", "B%FFb"), vec![], 400, "not valid UTF-8"),
         ("unknown SKU", good.replace("AURORA-EB", "FREE-LAMP"), vec![], 422, "Lamp: unknown product"),
-        ("negative quantity", good.replace("quantity=1", "quantity=-3"), vec![], 422, "Quantity: must be between 1 and 5"),
+        (
+            "negative quantity",
+            good.replace("quantity=1", "quantity=-3"),
+            vec![],
+            422,
+            "Quantity: must be between 1 and 5",
+        ),
         ("missing field", good.replace("email=buyer%40example.org&", ""), vec![], 422, "E-mail is required"),
         ("bad Origin", good.clone(), vec![("origin", "https://evil.example")], 403, "only be sent from our own site"),
     ];
@@ -91,7 +99,13 @@ async fn bad_posts_get_a_clear_4xx_page_and_nothing_is_written() {
     }
     let r = post(&s, "no-such-form", order_body("x"), &[]).await;
     assert_eq!(r.status(), 404);
-    let r = client().post(s.url("/submit/order")).header("content-type", "application/x-www-form-urlencoded").body(order_body("x")).send().await.unwrap();
+    let r = client()
+        .post(s.url("/submit/order"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(order_body("x"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403, "no Origin and no Referer");
     let r = post(&s, "order", good.replace("quantity=1", "quantity=9"), &[("accept", "application/json")]).await;
     assert_eq!(r.status(), 422);
@@ -163,7 +177,9 @@ async fn stock_cap_holds_under_200_concurrent_buyers() {
     let mut tasks = Vec::new();
     for i in 0..200 {
         let s = s.clone();
-        tasks.push(tokio::spawn(async move { post(&s, "order", order_body(&format!("Buyer {i}")), &[]).await.status().as_u16() }));
+        tasks.push(tokio::spawn(async move {
+            post(&s, "order", order_body(&format!("Buyer {i}")), &[]).await.status().as_u16()
+        }));
     }
     let mut statuses = Vec::new();
     for t in tasks {
@@ -222,7 +238,8 @@ fn torn_tail_is_quarantined_and_the_sequence_continues() {
 
 #[tokio::test]
 async fn segments_roll_at_their_size_and_every_record_reads_back() {
-    let (site, s) = served_with(|p| edit(p, "cofferdam.toml", "segment_max_bytes = 67108864", "segment_max_bytes = 2000"));
+    let (site, s) =
+        served_with(|p| edit(p, "cofferdam.toml", "segment_max_bytes = 67108864", "segment_max_bytes = 2000"));
     let mut refs = Vec::new();
     for i in 0..12 {
         refs.push(ref_of(&post(&s, "order", order_body(&format!("Roll {i}")), &[]).await));
@@ -303,10 +320,8 @@ fn full_disk_gives_503_loses_no_ack_and_recovers() {
     build(site.path());
     let collected = site.path().join("collected");
     std::fs::create_dir_all(&collected).unwrap();
-    let mount = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=48k", "tmpfs"])
-        .arg(&collected)
-        .output();
+    let mount =
+        std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=48k", "tmpfs"]).arg(&collected).output();
     match mount {
         Ok(o) if o.status.success() => {}
         other => {
@@ -342,7 +357,9 @@ fn full_disk_gives_503_loses_no_ack_and_recovers() {
     assert!(refused >= 5, "the disk never filled ({} acks)", acked.len());
     let health = rt.block_on(client().get(format!("http://127.0.0.1:{}/healthz", s.admin)).send()).unwrap();
     assert_eq!(health.status(), 503, "health must say the collector cannot write");
-    let metrics = rt.block_on(rt.block_on(client().get(format!("http://127.0.0.1:{}/metrics", s.admin)).send()).unwrap().text()).unwrap();
+    let metrics = rt
+        .block_on(rt.block_on(client().get(format!("http://127.0.0.1:{}/metrics", s.admin)).send()).unwrap().text())
+        .unwrap();
     assert!(metrics.contains("cofferdam_collect_write_errors_total"), "{metrics}");
     let on_disk: HashSet<String> = records(&collected).iter().map(|r| r.reference.to_string()).collect();
     for r in &acked {

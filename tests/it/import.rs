@@ -30,10 +30,7 @@ struct Db {
 async fn databases(test: &str) -> Vec<Db> {
     sqlx::any::install_default_drivers();
     let mut out = vec![Db::sqlite().await];
-    for (var, kind) in [
-        ("COFFERDAM_TEST_PG", Kind::Postgres),
-        ("COFFERDAM_TEST_MYSQL", Kind::MySql),
-    ] {
+    for (var, kind) in [("COFFERDAM_TEST_PG", Kind::Postgres), ("COFFERDAM_TEST_MYSQL", Kind::MySql)] {
         match std::env::var(var) {
             Ok(url) if !url.is_empty() => out.push(Db::server(kind, &url, test).await),
             _ => eprintln!("{var} is not set: {test} runs without {kind:?}"),
@@ -53,62 +50,32 @@ impl Db {
     /// Drops and recreates database `cd_{test}` on the server behind `admin_url`.
     async fn server(kind: Kind, admin_url: &str, test: &str) -> Db {
         let name = format!("cd_{test}");
-        let admin = AnyPoolOptions::new()
-            .max_connections(1)
-            .connect(admin_url)
-            .await
-            .unwrap();
-        let force = if kind == Kind::Postgres {
-            " WITH (FORCE)"
-        } else {
-            ""
-        };
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {name}{force}"))
-            .execute(&admin)
-            .await
-            .unwrap();
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&admin)
-            .await
-            .unwrap();
+        let admin = AnyPoolOptions::new().max_connections(1).connect(admin_url).await.unwrap();
+        let force = if kind == Kind::Postgres { " WITH (FORCE)" } else { "" };
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name}{force}")).execute(&admin).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.unwrap();
         admin.close().await;
         let base = admin_url.rsplit_once('/').unwrap().0;
         Db::with_schema(kind, format!("{base}/{name}"), None).await
     }
 
     async fn with_schema(kind: Kind, url: String, dir: Option<tempfile::TempDir>) -> Db {
-        let pool = AnyPoolOptions::new()
-            .max_connections(4)
-            .connect(&url)
-            .await
-            .unwrap();
+        let pool = AnyPoolOptions::new().max_connections(4).connect(&url).await.unwrap();
         let file = match kind {
             Kind::Sqlite => "shop.sqlite.sql",
             Kind::Postgres => "shop.postgres.sql",
             Kind::MySql => "shop.mysql.sql",
         };
         let schema = std::fs::read_to_string(repo_root().join("examples").join(file)).unwrap();
-        let db = Db {
-            kind,
-            url,
-            pool,
-            _dir: dir,
-        };
-        for stmt in schema
-            .split(';')
-            .map(strip_comments)
-            .filter(|s| !s.is_empty())
-        {
+        let db = Db { kind, url, pool, _dir: dir };
+        for stmt in schema.split(';').map(strip_comments).filter(|s| !s.is_empty()) {
             db.exec(&stmt).await;
         }
         db
     }
 
     async fn exec(&self, sql: &str) {
-        sqlx::query(sql)
-            .execute(&self.pool)
-            .await
-            .unwrap_or_else(|e| panic!("{:?}: {sql}: {e}", self.kind));
+        sqlx::query(sql).execute(&self.pool).await.unwrap_or_else(|e| panic!("{:?}: {sql}: {e}", self.kind));
     }
 
     fn text(&self, expr: &str) -> String {
@@ -120,42 +87,25 @@ impl Db {
 
     /// Every row of `table` with every column as text, ordered by ID.
     async fn dump(&self, table: &str, columns: &[&str]) -> Vec<Vec<String>> {
-        let cols: Vec<String> = columns
-            .iter()
-            .map(|c| format!("COALESCE({}, 'NULL')", self.text(c)))
-            .collect();
+        let cols: Vec<String> = columns.iter().map(|c| format!("COALESCE({}, 'NULL')", self.text(c))).collect();
         let sql = format!("SELECT {} FROM {table} ORDER BY id", cols.join(", "));
-        let rows = sqlx::query(&sql)
-            .fetch_all(&self.pool)
-            .await
-            .unwrap_or_else(|e| panic!("{:?}: {sql}: {e}", self.kind));
-        rows.iter()
-            .map(|r| (0..columns.len()).map(|i| text_at(r, i)).collect())
-            .collect()
+        let rows =
+            sqlx::query(&sql).fetch_all(&self.pool).await.unwrap_or_else(|e| panic!("{:?}: {sql}: {e}", self.kind));
+        rows.iter().map(|r| (0..columns.len()).map(|i| text_at(r, i)).collect()).collect()
     }
 
     async fn ids(&self, table: &str) -> Vec<i64> {
-        self.dump(table, &["id"])
-            .await
-            .iter()
-            .map(|r| r[0].parse().unwrap())
-            .collect()
+        self.dump(table, &["id"]).await.iter().map(|r| r[0].parse().unwrap()).collect()
     }
 
     async fn count(&self, table: &str) -> i64 {
         let sql = format!("SELECT {} FROM {table}", self.text("COUNT(*)"));
-        let n: String = sqlx::query_scalar(&sql)
-            .fetch_one(&self.pool)
-            .await
-            .unwrap();
+        let n: String = sqlx::query_scalar(&sql).fetch_one(&self.pool).await.unwrap();
         n.parse().unwrap()
     }
 
     async fn has_table(&self, table: &str) -> bool {
-        sqlx::query(&format!("SELECT 1 FROM {table}"))
-            .fetch_all(&self.pool)
-            .await
-            .is_ok()
+        sqlx::query(&format!("SELECT 1 FROM {table}")).fetch_all(&self.pool).await.is_ok()
     }
 
     fn now(&self) -> &'static str {
@@ -176,75 +126,40 @@ impl Db {
     }
 
     async fn shop_user(&self, email: &str) -> i64 {
-        let sql = format!(
-            "INSERT INTO users (email, name, created_at) VALUES ('{email}', 'Shop Customer', {})",
-            self.now()
-        );
+        let sql =
+            format!("INSERT INTO users (email, name, created_at) VALUES ('{email}', 'Shop Customer', {})", self.now());
         sqlx::query(&sql).execute(&self.pool).await.unwrap();
-        let id: String = sqlx::query_scalar(&format!(
-            "SELECT {} FROM users WHERE email = '{email}'",
-            self.text("id")
-        ))
-        .fetch_one(&self.pool)
-        .await
-        .unwrap();
+        let id: String = sqlx::query_scalar(&format!("SELECT {} FROM users WHERE email = '{email}'", self.text("id")))
+            .fetch_one(&self.pool)
+            .await
+            .unwrap();
         id.parse().unwrap()
     }
 
     /// Everything an import writes, for comparing two databases.
     async fn snapshot(&self) -> Vec<Vec<Vec<String>>> {
         vec![
-            self.dump("users", &["id", "email", "name", "country", "created_at"])
-                .await,
-            self.dump(
-                "orders",
-                &[
-                    "id",
-                    "user_id",
-                    "ref",
-                    "address",
-                    "total_cents",
-                    "currency",
-                    "created_at",
-                ],
-            )
-            .await,
-            self.dump(
-                "order_items",
-                &["id", "order_id", "sku", "name", "quantity", "unit_cents"],
-            )
-            .await,
-            self.dump("subscribers", &["id", "email", "created_at"])
-                .await,
+            self.dump("users", &["id", "email", "name", "country", "created_at"]).await,
+            self.dump("orders", &["id", "user_id", "ref", "address", "total_cents", "currency", "created_at"]).await,
+            self.dump("order_items", &["id", "order_id", "sku", "name", "quantity", "unit_cents"]).await,
+            self.dump("subscribers", &["id", "email", "created_at"]).await,
         ]
     }
 
     async fn ledger(&self) -> BTreeMap<String, String> {
-        let sql = format!(
-            "SELECT {}, {} FROM cofferdam_ledger",
-            self.text("ref"),
-            self.text("ids")
-        );
+        let sql = format!("SELECT {}, {} FROM cofferdam_ledger", self.text("ref"), self.text("ids"));
         let rows = sqlx::query(&sql).fetch_all(&self.pool).await.unwrap();
-        rows.iter()
-            .map(|r| (text_at(r, 0), text_at(r, 1)))
-            .collect()
+        rows.iter().map(|r| (text_at(r, 0), text_at(r, 1))).collect()
     }
 }
 
 /// MySQL hands long text back as bytes through the `Any` driver.
 fn text_at(row: &sqlx::any::AnyRow, i: usize) -> String {
-    row.try_get::<String, _>(i)
-        .unwrap_or_else(|_| String::from_utf8(row.get::<Vec<u8>, _>(i)).unwrap())
+    row.try_get::<String, _>(i).unwrap_or_else(|_| String::from_utf8(row.get::<Vec<u8>, _>(i)).unwrap())
 }
 
 fn strip_comments(stmt: &str) -> String {
-    stmt.lines()
-        .filter(|l| !l.trim_start().starts_with("--"))
-        .collect::<Vec<_>>()
-        .join("\n")
-        .trim()
-        .to_string()
+    stmt.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n").trim().to_string()
 }
 
 fn import(site: &Path, db: &Db, extra: &[&str]) -> Output {
@@ -254,13 +169,7 @@ fn import(site: &Path, db: &Db, extra: &[&str]) -> Output {
 }
 
 fn assert_ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "import failed ({:?}):\n{}\n{}",
-        out.status,
-        stdout(out),
-        stderr(out)
-    );
+    assert!(out.status.success(), "import failed ({:?}):\n{}\n{}", out.status, stdout(out), stderr(out));
 }
 
 /// Writes records the way the collector does: posted fields validated and priced by
@@ -287,23 +196,14 @@ impl Collected {
     /// Posts a form; returns the new record's reference.
     fn post(&mut self, form: &str, fields: &[(&str, &str)], parent: Option<&str>) -> String {
         let config = Site::load(self.site.path()).unwrap().config;
-        let posted: BTreeMap<String, String> = fields
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let posted: BTreeMap<String, String> = fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let valid = cofferdam::collect::validate(&config.forms[form], &config.catalog, &posted)
             .unwrap_or_else(|e| panic!("test record does not validate: {e:?}"));
         self.seq += 1;
-        self.clock = self
-            .clock
-            .checked_add(jiff::SignedDuration::from_millis(1500))
-            .unwrap();
+        self.clock = self.clock.checked_add(jiff::SignedDuration::from_millis(1500)).unwrap();
         let record = Record {
             v: RECORD_VERSION,
-            reference: Ref {
-                node: self.node.clone(),
-                seq: self.seq,
-            },
+            reference: Ref { node: self.node.clone(), seq: self.seq },
             form: form.into(),
             received_at: self.clock,
             fields: valid.fields,
@@ -311,11 +211,7 @@ impl Collected {
             total_cents: valid.total_cents,
             currency: valid.currency,
             parent_ref: parent.map(|p| p.parse().unwrap()),
-            meta: Meta {
-                ip: Some("127.0.0.1".into()),
-                user_agent: Some("test".into()),
-                duplicate_of: None,
-            },
+            meta: Meta { ip: Some("127.0.0.1".into()), user_agent: Some("test".into()), duplicate_of: None },
         };
         let reference = record.reference.to_string();
         self.segments.entry(form.into()).or_default().push(record);
@@ -339,11 +235,7 @@ impl Collected {
     }
 
     fn offer(&mut self, parent: &str) -> String {
-        self.post(
-            "offer",
-            &[("sku", "BULB-2PK"), ("quantity", "2")],
-            Some(parent),
-        )
+        self.post("offer", &[("sku", "BULB-2PK"), ("quantity", "2")], Some(parent))
     }
 
     fn subscribe(&mut self, email: &str) -> String {
@@ -356,21 +248,15 @@ impl Collected {
         for (form, records) in &self.segments {
             let def = &config.forms[form];
             let format = def.store[0];
-            let name = SegmentName {
-                node: self.node.clone(),
-                first_seq: records[0].reference.seq,
-                format,
-                sealed: true,
-            };
+            let name =
+                SegmentName { node: self.node.clone(), first_seq: records[0].reference.seq, format, sealed: true };
             let mut bytes = Vec::new();
             match format {
                 StoreFormat::Jsonl => records.iter().for_each(|r| bytes.extend(r.to_json_line())),
                 StoreFormat::Csv => {
                     let header = CsvCodec::header(def);
                     bytes.extend(CsvCodec::header_line(def));
-                    records
-                        .iter()
-                        .for_each(|r| bytes.extend(CsvCodec::row_line(&header, r)));
+                    records.iter().for_each(|r| bytes.extend(CsvCodec::row_line(&header, r)));
                 }
             }
             std::fs::create_dir_all(folder.join(form)).unwrap();
@@ -425,35 +311,16 @@ async fn import_reserves_id_ranges_links_rows_and_twice_adds_nothing() {
         let out = import(c.path(), &db, &[]);
         assert_ok(&out);
         let text = stdout(&out);
-        assert!(
-            text.contains("range orders 1000000..=1000002 is free"),
-            "{:?}: {text}",
-            db.kind
-        );
+        assert!(text.contains("range orders 1000000..=1000002 is free"), "{:?}: {text}", db.kind);
 
         // Orders take the fixed range in receive order; prices are the catalog's.
-        let orders = db
-            .dump(
-                "orders",
-                &["id", "user_id", "ref", "total_cents", "currency"],
-            )
-            .await;
+        let orders = db.dump("orders", &["id", "user_id", "ref", "total_cents", "currency"]).await;
         assert_eq!(orders.len(), 4, "{:?}: {orders:?}", db.kind);
         let imported: Vec<_> = orders.iter().filter(|o| o[2] != "NULL").collect();
-        assert_eq!(
-            imported.iter().map(|o| o[0].as_str()).collect::<Vec<_>>(),
-            ["1000000", "1000001", "1000002"]
-        );
-        assert_eq!(
-            imported.iter().map(|o| o[2].as_str()).collect::<Vec<_>>(),
-            [&first, &second, &third]
-        );
+        assert_eq!(imported.iter().map(|o| o[0].as_str()).collect::<Vec<_>>(), ["1000000", "1000001", "1000002"]);
+        assert_eq!(imported.iter().map(|o| o[2].as_str()).collect::<Vec<_>>(), [&first, &second, &third]);
         assert_eq!(imported[0][3], "17800");
-        assert_eq!(
-            imported[0][4], "EUR",
-            "{:?}: CHAR(3) keeps all three letters",
-            db.kind
-        );
+        assert_eq!(imported[0][4], "EUR", "{:?}: CHAR(3) keeps all three letters", db.kind);
 
         // Users: new ones from the auto range above the shop's (max 2 + gap 1000), the same
         // e-mail once, and the shop's existing customer reused by e-mail.
@@ -463,25 +330,12 @@ async fn import_reserves_id_ranges_links_rows_and_twice_adds_nothing() {
         assert_eq!(ada[0][0], "1002");
         assert_eq!(imported[0][1], "1002");
         assert_eq!(imported[1][1], "1002");
-        assert_eq!(
-            imported[2][1],
-            regular.to_string(),
-            "{:?}: an existing customer keeps their ID",
-            db.kind
-        );
+        assert_eq!(imported[2][1], regular.to_string(), "{:?}: an existing customer keeps their ID", db.kind);
 
         // Items: one per line, and the one-time offer's item belongs to its order.
-        let items = db
-            .dump(
-                "order_items",
-                &["id", "order_id", "sku", "quantity", "unit_cents"],
-            )
-            .await;
+        let items = db.dump("order_items", &["id", "order_id", "sku", "quantity", "unit_cents"]).await;
         assert_eq!(
-            items
-                .iter()
-                .map(|i| (i[1].as_str(), i[2].as_str(), i[3].as_str()))
-                .collect::<Vec<_>>(),
+            items.iter().map(|i| (i[1].as_str(), i[2].as_str(), i[3].as_str())).collect::<Vec<_>>(),
             [
                 ("1000000", "AURORA-EB", "2"),
                 ("1000001", "AURORA", "1"),
@@ -498,27 +352,15 @@ async fn import_reserves_id_ranges_links_rows_and_twice_adds_nothing() {
 
         // The shop's own next IDs are past everything imported.
         let next_order = db.shop_order(regular).await;
-        assert!(
-            next_order > 1000002,
-            "{:?}: shop's next order id {next_order}",
-            db.kind
-        );
+        assert!(next_order > 1000002, "{:?}: shop's next order id {next_order}", db.kind);
         let next_user = db.shop_user("late@example.org").await;
-        assert!(
-            next_user > 1002,
-            "{:?}: shop's next user id {next_user}",
-            db.kind
-        );
+        assert!(next_user > 1002, "{:?}: shop's next user id {next_user}", db.kind);
 
         // Import twice: nothing is added, nothing changes.
         let before = db.snapshot().await;
         let again = import(c.path(), &db, &[]);
         assert_ok(&again);
-        assert!(
-            stdout(&again).contains("0 to import, 5 imported before"),
-            "{}",
-            stdout(&again)
-        );
+        assert!(stdout(&again).contains("0 to import, 5 imported before"), "{}", stdout(&again));
         assert_eq!(db.snapshot().await, before, "{:?}", db.kind);
         assert_eq!(db.ledger().await, ledger);
     }
@@ -553,11 +395,9 @@ async fn shop_keeps_inserting_during_the_import_and_no_id_collides() {
         };
         let site = c.path().to_path_buf();
         let url = db.url.clone();
-        let out = tokio::task::spawn_blocking(move || {
-            run(&site, &["import", "--to", &url, "--batch-size", "25"])
-        })
-        .await
-        .unwrap();
+        let out = tokio::task::spawn_blocking(move || run(&site, &["import", "--to", &url, "--batch-size", "25"]))
+            .await
+            .unwrap();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let shop_orders = shop.await.unwrap();
         assert_ok(&out);
@@ -565,29 +405,13 @@ async fn shop_keeps_inserting_during_the_import_and_no_id_collides() {
         let orders = db.dump("orders", &["id", "ref"]).await;
         let ids: BTreeSet<&str> = orders.iter().map(|o| o[0].as_str()).collect();
         assert_eq!(ids.len(), orders.len());
-        assert_eq!(
-            orders.len(),
-            refs.len() + shop_orders,
-            "{:?}: every order of both sides is there",
-            db.kind
-        );
-        let imported: Vec<i64> = orders
-            .iter()
-            .filter(|o| o[1] != "NULL")
-            .map(|o| o[0].parse().unwrap())
-            .collect();
+        assert_eq!(orders.len(), refs.len() + shop_orders, "{:?}: every order of both sides is there", db.kind);
+        let imported: Vec<i64> = orders.iter().filter(|o| o[1] != "NULL").map(|o| o[0].parse().unwrap()).collect();
         assert_eq!(imported.len(), refs.len());
         assert_eq!(*imported.iter().min().unwrap(), 1000000);
-        assert_eq!(
-            *imported.iter().max().unwrap(),
-            1000000 + refs.len() as i64 - 1
-        );
+        assert_eq!(*imported.iter().max().unwrap(), 1000000 + refs.len() as i64 - 1);
         let after = db.shop_order(regular).await;
-        assert!(
-            after > 1000000 + refs.len() as i64 - 1,
-            "{:?}: next shop order {after}",
-            db.kind
-        );
+        assert!(after > 1000000 + refs.len() as i64 - 1, "{:?}: next shop order {after}", db.kind);
     }
 }
 
@@ -609,48 +433,24 @@ async fn sigkill_mid_import_then_resume_gives_the_same_rows() {
             .unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
-            let done = if db.has_table("cofferdam_ledger").await {
-                db.count("cofferdam_ledger").await
-            } else {
-                0
-            };
+            let done = if db.has_table("cofferdam_ledger").await { db.count("cofferdam_ledger").await } else { 0 };
             if done > 0 {
                 break;
             }
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "{:?}: the import ended before it could be killed",
-                db.kind
-            );
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no batch committed within 60 s"
-            );
+            assert!(child.try_wait().unwrap().is_none(), "{:?}: the import ended before it could be killed", db.kind);
+            assert!(std::time::Instant::now() < deadline, "no batch committed within 60 s");
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
         unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
         child.wait().unwrap();
         let partial = db.count("cofferdam_ledger").await as usize;
         let all = refs.len() + refs.len() / 5 + refs.len().div_ceil(7);
-        assert!(
-            partial < all,
-            "{:?}: killed after {partial} of {all}: too late to prove a resume",
-            db.kind
-        );
+        assert!(partial < all, "{:?}: killed after {partial} of {all}: too late to prove a resume", db.kind);
 
         let out = import(c.path(), db, &[]);
         assert_ok(&out);
-        assert!(
-            stdout(&out).contains(&format!("{} imported before", partial)),
-            "{}",
-            stdout(&out)
-        );
-        assert_eq!(
-            db.snapshot().await,
-            clean.snapshot().await,
-            "{:?}: resumed import differs",
-            db.kind
-        );
+        assert!(stdout(&out).contains(&format!("{} imported before", partial)), "{}", stdout(&out));
+        assert_eq!(db.snapshot().await, clean.snapshot().await, "{:?}: resumed import differs", db.kind);
         assert_eq!(db.ledger().await, clean.ledger().await);
     }
 }
@@ -693,12 +493,7 @@ async fn bad_records_stop_the_import_with_file_and_line_unless_skipped() {
     let segment = c.path().join("collected/order/n1-000000000001.jsonl");
     let mut text = std::fs::read_to_string(&segment).unwrap();
     // A record whose SKU left the catalog, and a line that is not JSON at all.
-    let unknown = text
-        .lines()
-        .next()
-        .unwrap()
-        .replace("\"AURORA-EB\"", "\"GONE\"")
-        .replace("n1-1\"", "n1-3\"");
+    let unknown = text.lines().next().unwrap().replace("\"AURORA-EB\"", "\"GONE\"").replace("n1-1\"", "n1-3\"");
     text.push_str(&unknown);
     text.push('\n');
     text.push_str("{\"v\":1,\"ref\":\"n1-4\",\"form\":\n");
@@ -708,29 +503,13 @@ async fn bad_records_stop_the_import_with_file_and_line_unless_skipped() {
     assert!(!out.status.success());
     let err = stderr(&out);
     let file = "collected/order/n1-000000000001.jsonl";
-    assert!(
-        err.contains(&format!("{file}:3: "))
-            && err.contains("sku = \"GONE\": Lamp: unknown product"),
-        "{err}"
-    );
+    assert!(err.contains(&format!("{file}:3: ")) && err.contains("sku = \"GONE\": Lamp: unknown product"), "{err}");
     assert!(err.contains(&format!("{file}:4: ")), "{err}");
-    assert!(
-        err.contains("2 bad records") && err.contains("--skip-bad"),
-        "{err}"
-    );
-    assert_eq!(
-        db.count("orders").await,
-        0,
-        "nothing is written while records are bad"
-    );
+    assert!(err.contains("2 bad records") && err.contains("--skip-bad"), "{err}");
+    assert_eq!(db.count("orders").await, 0, "nothing is written while records are bad");
 
     let out = import(c.path(), &db, &["--skip-bad"]);
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "good records imported, bad ones reported: {}",
-        stderr(&out)
-    );
+    assert_eq!(out.status.code(), Some(3), "good records imported, bad ones reported: {}", stderr(&out));
     assert!(stderr(&out).contains(&format!("{file}:4: ")));
     assert_eq!(db.count("orders").await, 2);
 }
@@ -750,17 +529,8 @@ async fn a_refusing_database_is_named_and_nothing_is_half_imported() {
         let out = import(c.path(), &db, &[]);
         assert!(!out.status.success(), "{:?}", db.kind);
         let err = stderr(&out);
-        assert!(
-            err.contains("the database refused, table orders"),
-            "{:?}: {err}",
-            db.kind
-        );
-        assert_eq!(
-            db.count("orders").await,
-            1,
-            "{:?}: the batch was rolled back",
-            db.kind
-        );
+        assert!(err.contains("the database refused, table orders"), "{:?}: {err}", db.kind);
+        assert_eq!(db.count("orders").await, 1, "{:?}: the batch was rolled back", db.kind);
         assert_eq!(db.count("users").await, 1, "{:?}", db.kind);
         assert_eq!(db.count("cofferdam_ledger").await, 0, "{:?}", db.kind);
     }
@@ -771,24 +541,13 @@ async fn a_refusing_database_is_named_and_nothing_is_half_imported() {
     let (c, _) = launch(3);
     let out = import(c.path(), &db, &[]);
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("table users: no column \"country\""),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("table users: no column \"country\""), "{}", stderr(&out));
     assert_eq!(db.count("users").await, 0);
 
     // A database that is not there.
-    let out = run(
-        c.path(),
-        &["import", "--to", "postgres://postgres@127.0.0.1:1/nothing"],
-    );
+    let out = run(c.path(), &["import", "--to", "postgres://postgres@127.0.0.1:1/nothing"]);
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("cannot connect to postgres://postgres@127.0.0.1:1/nothing"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("cannot connect to postgres://postgres@127.0.0.1:1/nothing"), "{}", stderr(&out));
 
     // A reserved range that the shop already uses.
     let db = Db::sqlite().await;
@@ -800,11 +559,7 @@ async fn a_refusing_database_is_named_and_nothing_is_half_imported() {
     .await;
     let out = import(c.path(), &db, &[]);
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("reserved range of orders (1000000..1000002) holds 1 rows"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("reserved range of orders (1000000..1000002) holds 1 rows"), "{}", stderr(&out));
     assert_eq!(db.count("users").await, 1);
 }
 
@@ -812,24 +567,11 @@ async fn a_refusing_database_is_named_and_nothing_is_half_imported() {
 async fn nodes_merge_in_receive_time_order_whatever_the_folder_order() {
     let mut a = Collected::new("n1");
     let mut b = Collected::new("n2");
-    b.clock = b
-        .clock
-        .checked_add(jiff::SignedDuration::from_millis(700))
-        .unwrap();
+    b.clock = b.clock.checked_add(jiff::SignedDuration::from_millis(700)).unwrap();
     let mut expected = Vec::new();
     for i in 0..10 {
-        expected.push(a.order(
-            &format!("Alice {i}"),
-            &format!("a{i}@example.org"),
-            "AURORA-EB",
-            1,
-        ));
-        expected.push(b.order(
-            &format!("Bob {i}"),
-            &format!("b{i}@example.org"),
-            "AURORA-EB",
-            1,
-        ));
+        expected.push(a.order(&format!("Alice {i}"), &format!("a{i}@example.org"), "AURORA-EB", 1));
+        expected.push(b.order(&format!("Bob {i}"), &format!("b{i}@example.org"), "AURORA-EB", 1));
     }
     let folders = tempfile::tempdir().unwrap();
     let (fa, fb): (PathBuf, PathBuf) = (folders.path().join("node1"), folders.path().join("node2"));
@@ -841,19 +583,11 @@ async fn nodes_merge_in_receive_time_order_whatever_the_folder_order() {
         let out = import(
             a.path(),
             &db,
-            &[
-                "--from",
-                &order[0].display().to_string(),
-                "--from",
-                &order[1].display().to_string(),
-            ],
+            &["--from", &order[0].display().to_string(), "--from", &order[1].display().to_string()],
         );
         assert_ok(&out);
         let orders = db.dump("orders", &["id", "ref"]).await;
-        assert_eq!(
-            orders.iter().map(|o| o[1].clone()).collect::<Vec<_>>(),
-            expected
-        );
+        assert_eq!(orders.iter().map(|o| o[1].clone()).collect::<Vec<_>>(), expected);
         snapshots.push(db.snapshot().await);
     }
     assert_eq!(snapshots[0], snapshots[1]);
@@ -863,12 +597,7 @@ async fn nodes_merge_in_receive_time_order_whatever_the_folder_order() {
 async fn posts_to_the_real_server_import_with_csv_read_back_exactly() {
     let site = example_site();
     // Orders kept as CSV, where a name like a spreadsheet formula is guarded on disk.
-    edit(
-        site.path(),
-        "cofferdam.toml",
-        "store = [\"jsonl\"]",
-        "store = [\"csv\"]",
-    );
+    edit(site.path(), "cofferdam.toml", "store = [\"jsonl\"]", "store = [\"csv\"]");
     build(site.path());
     let s = Server::start(site.path());
     let tricky = "=HYPERLINK(\"http://evil.example\";\"click\")";
@@ -882,13 +611,7 @@ async fn posts_to_the_real_server_import_with_csv_read_back_exactly() {
         .await
         .unwrap();
     assert_eq!(order.status(), 303);
-    let cookie = order.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let cookie = order.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
     let offer = client()
         .post(s.url("/submit/offer"))
         .header("content-type", "application/x-www-form-urlencoded")
@@ -910,12 +633,7 @@ async fn posts_to_the_real_server_import_with_csv_read_back_exactly() {
     assert_eq!(sub.status(), 303, "{}", sub.text().await.unwrap());
     drop(s);
     let csv = std::fs::read_to_string(
-        std::fs::read_dir(site.path().join("collected/order"))
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path(),
+        std::fs::read_dir(site.path().join("collected/order")).unwrap().next().unwrap().unwrap().path(),
     )
     .unwrap();
     assert!(csv.contains("'=HYPERLINK"), "guarded on disk: {csv}");
@@ -925,17 +643,9 @@ async fn posts_to_the_real_server_import_with_csv_read_back_exactly() {
     assert_ok(&out);
     let users = db.dump("users", &["name", "email"]).await;
     assert_eq!(users, [[tricky, "buyer@example.org"]]);
-    let items = db
-        .dump("order_items", &["order_id", "sku", "quantity"])
-        .await;
-    assert_eq!(
-        items,
-        [["1000000", "AURORA-EB", "1"], ["1000000", "BULB-2PK", "3"]]
-    );
-    assert_eq!(
-        db.dump("subscribers", &["email"]).await,
-        [["-fan@example.org"]]
-    );
+    let items = db.dump("order_items", &["order_id", "sku", "quantity"]).await;
+    assert_eq!(items, [["1000000", "AURORA-EB", "1"], ["1000000", "BULB-2PK", "3"]]);
+    assert_eq!(db.dump("subscribers", &["email"]).await, [["-fan@example.org"]]);
 }
 
 fn urlencode(s: &str) -> String {

@@ -40,10 +40,7 @@ async fn get(url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
 }
 
 fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {
-    r.headers()
-        .get(name)
-        .map(|v| v.to_str().unwrap())
-        .unwrap_or("")
+    r.headers().get(name).map(|v| v.to_str().unwrap()).unwrap_or("")
 }
 
 /// Starts `cofferdam serve` like [`Server::start`] but keeps its start-up line.
@@ -71,9 +68,7 @@ fn start_and_read_startup_line(dir: &Path) -> (Server, String) {
         let _ = std::io::BufReader::new(stdout).read_line(&mut line);
         let _ = tx.send(line);
     });
-    let line = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("no start-up line within 20 s");
+    let line = rx.recv_timeout(Duration::from_secs(20)).expect("no start-up line within 20 s");
     (server, line)
 }
 
@@ -86,26 +81,13 @@ async fn large_video_is_served_whole_with_accept_ranges() {
     assert_eq!(header(&r, "accept-ranges"), "bytes");
     assert_eq!(header(&r, "content-type"), "video/mp4");
     assert_eq!(header(&r, "content-length"), VIDEO_LEN.to_string());
-    assert_eq!(
-        header(&r, "cache-control"),
-        "public, max-age=31536000, immutable"
-    );
+    assert_eq!(header(&r, "cache-control"), "public, max-age=31536000, immutable");
     assert_eq!(header(&r, "x-content-type-options"), "nosniff");
-    assert!(
-        header(&r, "etag").starts_with('"'),
-        "strong ETag: {}",
-        header(&r, "etag")
-    );
-    assert!(
-        r.headers().get("content-encoding").is_none(),
-        "media has no compressed twin"
-    );
+    assert!(header(&r, "etag").starts_with('"'), "strong ETag: {}", header(&r, "etag"));
+    assert!(r.headers().get("content-encoding").is_none(), "media has no compressed twin");
     assert!(r.headers().get("vary").is_none());
     assert!(r.headers().get("content-range").is_none());
-    assert!(
-        r.bytes().await.unwrap().as_ref() == video_bytes().as_slice(),
-        "body differs from the file"
-    );
+    assert!(r.bytes().await.unwrap().as_ref() == video_bytes().as_slice(), "body differs from the file");
 }
 
 #[tokio::test]
@@ -124,25 +106,13 @@ async fn video_ranges_give_206_with_exactly_those_bytes() {
     for (range, first, last) in cases {
         let r = get(&s.url(&path), &[("range", range)]).await;
         assert_eq!(r.status(), 206, "{range}");
-        assert_eq!(
-            header(&r, "content-range"),
-            format!("bytes {first}-{last}/{total}"),
-            "{range}"
-        );
-        assert_eq!(
-            header(&r, "content-length"),
-            (last - first + 1).to_string(),
-            "{range}"
-        );
+        assert_eq!(header(&r, "content-range"), format!("bytes {first}-{last}/{total}"), "{range}");
+        assert_eq!(header(&r, "content-length"), (last - first + 1).to_string(), "{range}");
         assert_eq!(header(&r, "content-type"), "video/mp4", "{range}");
         assert_eq!(header(&r, "accept-ranges"), "bytes", "{range}");
         assert!(!header(&r, "etag").is_empty(), "{range}");
         let body = r.bytes().await.unwrap();
-        assert!(
-            body.as_ref() == &video[first..=last],
-            "{range}: wrong bytes ({} of them)",
-            body.len()
-        );
+        assert!(body.as_ref() == &video[first..=last], "{range}: wrong bytes ({} of them)", body.len());
     }
 }
 
@@ -157,11 +127,7 @@ async fn unsatisfiable_range_gets_416_and_odd_ranges_get_the_whole_file() {
     for range in ["bytes=0-1,5-9", "bytes=9-5", "bytes=abc", "lines=1-2"] {
         let r = get(&s.url(&path), &[("range", range)]).await;
         assert_eq!(r.status(), 200, "{range} is ignored");
-        assert_eq!(
-            header(&r, "content-length"),
-            VIDEO_LEN.to_string(),
-            "{range}"
-        );
+        assert_eq!(header(&r, "content-length"), VIDEO_LEN.to_string(), "{range}");
         assert_eq!(r.bytes().await.unwrap().len(), VIDEO_LEN, "{range}");
     }
 }
@@ -171,18 +137,10 @@ async fn if_range_and_if_none_match_use_the_videos_etag() {
     let (site, path) = site_with_video();
     let s = Server::start(site.path());
     let etag = header(&get(&s.url(&path), &[("range", "bytes=0-0")]).await, "etag").to_string();
-    let r = get(
-        &s.url(&path),
-        &[("range", "bytes=10-19"), ("if-range", &etag)],
-    )
-    .await;
+    let r = get(&s.url(&path), &[("range", "bytes=10-19"), ("if-range", &etag)]).await;
     assert_eq!(r.status(), 206);
     assert!(r.bytes().await.unwrap().as_ref() == &video_bytes()[10..20]);
-    let r = get(
-        &s.url(&path),
-        &[("range", "bytes=10-19"), ("if-range", "\"an-old-version\"")],
-    )
-    .await;
+    let r = get(&s.url(&path), &[("range", "bytes=10-19"), ("if-range", "\"an-old-version\"")]).await;
     assert_eq!(r.status(), 200, "a changed file is sent whole");
     assert_eq!(r.bytes().await.unwrap().len(), VIDEO_LEN);
     let r = get(&s.url(&path), &[("if-none-match", &etag)]).await;
@@ -195,12 +153,7 @@ async fn head_of_the_video_has_its_length_and_no_body() {
     let (site, path) = site_with_video();
     let s = Server::start(site.path());
     for headers in [vec![], vec![("range", "bytes=0-99")]] {
-        let r = client()
-            .head(s.url(&path))
-            .headers(to_map(&headers))
-            .send()
-            .await
-            .unwrap();
+        let r = client().head(s.url(&path)).headers(to_map(&headers)).send().await.unwrap();
         assert_eq!(r.status(), 200, "HEAD ignores Range: {headers:?}");
         assert_eq!(header(&r, "content-length"), VIDEO_LEN.to_string());
         assert_eq!(header(&r, "accept-ranges"), "bytes");
@@ -209,10 +162,7 @@ async fn head_of_the_video_has_its_length_and_no_body() {
 }
 
 fn to_map(headers: &[(&str, &str)]) -> reqwest::header::HeaderMap {
-    headers
-        .iter()
-        .map(|(k, v)| (k.parse().unwrap(), v.parse().unwrap()))
-        .collect()
+    headers.iter().map(|(k, v)| (k.parse().unwrap(), v.parse().unwrap())).collect()
 }
 
 #[tokio::test]
@@ -224,36 +174,22 @@ async fn video_gone_from_disk_gets_the_sites_404_page_without_a_path() {
     let r = get(&s.url(&path), &[]).await;
     assert_eq!(r.status(), 404);
     let body = r.text().await.unwrap();
-    assert_eq!(
-        body,
-        std::fs::read_to_string(site.path().join("dist/404.html")).unwrap()
-    );
+    assert_eq!(body, std::fs::read_to_string(site.path().join("dist/404.html")).unwrap());
     // Replaced by another file under the same name: its bytes would not match our ETag.
     std::fs::write(&file, b"not the video").unwrap();
     let r = get(&s.url(&path), &[("range", "bytes=0-3")]).await;
     assert_eq!(r.status(), 500);
     let body = r.text().await.unwrap();
-    assert!(
-        !body.contains(site.path().to_str().unwrap()) && !body.contains("launch-video"),
-        "{body}"
-    );
+    assert!(!body.contains(site.path().to_str().unwrap()) && !body.contains("launch-video"), "{body}");
 }
 
 #[tokio::test]
 async fn startup_line_counts_memory_and_streamed_files_truthfully() {
     let (site, path) = site_with_video();
     let m = cofferdam::manifest::Manifest::load(&site.path().join("dist")).unwrap();
-    let small: u64 = m
-        .files
-        .iter()
-        .filter(|f| f.size <= 1024 * 1024)
-        .map(|f| f.size)
-        .sum();
+    let small: u64 = m.files.iter().filter(|f| f.size <= 1024 * 1024).map(|f| f.size).sum();
     let (_s, line) = start_and_read_startup_line(site.path());
-    let expected = format!(
-        "({} files, {small} bytes in memory, 1 streamed from disk)",
-        m.files.len()
-    );
+    let expected = format!("({} files, {small} bytes in memory, 1 streamed from disk)", m.files.len());
     assert!(line.contains(&expected), "{expected} not in: {line}");
 
     // Raised threshold: the video lives in memory, and its ranges come from the same code.
@@ -265,16 +201,10 @@ async fn startup_line_counts_memory_and_streamed_files_truthfully() {
     );
     let (s, line) = start_and_read_startup_line(site.path());
     let all = small + VIDEO_LEN as u64;
-    let expected = format!(
-        "({} files, {all} bytes in memory, 0 streamed from disk)",
-        m.files.len()
-    );
+    let expected = format!("({} files, {all} bytes in memory, 0 streamed from disk)", m.files.len());
     assert!(line.contains(&expected), "{expected} not in: {line}");
     let r = get(&s.url(&path), &[("range", "bytes=-500")]).await;
     assert_eq!(r.status(), 206);
-    assert_eq!(
-        header(&r, "content-range"),
-        format!("bytes {}-{}/{VIDEO_LEN}", VIDEO_LEN - 500, VIDEO_LEN - 1)
-    );
+    assert_eq!(header(&r, "content-range"), format!("bytes {}-{}/{VIDEO_LEN}", VIDEO_LEN - 500, VIDEO_LEN - 1));
     assert!(r.bytes().await.unwrap().as_ref() == &video_bytes()[VIDEO_LEN - 500..]);
 }

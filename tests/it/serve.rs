@@ -59,7 +59,8 @@ async fn etag_differs_per_encoding_and_if_none_match_gives_304() {
     assert_eq!(again.status(), 304);
     assert_eq!(header(&again, "etag"), etag);
     assert!(again.bytes().await.unwrap().is_empty());
-    let weak = get(&s.url("/order/"), &[("accept-encoding", "br"), ("if-none-match", &format!("\"x\", W/{etag}"))]).await;
+    let weak =
+        get(&s.url("/order/"), &[("accept-encoding", "br"), ("if-none-match", &format!("\"x\", W/{etag}"))]).await;
     assert_eq!(weak.status(), 304);
     let other = get(&s.url("/order/"), &[("if-none-match", &etag)]).await;
     assert_eq!(other.status(), 200, "the identity representation has another ETag");

@@ -39,12 +39,7 @@ pub fn copy_dir(from: &Path, to: &Path) {
 
 /// Runs `cofferdam ARGS` in `dir` and returns its output.
 pub fn run(dir: &Path, args: &[&str]) -> Output {
-    Command::new(bin())
-        .args(args)
-        .current_dir(dir)
-        .env("COFFERDAM_LOG", "warn")
-        .output()
-        .expect("run cofferdam")
+    Command::new(bin()).args(args).current_dir(dir).env("COFFERDAM_LOG", "warn").output().expect("run cofferdam")
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -57,11 +52,7 @@ pub fn stderr(o: &Output) -> String {
 
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Replaces `from` by `to` in a file of the site (a test's way to break one thing).
@@ -95,7 +86,14 @@ impl Server {
         let port = free_port();
         let admin = free_port();
         let child = Command::new(bin())
-            .args(["serve", "--no-build", "--listen", &format!("127.0.0.1:{port}"), "--admin", &format!("127.0.0.1:{admin}")])
+            .args([
+                "serve",
+                "--no-build",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--admin",
+                &format!("127.0.0.1:{admin}"),
+            ])
             .current_dir(dir)
             .env("COFFERDAM_LOG", "warn")
             .envs(env.iter().copied())
@@ -152,11 +150,7 @@ impl Drop for Server {
 
 /// An HTTP client that does not follow redirects, as a test must see the 303 itself.
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .build()
-        .unwrap()
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).no_proxy().build().unwrap()
 }
 
 /// Every file below `dir` with its bytes, for byte-for-byte comparisons.
