@@ -1,7 +1,6 @@
 //! The `cofferdam` command line: parse, call the library, map errors to exit codes.
 
 use clap::{Parser, Subcommand};
-
 use std::process::ExitCode;
 
 /// Keeps a shop's launch alive through a traffic spike.
