@@ -13,3 +13,4 @@ pub mod manifest;
 pub mod record;
 pub mod rehearse;
 pub mod serve;
+pub mod suggest;

@@ -65,7 +65,7 @@ fn describe(e: &toml::de::Error, src: &str) -> String {
         if let Some(key) = rest.split('`').next() {
             let hint = KEYS
                 .iter()
-                .map(|k| (strsim(key, k), k))
+                .map(|k| (crate::suggest::edit_distance(key, k), k))
                 .filter(|(d, _)| *d <= 2)
                 .min()
                 .map(|(_, k)| format!(" (did you mean \"{k}\"?)"))
@@ -75,21 +75,6 @@ fn describe(e: &toml::de::Error, src: &str) -> String {
     }
     let _ = src;
     msg
-}
-
-/// Levenshtein distance, for "did you mean".
-fn strsim(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// The line (1-based) of `key = ...` in the page's front matter, for errors found later.

@@ -2,7 +2,7 @@
 //! that submits, `<select>`s with options in the HTML, the honeypot, the fields the server
 //! requires; and for every form definition, a thank-you page to land on.
 
-use super::findings::{Finding, Severity};
+use super::findings::{clip, Finding, Severity};
 use super::html::Tag;
 use super::{Ctx, Doc, Target};
 use std::collections::BTreeSet;
@@ -273,14 +273,6 @@ fn base_of(route: &str) -> String {
     match route.rfind('/') {
         Some(i) => route[..=i].to_string(),
         None => "/".into(),
-    }
-}
-
-fn clip(s: &str) -> String {
-    if s.chars().count() > 40 {
-        format!("{}…", s.chars().take(40).collect::<String>())
-    } else {
-        s.to_string()
     }
 }
 

@@ -1,7 +1,7 @@
 //! Links that 404, assets that are not in `dist/`, assets loaded under names that cannot be
 //! cached for long (no fingerprint), and links that need JavaScript.
 
-use super::findings::{Finding, Severity};
+use super::findings::{clip, Finding, Severity};
 use super::{pages_phrase, Ctx, Kind, Target};
 use std::collections::BTreeMap;
 
@@ -124,21 +124,11 @@ fn asset_fix(ctx: &Ctx, path: &str) -> String {
 
 /// The route most like `path` (by edit distance), when it is close.
 fn closest<'a>(path: &str, routes: impl Iterator<Item = &'a str>) -> Option<&'a str> {
-    routes.map(|r| (distance(path, r), r)).filter(|(d, r)| *d <= 2.max(r.len() / 4)).min().map(|(_, r)| r)
-}
-
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
+    routes
+        .map(|r| (crate::suggest::edit_distance(path, r), r))
+        .filter(|(d, r)| *d <= 2.max(r.len() / 4))
+        .min()
+        .map(|(_, r)| r)
 }
 
 /// `url` as written, and where it leads when that differs (`../x` → `/x`).
@@ -147,14 +137,6 @@ fn both(url: &str, path: &str) -> String {
         url.to_string()
     } else {
         format!("{url} ({path})")
-    }
-}
-
-fn clip(s: &str) -> String {
-    if s.chars().count() > 40 {
-        format!("{}…", s.chars().take(40).collect::<String>())
-    } else {
-        s.to_string()
     }
 }
 

@@ -31,37 +31,10 @@ fn site_with_video() -> (tempfile::TempDir, String) {
     (site, path)
 }
 
-async fn get(url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
-    let mut req = client().get(url);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    req.send().await.unwrap()
-}
-
-fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {
-    r.headers().get(name).map(|v| v.to_str().unwrap()).unwrap_or("")
-}
-
 /// Starts `cofferdam serve` like [`Server::start`] but keeps its start-up line.
 fn start_and_read_startup_line(dir: &Path) -> (Server, String) {
-    let (port, admin) = (free_port(), free_port());
-    let mut child = std::process::Command::new(bin())
-        .args([
-            "serve",
-            "--no-build",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--admin",
-            &format!("127.0.0.1:{admin}"),
-        ])
-        .current_dir(dir)
-        .env("COFFERDAM_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let server = Server { child, port, admin };
+    let mut server = Server::spawn(dir, &[], std::process::Stdio::piped());
+    let stdout = server.child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut line = String::new();

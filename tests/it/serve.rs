@@ -12,18 +12,6 @@ fn served() -> (tempfile::TempDir, Server) {
     (site, server)
 }
 
-async fn get(url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
-    let mut req = client().get(url);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    req.send().await.unwrap()
-}
-
-fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {
-    r.headers().get(name).map(|v| v.to_str().unwrap()).unwrap_or("")
-}
-
 #[tokio::test]
 async fn landing_page_is_negotiated_br_gzip_identity() {
     let (site, s) = served();

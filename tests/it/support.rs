@@ -83,6 +83,13 @@ impl Server {
     }
 
     pub fn start_with(dir: &Path, env: &[(&str, &str)]) -> Server {
+        let server = Self::spawn(dir, env, std::process::Stdio::null());
+        server.wait_ready();
+        server
+    }
+
+    /// Starts `cofferdam serve --no-build` on free loopback ports without waiting for it.
+    pub fn spawn(dir: &Path, env: &[(&str, &str)], stdout: std::process::Stdio) -> Server {
         let port = free_port();
         let admin = free_port();
         let child = Command::new(bin())
@@ -97,12 +104,10 @@ impl Server {
             .current_dir(dir)
             .env("COFFERDAM_LOG", "warn")
             .envs(env.iter().copied())
-            .stdout(std::process::Stdio::null())
+            .stdout(stdout)
             .spawn()
             .expect("spawn cofferdam serve");
-        let server = Server { child, port, admin };
-        server.wait_ready();
-        server
+        Server { child, port, admin }
     }
 
     fn wait_ready(&self) {
@@ -146,6 +151,20 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A GET with extra headers, redirects not followed.
+pub async fn get(url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut req = client().get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.unwrap()
+}
+
+/// A response header as text, or "" when absent.
+pub fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {
+    r.headers().get(name).map(|v| v.to_str().unwrap()).unwrap_or("")
 }
 
 /// An HTTP client that does not follow redirects, as a test must see the 303 itself.
