@@ -54,6 +54,16 @@ impl Target {
         } else {
             return Err(ImportError::Target(format!("{url}: not a database URL (sqlite://, postgres://, mysql://)")));
         };
+        // The shop's database must exist: importing into a new, empty file would only fail
+        // later, table by table.
+        if let Some(file) = url.strip_prefix("sqlite://").map(|rest| rest.split('?').next().unwrap_or(rest)) {
+            if !file.starts_with(':') && !url.contains("mode=rwc") && !std::path::Path::new(file).exists() {
+                return Err(ImportError::Target(format!(
+                    "{url}: no such database file (the shop's database must exist; for the example shop: \
+                     sqlite3 {file} < examples/shop.sqlite.sql)"
+                )));
+            }
+        }
         let pool = AnyPoolOptions::new()
             .max_connections(2)
             .acquire_timeout(std::time::Duration::from_secs(10))

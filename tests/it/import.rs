@@ -544,6 +544,12 @@ async fn a_refusing_database_is_named_and_nothing_is_half_imported() {
     assert!(stderr(&out).contains("table users: no column \"country\""), "{}", stderr(&out));
     assert_eq!(db.count("users").await, 0);
 
+    // A SQLite file that is not there.
+    let out = run(c.path(), &["import", "--dry-run"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("main.db: no such database file"), "{}", stderr(&out));
+    assert!(!c.path().join("main.db").exists(), "no empty database file is left behind");
+
     // A database that is not there.
     let out = run(c.path(), &["import", "--to", "postgres://postgres@127.0.0.1:1/nothing"]);
     assert!(!out.status.success());
