@@ -146,6 +146,9 @@ fn print_plan(url: &str, src: &source::Source, plan: &plan::Plan) {
     for (form, n) in per_form {
         println!("    {form:<16} {n}");
     }
+    if src.repeated > 0 {
+        println!("    {} records found twice (the same reference in two folders): each is imported once", src.repeated);
+    }
     for (form, n) in &src.unmapped {
         println!("    {form:<16} {n} not imported: no [import.forms.{form}] mapping");
     }

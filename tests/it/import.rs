@@ -597,6 +597,14 @@ async fn nodes_merge_in_receive_time_order_whatever_the_folder_order() {
         snapshots.push(db.snapshot().await);
     }
     assert_eq!(snapshots[0], snapshots[1]);
+
+    // A folder given twice: every record is imported once, and the plan says so.
+    let db = Db::sqlite().await;
+    let (a_dir, b_dir) = (fa.display().to_string(), fb.display().to_string());
+    let out = import(a.path(), &db, &["--from", &a_dir, "--from", &b_dir, "--from", &a_dir]);
+    assert_ok(&out);
+    assert!(stdout(&out).contains("10 records found twice"), "{}", stdout(&out));
+    assert_eq!(db.snapshot().await, snapshots[0]);
 }
 
 #[tokio::test]
