@@ -1,7 +1,7 @@
 //! cofferdam: a disposable, static, nearly indestructible front for a shop's launch.
 //!
 //! Data flows one way: [`config`] → [`build`] → `dist/` + [`manifest`] → [`serve`] and
-//! [`collect`] → `collected/` ([`record`]) → [`import`]. [`check`] and [`rehearse`] measure the
+//! [`collect`] → `collected/` ([`record`], and a JetStream stream with [`replicate`]) → [`import`]. [`check`] and [`rehearse`] measure the
 //! built site before the day.
 
 pub mod build;
@@ -12,5 +12,6 @@ pub mod import;
 pub mod manifest;
 pub mod record;
 pub mod rehearse;
+pub mod replicate;
 pub mod serve;
 pub mod suggest;

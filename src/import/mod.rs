@@ -7,6 +7,7 @@
 mod db;
 mod plan;
 mod source;
+mod stream;
 
 use crate::config::{ConfigError, Site};
 use db::Target;
@@ -25,7 +26,8 @@ pub struct ImportArgs {
     /// Print the plan and write nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Collected folders to merge, one per node (default: `collect.dir`).
+    /// Collected folders to merge, one per node (default: `collect.dir`), or the JetStream
+    /// stream every node replicated to: `nats://HOST:PORT/STREAM`.
     #[arg(long)]
     pub from: Vec<PathBuf>,
     /// Import the good records even when some are bad (the bad ones are reported).
@@ -44,6 +46,8 @@ pub enum ImportError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Target(String),
+    #[error("{0}")]
+    Stream(String),
     #[error("the database refused, table {table}: {detail} (nothing of this batch was written)")]
     Refused { table: String, detail: String },
     #[error("{at}: {message}")]
@@ -74,9 +78,14 @@ pub async fn run(args: &ImportArgs) -> Result<Summary, ImportError> {
     let site = Site::load(&args.site)?;
     let config = &site.config;
     let url = resolve_url(&site, args.to.as_deref().unwrap_or(&config.import.to));
-    let folders = if args.from.is_empty() { vec![site.collected_dir()] } else { args.from.clone() };
+    let (streams, folders): (Vec<PathBuf>, Vec<PathBuf>) = args.from.iter().cloned().partition(|f| stream::is_stream(f));
+    let folders = if args.from.is_empty() { vec![site.collected_dir()] } else { folders };
     let started = std::time::Instant::now();
-    let src = source::read(config, &folders)?;
+    let mut streamed = Vec::new();
+    for url in &streams {
+        streamed.extend(stream::fetch(url).await.map_err(ImportError::Stream)?);
+    }
+    let src = source::read(config, &folders, streamed)?;
     tracing::debug!(records = src.records.len(), elapsed = ?started.elapsed(), "read and checked");
     for bad in &src.bad {
         eprintln!("bad record: {bad}");

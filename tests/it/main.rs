@@ -10,4 +10,5 @@ mod collect;
 mod import;
 mod media;
 mod rehearse;
+mod replicate;
 mod serve;
