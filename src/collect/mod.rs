@@ -91,7 +91,8 @@ impl Collector {
             dir.display(),
             recovered.next_seq
         );
-        let caps: Vec<(String, u64)> = manifest.catalog.iter().filter_map(|p| Some((p.sku.clone(), p.stock?))).collect();
+        let caps: Vec<(String, u64)> =
+            manifest.catalog.iter().filter_map(|p| Some((p.sku.clone(), p.stock?))).collect();
         let (stock, replicator, shipper, next_seq) = match &c.replicate {
             None => {
                 let remaining = caps

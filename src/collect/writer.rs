@@ -209,7 +209,11 @@ impl Writer {
             outcomes.push(Outcome::Accepted(reference));
         }
 
-        let written = if records.is_empty() { Ok(()) } else { self.write(&records).and_then(|marks| self.replicate(&records, marks)) };
+        let written = if records.is_empty() {
+            Ok(())
+        } else {
+            self.write(&records).and_then(|marks| self.replicate(&records, marks))
+        };
         match written {
             Ok(()) => {
                 for (sku, n) in taken {
@@ -314,7 +318,10 @@ impl Writer {
             }
         }
         for mark in &marks {
-            let too_big = self.open.get(&mark.form).is_some_and(|segs| segs.iter().any(|s| s.len >= self.settings.segment_max_bytes));
+            let too_big = self
+                .open
+                .get(&mark.form)
+                .is_some_and(|segs| segs.iter().any(|s| s.len >= self.settings.segment_max_bytes));
             if too_big {
                 self.seal(&mark.form);
             }

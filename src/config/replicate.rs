@@ -71,7 +71,10 @@ impl ReplicateConfig {
             return Err(("servers", format!("{bad:?} is not a NATS URL (nats://HOST:PORT or tls://HOST:PORT)")));
         }
         if !super::valid_name(&self.stream) {
-            return Err(("stream", format!("{:?} is not a valid stream name (letters, digits, `_` and `-`)", self.stream)));
+            return Err((
+                "stream",
+                format!("{:?} is not a valid stream name (letters, digits, `_` and `-`)", self.stream),
+            ));
         }
         if !(1..=5).contains(&self.replicas) {
             return Err(("replicas", format!("{} is not 1..=5 (JetStream keeps at most 5 copies)", self.replicas)));

@@ -78,7 +78,8 @@ pub async fn run(args: &ImportArgs) -> Result<Summary, ImportError> {
     let site = Site::load(&args.site)?;
     let config = &site.config;
     let url = resolve_url(&site, args.to.as_deref().unwrap_or(&config.import.to));
-    let (streams, folders): (Vec<PathBuf>, Vec<PathBuf>) = args.from.iter().cloned().partition(|f| stream::is_stream(f));
+    let (streams, folders): (Vec<PathBuf>, Vec<PathBuf>) =
+        args.from.iter().cloned().partition(|f| stream::is_stream(f));
     let folders = if args.from.is_empty() { vec![site.collected_dir()] } else { folders };
     let started = std::time::Instant::now();
     let mut streamed = Vec::new();

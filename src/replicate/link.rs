@@ -110,7 +110,8 @@ impl Link {
     /// The highest sequence of this node in the stream: references below it must never be
     /// handed out again, or JetStream would fold a new record into an old message of the same ID.
     async fn floor(&self) -> Result<u64, ReplicateError> {
-        let stream = self.js.get_stream(&self.config.stream).await.map_err(|e| ReplicateError::Stream(e.to_string()))?;
+        let stream =
+            self.js.get_stream(&self.config.stream).await.map_err(|e| ReplicateError::Stream(e.to_string()))?;
         match stream.get_last_raw_message_by_subject(&self.subject).await {
             Ok(m) => serde_json::from_slice::<Record>(&m.payload).map(|r| r.reference.seq).map_err(|e| {
                 ReplicateError::Stream(format!("the last message on {} is not a record: {e}", self.subject))

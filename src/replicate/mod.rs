@@ -78,7 +78,9 @@ pub async fn start(
         Err(e) => {
             match config.ack {
                 // The writer asks again before it hands out a reference.
-                AckPolicy::Replicated => tracing::warn!("replicate: {e}: posts are refused (503) until the stream answers"),
+                AckPolicy::Replicated => {
+                    tracing::warn!("replicate: {e}: posts are refused (503) until the stream answers")
+                }
                 AckPolicy::Local => tracing::warn!(
                     "replicate: {e}: taking posts, the shipper sends them once the stream answers \
                      (if this node's collected/ was lost, give it a new server.node)"

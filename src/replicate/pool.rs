@@ -4,7 +4,7 @@
 
 use super::link::Link;
 use super::ReplicateError;
-use async_nats::jetstream::kv;
+use async_nats::jetstream::{self, kv, ErrorCode};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::runtime::Handle;
@@ -77,7 +77,7 @@ impl Pool {
                         seen.insert(sku.to_string(), (value, new_revision));
                         return Ok(n);
                     }
-                    Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                    Err(e) if lost_race(&e) => {
                         seen.remove(sku);
                         fresh = true;
                     }
@@ -88,6 +88,24 @@ impl Pool {
             Err(ReplicateError::Stream(format!("stock {sku}: {MAX_RACES} races lost in a row")))
         })
     }
+}
+
+/// Whether another node changed the key first. Servers from 2.11 on answer a compare-and-set
+/// on a key with error 10164, which this client does not map to `WrongLastRevision`.
+fn lost_race(e: &kv::UpdateError) -> bool {
+    if e.kind() == kv::UpdateErrorKind::WrongLastRevision {
+        return true;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(js) = s.downcast_ref::<jetstream::Error>() {
+            let code = js.error_code();
+            return code == ErrorCode::STREAM_WRONG_LAST_SEQUENCE
+                || code == ErrorCode::STREAM_WRONG_LAST_SEQUENCE_CONSTANT;
+        }
+        source = s.source();
+    }
+    false
 }
 
 async fn read(store: &kv::Store, sku: &str) -> Result<(u64, u64), ReplicateError> {

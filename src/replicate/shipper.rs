@@ -10,7 +10,7 @@ use crate::record::{self, Record};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -56,6 +56,8 @@ pub struct Handover {
     tx: mpsc::Sender<Vec<Record>>,
     committed: watch::Sender<u64>,
     overflow: Arc<AtomicBool>,
+    /// The shipper's position, so that the lag shows the moment records wait.
+    shipped: Arc<AtomicU64>,
 }
 
 impl Handover {
@@ -67,6 +69,7 @@ impl Handover {
             self.overflow.store(true, Ordering::SeqCst);
         }
         self.committed.send_modify(|c| *c = (*c).max(top));
+        report_lag(*self.committed.borrow(), self.shipped.load(Ordering::SeqCst));
     }
 }
 
@@ -80,10 +83,16 @@ pub struct Shipper {
     rx: mpsc::Receiver<Vec<Record>>,
     committed: watch::Receiver<u64>,
     overflow: Arc<AtomicBool>,
+    shipped: Arc<AtomicU64>,
 }
 
 impl Shipper {
-    pub fn new(link: Arc<Link>, collected: &Path, forms: &BTreeMap<String, Form>, next_seq: u64) -> (Shipper, Handover) {
+    pub fn new(
+        link: Arc<Link>,
+        collected: &Path,
+        forms: &BTreeMap<String, Form>,
+        next_seq: u64,
+    ) -> (Shipper, Handover) {
         let (tx, rx) = mpsc::channel(QUEUE);
         // Everything on disk below next_seq is committed.
         let (committed_tx, committed) = watch::channel(next_seq.saturating_sub(1));
@@ -93,6 +102,7 @@ impl Shipper {
         let cursor = Cursor::load(collected, &node)
             .filter(|c| c.stream == stream && c.node == node && c.v == 1)
             .unwrap_or(Cursor { v: 1, stream, node, shipped: 0 });
+        let shipped = Arc::new(AtomicU64::new(cursor.shipped));
         let primary =
             forms.iter().map(|(n, f)| (n.clone(), f.store.first().copied().unwrap_or(StoreFormat::Jsonl))).collect();
         let shipper = Shipper {
@@ -104,8 +114,9 @@ impl Shipper {
             rx,
             committed,
             overflow: overflow.clone(),
+            shipped: shipped.clone(),
         };
-        (shipper, Handover { tx, committed: committed_tx, overflow })
+        (shipper, Handover { tx, committed: committed_tx, overflow, shipped })
     }
 
     /// Runs until the writer is gone (shutdown), then sends what is left, bounded in time.
@@ -154,7 +165,9 @@ impl Shipper {
     async fn finish(mut self) {
         let deadline = self.link.timeout * 2;
         match tokio::time::timeout(deadline, self.catch_up()).await {
-            Ok(Ok(())) => tracing::info!("shipper: stream has every record up to {}-{}", self.cursor.node, self.cursor.shipped),
+            Ok(Ok(())) => {
+                tracing::info!("shipper: stream has every record up to {}-{}", self.cursor.node, self.cursor.shipped)
+            }
             Ok(Err(e)) => tracing::warn!("shipper: stopping {} records behind: {e}", self.lag()),
             Err(_) => tracing::warn!("shipper: stopping {} records behind (timed out)", self.lag()),
         }
@@ -207,6 +220,7 @@ impl Shipper {
 
     fn advance(&mut self, seq: u64) {
         self.cursor.shipped = self.cursor.shipped.max(seq);
+        self.shipped.store(self.cursor.shipped, Ordering::SeqCst);
         if self.saved_at.elapsed() >= Duration::from_millis(200) {
             self.saved_at = Instant::now();
             if let Err(e) = self.cursor.save(&self.collected) {
@@ -220,9 +234,13 @@ impl Shipper {
     }
 
     fn report_lag(&self) {
-        metrics::gauge!("cofferdam_replicate_lag_records").set(self.lag() as f64);
-        metrics::gauge!("cofferdam_replicate_shipped_seq").set(self.cursor.shipped as f64);
+        report_lag(*self.committed.borrow(), self.cursor.shipped);
     }
+}
+
+fn report_lag(committed: u64, shipped: u64) {
+    metrics::gauge!("cofferdam_replicate_lag_records").set(committed.saturating_sub(shipped) as f64);
+    metrics::gauge!("cofferdam_replicate_shipped_seq").set(shipped as f64);
 }
 
 /// This node's records with a sequence in `(after, upto]`, in sequence order, at most about

@@ -222,7 +222,13 @@ async fn order(s: &Server, name: &str) -> (u16, Option<String>, String) {
 
 /// `clients` clients posting `each` orders; returns the references acknowledged with a 303.
 /// `during` runs once `after` orders have been acknowledged.
-async fn load(s: Arc<Server>, clients: usize, each: usize, after: usize, during: impl FnOnce() + Send + 'static) -> Vec<String> {
+async fn load(
+    s: Arc<Server>,
+    clients: usize,
+    each: usize,
+    after: usize,
+    during: impl FnOnce() + Send + 'static,
+) -> Vec<String> {
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
     let mut tasks = Vec::new();
     for c in 0..clients {
@@ -284,13 +290,13 @@ fn acknowledged_orders_survive_the_loss_of_the_node_and_its_disk() {
     let (url, pool) = rt.block_on(shop_db(db_dir.path()));
     let out = run(site.path(), &["import", "--to", &url, "--from", &cluster.stream_url()]);
     assert!(out.status.success(), "import failed: {}{}", stdout(&out), stderr(&out));
-    let rows: Vec<String> =
-        rt.block_on(sqlx::query_scalar("SELECT ref FROM orders").fetch_all(&pool)).unwrap();
+    let rows: Vec<String> = rt.block_on(sqlx::query_scalar("SELECT ref FROM orders").fetch_all(&pool)).unwrap();
     let in_db = counts(&rows);
     for r in &acked {
         assert_eq!(in_db.get(r.as_str()), Some(&1), "acknowledged order {r} is not in the database once");
     }
-    let ledger: i64 = rt.block_on(sqlx::query_scalar("SELECT COUNT(*) FROM cofferdam_ledger").fetch_one(&pool)).unwrap();
+    let ledger: i64 =
+        rt.block_on(sqlx::query_scalar("SELECT COUNT(*) FROM cofferdam_ledger").fetch_one(&pool)).unwrap();
     assert_eq!(ledger as usize, rows.len(), "ledger and orders disagree");
     // A second import from the stream adds nothing.
     let again = run(site.path(), &["import", "--to", &url, "--from", &cluster.stream_url()]);
@@ -435,7 +441,9 @@ fn local_ack_keeps_taking_orders_without_the_cluster_and_ships_them_when_it_is_b
     }
     let lag = |s: &Server| -> f64 {
         let metrics = rt
-            .block_on(async { client().get(format!("http://127.0.0.1:{}/metrics", s.admin)).send().await?.text().await })
+            .block_on(async {
+                client().get(format!("http://127.0.0.1:{}/metrics", s.admin)).send().await?.text().await
+            })
             .unwrap();
         metrics
             .lines()
