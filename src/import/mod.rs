@@ -84,7 +84,14 @@ pub async fn run(args: &ImportArgs) -> Result<Summary, ImportError> {
     let started = std::time::Instant::now();
     let mut streamed = Vec::new();
     for url in &streams {
-        streamed.extend(stream::fetch(url).await.map_err(ImportError::Stream)?);
+        let (records, voided) = stream::fetch(url).await.map_err(ImportError::Stream)?;
+        if voided > 0 {
+            println!(
+                "{}: {voided} records were refused by their node after reaching the stream: not imported",
+                url.display()
+            );
+        }
+        streamed.extend(records);
     }
     let src = source::read(config, &folders, streamed)?;
     tracing::debug!(records = src.records.len(), elapsed = ?started.elapsed(), "read and checked");

@@ -3,8 +3,10 @@
 //! merge with them (and with each other) by reference.
 
 use crate::record::Record;
+use crate::replicate::{is_void_subject, Void};
 use async_nats::jetstream::{self, consumer};
 use futures_util::StreamExt;
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +26,9 @@ pub fn is_stream(from: &Path) -> bool {
 }
 
 /// Reads the whole stream as it is now (messages published meanwhile wait for the next run).
-pub async fn fetch(url: &Path) -> Result<Vec<Fetched>, String> {
+/// Records that their node voided (refused after publishing, see [`crate::replicate::Void`])
+/// are left out; the second value counts them.
+pub async fn fetch(url: &Path) -> Result<(Vec<Fetched>, usize), String> {
     let text = url.to_string_lossy();
     let (servers, stream) = parse(&text)?;
     let origin: Arc<Path> = url.into();
@@ -38,8 +42,9 @@ pub async fn fetch(url: &Path) -> Result<Vec<Fetched>, String> {
     let mut s = js.get_stream(stream).await.map_err(|e| format!("{text}: stream {stream}: {e}"))?;
     let state = s.info().await.map_err(|e| format!("{text}: {e}"))?.state.clone();
     let mut out = Vec::with_capacity(state.messages as usize);
+    let mut voided = HashSet::new();
     if state.messages == 0 {
-        return Ok(out);
+        return Ok((out, 0));
     }
     let reader = s
         .create_consumer(consumer::pull::OrderedConfig {
@@ -53,13 +58,23 @@ pub async fn fetch(url: &Path) -> Result<Vec<Fetched>, String> {
         let m = m.map_err(|e| format!("{text}: {e}"))?;
         let info = m.info().map_err(|e| format!("{text}: {e}"))?;
         let seq = info.stream_sequence;
-        let record = serde_json::from_slice::<Record>(&m.payload).map_err(|e| format!("not a record: {e}"));
-        out.push(Fetched { origin: origin.clone(), seq, record });
+        if is_void_subject(&m.subject) {
+            match serde_json::from_slice::<Void>(&m.payload) {
+                Ok(v) => voided.extend(v.void),
+                Err(e) => out.push(Fetched { origin: origin.clone(), seq, record: Err(format!("not a void: {e}")) }),
+            }
+        } else {
+            let record = serde_json::from_slice::<Record>(&m.payload).map_err(|e| format!("not a record: {e}"));
+            out.push(Fetched { origin: origin.clone(), seq, record });
+        }
         if seq >= state.last_sequence || info.pending == 0 {
             break;
         }
     }
-    Ok(out)
+    let before = out.len();
+    out.retain(|f| f.record.as_ref().map_or(true, |r| !voided.contains(&r.reference)));
+    let dropped = before - out.len();
+    Ok((out, dropped))
 }
 
 /// `nats://h1:4222,h2:4222/STREAM` → the server addresses and the stream.

@@ -4,8 +4,9 @@
 
 use super::ReplicateError;
 use crate::config::ReplicateConfig;
-use crate::record::Record;
+use crate::record::{Record, Ref};
 use async_nats::jetstream::{self, kv, stream};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
@@ -19,6 +20,9 @@ pub struct Link {
     /// Capped SKUs and their catalog caps: the initial values of the stock bucket.
     caps: Vec<(String, u64)>,
     ready: OnceCell<Ready>,
+    /// References refused after their publish was sent, not yet voided in the stream.
+    voids: std::sync::Mutex<Vec<Ref>>,
+    voids_waiting: tokio::sync::Notify,
 }
 
 /// What is known once the stream (and the stock bucket) exist.
@@ -62,6 +66,8 @@ impl Link {
             timeout,
             caps,
             ready: OnceCell::new(),
+            voids: Default::default(),
+            voids_waiting: tokio::sync::Notify::new(),
         })
     }
 
@@ -193,7 +199,37 @@ impl Link {
         (acked, error)
     }
 
-    pub fn stock(&self) -> Option<&kv::Store> {
-        self.ready.get().and_then(|r| r.stock.as_ref())
+    /// Queues references to be voided in the stream by [`send_voids`].
+    pub fn void(&self, refs: impl Iterator<Item = Ref>) {
+        self.voids.lock().unwrap_or_else(|e| e.into_inner()).extend(refs);
+        self.voids_waiting.notify_one();
+    }
+}
+
+/// Publishes queued voids, retrying until the stream has them, for as long as the node runs.
+pub async fn send_voids(link: Arc<Link>) {
+    loop {
+        link.voids_waiting.notified().await;
+        loop {
+            let refs = link.voids.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if refs.is_empty() {
+                break;
+            }
+            let void = super::Void { v: 1, void: refs.clone() };
+            let msg = jetstream::message::PublishMessage::build()
+                .message_id(format!("void-{}-{}", refs[0], refs.len()))
+                .payload(serde_json::to_vec(&void).expect("a void serializes").into());
+            let sent = async { link.js.send_publish(format!("{}.void", link.subject), msg).await?.await };
+            match sent.await {
+                Ok(_) => {
+                    tracing::warn!("replicate: voided {} refused references in the stream", refs.len());
+                    link.voids.lock().unwrap_or_else(|e| e.into_inner()).drain(..refs.len());
+                }
+                Err(e) => {
+                    tracing::warn!("replicate: cannot void {} refused references yet: {e}", refs.len());
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
     }
 }

@@ -16,7 +16,8 @@ pub use pool::Pool;
 pub use shipper::Cursor;
 
 use crate::config::{AckPolicy, Form, ReplicateConfig};
-use crate::record::Record;
+use crate::record::{Record, Ref};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -38,6 +39,21 @@ pub enum ReplicateError {
     TooFewReplicas { stream: String, has: usize, want: usize },
     #[error("no stock bucket (no capped SKU in the catalog)")]
     NoStockBucket,
+}
+
+/// Published on `{stream}.{node}.void`: references a node refused (503) after their publish
+/// was sent, because the stream did not acknowledge them in time. The stream may have stored
+/// them all the same; `import` leaves every voided reference out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Void {
+    pub v: u32,
+    pub void: Vec<Ref>,
+}
+
+/// Whether a stream message's subject is a node's [`Void`] rather than a record.
+pub fn is_void_subject(subject: &str) -> bool {
+    subject.ends_with(".void")
 }
 
 /// What the writer calls once a batch is on the local disk.
@@ -97,7 +113,10 @@ pub async fn start(
         config.ack
     );
     let (replicator, shipper) = match config.ack {
-        AckPolicy::Replicated => (Replicator::Replicated { link: link.clone(), rt: Handle::current() }, None),
+        AckPolicy::Replicated => {
+            tokio::spawn(link::send_voids(link.clone()));
+            (Replicator::Replicated { link: link.clone(), rt: Handle::current() }, None)
+        }
         AckPolicy::Local => {
             let (shipper, handover) = shipper::Shipper::new(link.clone(), collected, forms, next_seq);
             (Replicator::Local(handover), Some(shipper))
@@ -134,6 +153,11 @@ impl Replicator {
                     Some(e) => {
                         metrics::counter!("cofferdam_replicate_errors_total").increment(1);
                         metrics::gauge!("cofferdam_replicate_healthy").set(0.0);
+                        // Some of these may be in the stream although the writer now refuses
+                        // them: say so in the stream, for the importer.
+                        if !matches!(e, ReplicateError::Disconnected) {
+                            link.void(records.iter().map(|r| r.reference.clone()));
+                        }
                         Err(e)
                     }
                 }
