@@ -12,3 +12,4 @@ mod media;
 mod rehearse;
 mod replicate;
 mod serve;
+mod shops;
