@@ -140,6 +140,25 @@ if [[ $REPLICATED == 1 ]]; then
   for round in $(seq 1 "$ROUNDS"); do post_run "$CONNS" "repl-c$CONNS-$round"; done
   kill -TERM "$CD_PID"
   wait "$CD_PID" || true
+
+  # The same, with the lamp capped (a cap no run reaches): every batch also takes its units
+  # from the shared stock bucket by compare-and-set, one round trip per batch.
+  SSITE="$SCRATCH/site-replicated-stock"
+  cp -r "$RSITE" "$SSITE"
+  rm -rf "$SSITE/collected"
+  sed -i 's/^stream = "BENCH"$/stream = "BENCHSTOCK"/; /^sku = "AURORA-EB"$/a stock = 1000000000' "$SSITE/cofferdam.toml"
+  "$BIN" build --site "$SSITE" >/dev/null
+  CD_PORT=$(free_port)
+  CD_ADMIN=$(free_port)
+  taskset -c 0 "$BIN" serve --site "$SSITE" --no-build --listen "127.0.0.1:$CD_PORT" \
+    --admin "127.0.0.1:$CD_ADMIN" >"$OUT/collect-cofferdam-replicated-stock.log" 2>&1 &
+  CD_PID=$!
+  PIDS+=("$CD_PID")
+  wait_http "http://127.0.0.1:$CD_ADMIN/healthz"
+  echo "== cofferdam, ack = \"replicated\" (R3) and a shared stock cap: $DURATION"
+  post_run "$CONNS" "stock-c$CONNS"
+  kill -TERM "$CD_PID"
+  wait "$CD_PID" || true
 fi
 
 # --- PostgreSQL ----------------------------------------------------------------------------

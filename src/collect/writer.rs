@@ -3,6 +3,8 @@
 //! each (duplicate, sold out, accepted), writes the batch, fsyncs once per touched file, and
 //! only then answers. Under load batches grow, so fsyncs per second stay flat while records
 //! per second rise. A failed write answers the whole batch "failed" and cuts the files back.
+//! With `[collect.replicate]`, a written batch goes to the [`Replicator`] before it is answered,
+//! and is cut back out of its segments if the stream refuses it.
 
 use super::segment::Segment;
 use super::stock::Stock;

@@ -85,3 +85,36 @@ impl ReplicateConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{AckPolicy, Config};
+    use std::path::Path;
+
+    fn parse(src: &str) -> Result<Config, String> {
+        Config::parse(src, Path::new("cofferdam.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn replicate_section_parses_with_defaults() {
+        let c = parse("[collect.replicate]\nservers = [\"nats://10.0.0.1:4222\"]\nack = \"local\"\n").unwrap();
+        let r = c.collect.replicate.unwrap();
+        assert_eq!((r.stream.as_str(), r.replicas, r.ack), ("COFFERDAM", 3, AckPolicy::Local));
+        assert_eq!(r.subject("n1"), "COFFERDAM.n1");
+        assert!(parse("").unwrap().collect.replicate.is_none(), "no section, no replication");
+    }
+
+    #[test]
+    fn bad_replicate_settings_name_key_and_line() {
+        let err = parse("[collect.replicate]\nstream = \"A.B\"\n").unwrap_err();
+        assert!(err.starts_with("cofferdam.toml:2: collect.replicate.stream:"), "{err}");
+        let err = parse("[collect.replicate]\nreplicas = 7\n").unwrap_err();
+        assert!(err.contains("collect.replicate.replicas") && err.contains("1..=5"), "{err}");
+        let err = parse("[collect.replicate]\nack = \"fast\"\n").unwrap_err();
+        assert!(err.starts_with("cofferdam.toml:2:") && err.contains("replicated"), "{err}");
+        let err = parse("[collect]\nstock_share = 0.5\n[collect.replicate]\n").unwrap_err();
+        assert!(err.contains("collect.stock_share") && err.contains("shared cap"), "{err}");
+        let err = parse("[collect.replicate]\nservers = [\"http://x:4222\"]\n").unwrap_err();
+        assert!(err.contains("not a NATS URL"), "{err}");
+    }
+}

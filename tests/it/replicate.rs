@@ -483,3 +483,27 @@ fn local_ack_keeps_taking_orders_without_the_cluster_and_ships_them_when_it_is_b
     let stats = run(site.path(), &["stats"]);
     assert!(stdout(&stats).contains("0 records behind"), "{}", stdout(&stats));
 }
+
+#[test]
+fn stock_taken_ahead_and_unsold_goes_back_to_the_shared_pool_at_shutdown() {
+    let cluster = Cluster::start();
+    let block = |p: &Path| {
+        edit(p, "cofferdam.toml", "stock = 5000", "stock = 100");
+        edit(p, "cofferdam.toml", "timeout_ms = 3000", "timeout_ms = 3000\nstock_block = 10");
+    };
+    let site = site(&cluster, "replicated", "n1", block);
+    let mut s = Server::start(site.path());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let left = || -> u64 {
+        rt.block_on(async {
+            let kv = cluster.jetstream().await.get_key_value(format!("{STREAM}_stock")).await.unwrap();
+            let v = kv.get("AURORA-EB").await.unwrap().unwrap();
+            std::str::from_utf8(&v).unwrap().parse().unwrap()
+        })
+    };
+    assert_eq!(rt.block_on(order(&s, "Ahead")).0, 303);
+    assert_eq!(left(), 100 - 1 - 10, "one sold, a block of 10 held by the node");
+    s.signal(libc::SIGTERM);
+    assert!(s.wait_exit(30).success());
+    assert_eq!(left(), 99, "the unsold block is back in the pool");
+}
