@@ -151,7 +151,8 @@ impl Cluster {
         jetstream::new(async_nats::connect(urls).await.unwrap())
     }
 
-    /// The reference of every message in the stream, in stream order (a duplicate shows twice).
+    /// The reference of every record in the stream, in stream order (a duplicate shows twice),
+    /// less those their node voided (refused after publishing), as the importer reads it.
     async fn stream_refs(&self) -> Vec<String> {
         let js = self.jetstream().await;
         let mut stream = js.get_stream(STREAM).await.unwrap();
@@ -160,22 +161,32 @@ impl Cluster {
         if last == 0 {
             return out;
         }
-        let reader = stream
-            .create_consumer(consumer::pull::OrderedConfig {
-                deliver_policy: consumer::DeliverPolicy::All,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        let mut messages = reader.messages().await.unwrap();
+        // Right after a server died the cluster may take a while to place a consumer: retry.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut messages = loop {
+            let config =
+                consumer::pull::OrderedConfig { deliver_policy: consumer::DeliverPolicy::All, ..Default::default() };
+            match stream.create_consumer(config).await {
+                Ok(reader) => break reader.messages().await.unwrap(),
+                Err(e) if Instant::now() < deadline => eprintln!("reading the stream: {e}; retrying"),
+                Err(e) => panic!("cannot read the stream: {e}"),
+            }
+        };
+        let mut voided = BTreeSet::new();
         while let Some(m) = tokio::time::timeout(Duration::from_secs(20), messages.next()).await.unwrap() {
             let m = m.unwrap();
-            let record: cofferdam::record::Record = serde_json::from_slice(&m.payload).unwrap();
-            out.push(record.reference.to_string());
+            if cofferdam::replicate::is_void_subject(&m.subject) {
+                let void: cofferdam::replicate::Void = serde_json::from_slice(&m.payload).unwrap();
+                voided.extend(void.void.iter().map(|r| r.to_string()));
+            } else {
+                let record: cofferdam::record::Record = serde_json::from_slice(&m.payload).unwrap();
+                out.push(record.reference.to_string());
+            }
             if m.info().unwrap().stream_sequence >= last {
                 break;
             }
         }
+        out.retain(|r| !voided.contains(r));
         out
     }
 }
