@@ -4,11 +4,14 @@
 //! the key, and say what would be valid.
 
 mod check;
+pub mod expr;
 mod import;
 mod locate;
 
 pub use check::CheckConfig;
-pub use import::{EntityMap, ImportConfig, Offset, TableMap};
+pub use import::{
+    Assign, Entity, EntityMap, ImportConfig, KeyColumns, KeyMatch, LookupSite, Mapping, Offset, TableMap, TableSpec,
+};
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -391,7 +394,7 @@ impl Site {
 impl Config {
     /// Parses and validates; `path` is only used in messages.
     pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(source).map_err(|e| ConfigError::Invalid {
+        let mut config: Config = toml::from_str(source).map_err(|e| ConfigError::Invalid {
             path: path.to_path_buf(),
             line: e.span().map(|s| locate::line_of_offset(source, s.start)),
             message: e.message().trim_end().to_string(),
@@ -400,6 +403,11 @@ impl Config {
             path: path.to_path_buf(),
             line: locate::line_of_key(source, &key),
             message: format!("{}: {message}", key.join(".")),
+        })?;
+        config.import.mapping = import::compile(&config).map_err(|p| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line: p.offset.map(|o| locate::line_of_offset(source, o)).or_else(|| locate::line_of_key(source, &p.key)),
+            message: format!("{}: {}", p.key.join("."), p.message),
         })?;
         Ok(config)
     }
@@ -519,55 +527,10 @@ impl Config {
                 }
             }
         }
-        self.validate_import()
-    }
-
-    fn validate_import(&self) -> Result<(), (Vec<String>, String)> {
-        let key = |parts: &[&str]| parts.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        for (table, t) in &self.import.tables {
-            if let Offset::Auto(s) = &t.offset {
-                if s != "auto" {
-                    return Err((
-                        key(&["import", "tables", table, "offset"]),
-                        format!("{s:?}: use a number or \"auto\""),
-                    ));
-                }
-            }
-        }
-        for (form, entities) in &self.import.forms {
-            if !self.forms.contains_key(form) {
-                return Err((
-                    key(&["import", "forms", form]),
-                    format!("unknown form {form:?} (forms: {})", self.form_names()),
-                ));
-            }
-            for (i, e) in entities.iter().enumerate() {
-                let idx = i.to_string();
-                let at = |k: &str| key(&["import", "forms", form, &idx, k]);
-                if !self.import.tables.contains_key(&e.table) {
-                    return Err((
-                        at("table"),
-                        format!("no [import.tables.{}] section gives its ID column and range", e.table),
-                    ));
-                }
-                if let Some(per) = &e.per {
-                    if per != "line" {
-                        return Err((at("per"), format!("{per:?}: the only value is \"line\"")));
-                    }
-                }
-                for (col, expr) in &e.columns {
-                    if let toml::Value::String(s) = expr {
-                        if let Err(m) = check_expr(s, e.per.is_some()) {
-                            return Err((at("columns"), format!("{}.{col}: {m}", e.table)));
-                        }
-                    }
-                }
-            }
-        }
         Ok(())
     }
 
-    fn form_names(&self) -> String {
+    pub(crate) fn form_names(&self) -> String {
         self.forms.keys().cloned().collect::<Vec<_>>().join(", ")
     }
     fn sku_names(&self) -> String {
@@ -578,24 +541,6 @@ impl Config {
 /// Names that end up in URLs, file names and references.
 pub fn valid_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-}
-
-/// Checks an import column expression's form (see `EntityMap::columns`).
-fn check_expr(s: &str, per_line: bool) -> Result<(), String> {
-    if s.starts_with('\'') && s.ends_with('\'') && s.len() >= 2 {
-        return Ok(());
-    }
-    match s.split_once(':') {
-        None if ["ref", "form", "received_at", "total_cents", "currency"].contains(&s) => Ok(()),
-        Some(("field" | "int" | "id" | "parent", rest)) if !rest.is_empty() => Ok(()),
-        Some(("meta", "ip" | "user_agent")) => Ok(()),
-        Some(("line", "sku" | "name" | "quantity" | "unit_cents" | "total_cents")) if per_line => Ok(()),
-        Some(("line", _)) if !per_line => Err(format!("{s:?} needs per = \"line\"")),
-        _ => Err(format!(
-            "{s:?} is not an expression (ref, form, received_at, total_cents, currency, field:NAME, int:NAME, \
-             line:sku|name|quantity|unit_cents|total_cents, id:TABLE, parent:TABLE, meta:ip|user_agent, 'text')"
-        )),
-    }
 }
 
 #[cfg(test)]

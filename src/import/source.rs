@@ -2,7 +2,7 @@
 //! `collected/` folders (one per node), in the import order (receive time, node, sequence).
 
 use crate::config::{Config, StoreFormat};
-use crate::record::{self, BadLine, Record};
+use crate::record::{self, BadLine, Record, Ref};
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -98,18 +98,19 @@ fn check(config: &Config, r: &Record, folder_form: &str) -> Result<bool, String>
     Ok(config.import.forms.contains_key(&r.form))
 }
 
-/// References that look like double submits: flagged by the collector, or the same form and
-/// fields within ten minutes of an earlier record.
+/// References that look like double submits: flagged by the collector, or the same form,
+/// fields and parent (a one-time offer is the same offer only for the same order) within ten
+/// minutes of an earlier record.
 pub fn suspected_duplicates(records: &[Located]) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    let mut last: BTreeMap<(String, String), (jiff::Timestamp, String)> = BTreeMap::new();
+    let mut last: BTreeMap<(String, String, Option<&Ref>), (jiff::Timestamp, String)> = BTreeMap::new();
     for l in records {
         let r = &l.record;
         if let Some(first) = &r.meta.duplicate_of {
             out.push((r.reference.to_string(), first.to_string()));
             continue;
         }
-        let key = (r.form.clone(), serde_json::to_string(&r.fields).unwrap_or_default());
+        let key = (r.form.clone(), serde_json::to_string(&r.fields).unwrap_or_default(), r.parent_ref.as_ref());
         if let Some((at, first)) = last.get(&key) {
             if r.received_at.duration_since(*at).as_secs() < 600 {
                 out.push((r.reference.to_string(), first.clone()));
