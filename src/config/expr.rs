@@ -35,6 +35,9 @@ pub enum Expr {
     Id(TableRef),
     /// The ID the linked (parent) record's row got in a table.
     Parent(TableRef),
+    /// True when this record's row in a table (as for `id`) is new, false when an existing
+    /// row was reused by its natural key (a returning customer).
+    Created(TableRef),
     Lookup(Box<Lookup>),
     Neg(Box<Expr>),
     Arith(ArithOp, Box<Expr>, Box<Expr>),
@@ -147,6 +150,11 @@ pub enum Func {
     Letters(usize),
     LocalTime(jiff::tz::TimeZone),
     Epoch,
+    Base64,
+    /// Length in characters.
+    Length,
+    /// Length in UTF-8 bytes (PHP's `strlen`, as in serialized PHP values).
+    ByteLength,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +175,7 @@ pub enum Piece {
 const FUNCTIONS: &[&str] = &[
     "id",
     "parent",
+    "created",
     "lookup",
     "money",
     "round",
@@ -190,6 +199,9 @@ const FUNCTIONS: &[&str] = &[
     "letters",
     "local_time",
     "epoch",
+    "base64",
+    "length",
+    "byte_length",
 ];
 const VALUES: &[&str] =
     &[
@@ -508,9 +520,13 @@ impl<'s> Parser<'s> {
 
     fn call(&mut self, name: &str, start: usize) -> Parsed<Expr> {
         match name {
-            "id" | "parent" => {
+            "id" | "parent" | "created" => {
                 let r = TableRef { table: self.table_arg(name)?, entity: usize::MAX, per_line: false, index: usize::MAX };
-                return Ok(if name == "id" { Expr::Id(r) } else { Expr::Parent(r) });
+                return Ok(match name {
+                    "id" => Expr::Id(r),
+                    "parent" => Expr::Parent(r),
+                    _ => Expr::Created(r),
+                });
             }
             "lookup" => return self.lookup(),
             _ => {}
@@ -660,7 +676,7 @@ fn build_call(name: &str, args: Vec<(Option<&str>, Expr)>) -> Parsed<Expr> {
             arity(1, "one value per line: sum(line.quantity), sum(1) counts the lines")?;
             Func::Sum
         }
-        "trim" | "lower" | "upper" | "checked" | "int" | "text" | "epoch" => {
+        "trim" | "lower" | "upper" | "checked" | "int" | "text" | "epoch" | "base64" | "length" | "byte_length" => {
             allow_named(&[])?;
             arity(1, "one value")?;
             match name {
@@ -670,6 +686,9 @@ fn build_call(name: &str, args: Vec<(Option<&str>, Expr)>) -> Parsed<Expr> {
                 "checked" => Func::Checked,
                 "int" => Func::ToInt,
                 "text" => Func::ToText,
+                "base64" => Func::Base64,
+                "length" => Func::Length,
+                "byte_length" => Func::ByteLength,
                 _ => Func::Epoch,
             }
         }
@@ -743,7 +762,7 @@ fn build_call(name: &str, args: Vec<(Option<&str>, Expr)>) -> Parsed<Expr> {
             let tz = jiff::tz::TimeZone::get(&zone).map_err(|_| format!("unknown time zone {zone:?} (e.g. 'Europe/Berlin', 'UTC')"))?;
             Func::LocalTime(tz)
         }
-        "id" | "parent" | "lookup" => unreachable!("parsed before"),
+        "id" | "parent" | "created" | "lookup" => unreachable!("parsed before"),
         other => {
             return Err(format!(
                 "unknown function {other}(){}; functions: {}",
@@ -884,7 +903,7 @@ mod tests {
         let e = err("money(total_cents, scale = x)");
         assert!(e.starts_with("unknown name `x`; values are ref,") && e.contains("(at \"x)\""), "{e}");
         let e = err("mony(total_cents)");
-        assert!(e.contains("unknown function mony() (did you mean `money`?)") && e.contains("functions: id, parent, lookup"), "{e}");
+        assert!(e.contains("unknown function mony() (did you mean `money`?)") && e.contains("functions: id, parent, created, lookup"), "{e}");
         let e = err("feild.email");
         assert!(e.contains("unknown name `feild` (did you mean `field`?)"), "{e}");
         let e = err("line.price");

@@ -144,6 +144,10 @@ pub struct EntityMap {
     /// Column → amount added to the row's current value (an offer adds to its order's total).
     #[serde(default)]
     pub add: BTreeMap<String, Spanned<toml::Value>>,
+    /// A condition: the row is written (or the update made) only when it holds, e.g.
+    /// `created(account_user)` for an address-book link of a new customer only.
+    #[serde(default)]
+    pub when: Option<Spanned<String>>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -204,6 +208,8 @@ pub struct Entity {
     pub natural_key: Option<usize>,
     /// Position of the table's (single) key column among `columns`, when the mapping sets it.
     pub key_column: Option<usize>,
+    /// Write the row (or make the update) only when this holds.
+    pub when: Option<Expr>,
     /// `import.forms.FORM.N`, for messages.
     pub at: String,
 }
@@ -390,6 +396,31 @@ pub fn compile(config: &Config) -> Result<Mapping, Problem> {
                 }
             }
             let key_column = if update_parent { None } else { spec.id_column().and_then(position) };
+            let when = match &e.when {
+                None => None,
+                Some(w) => {
+                    let fail = |message: String| Problem {
+                        key: at("when").iter().map(|s| s.to_string()).collect(),
+                        message,
+                        offset: Some(w.span().start),
+                    };
+                    let mut x = expr::parse(w.get_ref()).map_err(fail)?;
+                    let place = Place {
+                        config,
+                        form_name,
+                        form,
+                        entities: &compiled,
+                        per_line,
+                        in_sum: false,
+                        reserved: false,
+                    };
+                    resolve(&mut x, &place, &mapping.tables, &mut mapping.lookups).map_err(fail)?;
+                    if x.any(&|x| matches!(x, Expr::Id(_) | Expr::Parent(_))) {
+                        return Err(fail("a condition is decided before IDs are handed out: use created(TABLE), not id()".into()));
+                    }
+                    Some(x)
+                }
+            };
             compiled.push(Entity {
                 table,
                 per_line,
@@ -397,6 +428,7 @@ pub fn compile(config: &Config) -> Result<Mapping, Problem> {
                 columns,
                 natural_key,
                 key_column,
+                when,
                 at: format!("import.forms.{form_name}.{i}"),
             });
         }
@@ -448,7 +480,9 @@ fn resolve(x: &mut Expr, place: &Place, tables: &[TableSpec], lookups: &mut Vec<
         Expr::Line(_) if !place.per_line && !place.in_sum => {
             return Err("line values need per = \"line\" (one row per order line), or sum(…) over the lines".into());
         }
-        Expr::Id(r) => {
+        Expr::Id(_) | Expr::Created(_) => {
+            let f = if matches!(x, Expr::Id(_)) { "id" } else { "created" };
+            let (Expr::Id(r) | Expr::Created(r)) = x else { unreachable!("matched above") };
             let Some((j, e)) = place.entities.iter().enumerate().rev().find(|(_, e)| {
                 !e.update_parent && tables[e.table].name == r.table
             }) else {
@@ -459,7 +493,7 @@ fn resolve(x: &mut Expr, place: &Place, tables: &[TableSpec], lookups: &mut Vec<
                     .map(|e| tables[e.table].name.as_str())
                     .collect();
                 return Err(format!(
-                    "id({}): no earlier entity of form {:?} writes {} (earlier: {}); entities are written in order",
+                    "{f}({}): no earlier entity of form {:?} writes {} (earlier: {}); entities are written in order",
                     r.table,
                     place.form_name,
                     r.table,
@@ -468,11 +502,13 @@ fn resolve(x: &mut Expr, place: &Place, tables: &[TableSpec], lookups: &mut Vec<
             };
             if e.per_line && !place.per_line && !place.in_sum {
                 return Err(format!(
-                    "id({}): {} has a row per line; only a per = \"line\" entity can take the same line's ID",
+                    "{f}({}): {} has a row per line; only a per = \"line\" entity can take the same line's row",
                     r.table, r.table
                 ));
             }
-            check_known_id(&tables[e.table], e, "id")?;
+            if f == "id" {
+                check_known_id(&tables[e.table], e, "id")?;
+            }
             r.entity = j;
             r.per_line = e.per_line;
         }
@@ -643,7 +679,7 @@ fn order_tables(mapping: &mut Mapping) -> Result<(), Problem> {
 }
 
 fn set_table_index(x: &mut Expr, tables: &[TableSpec]) {
-    if let Expr::Id(r) | Expr::Parent(r) = x {
+    if let Expr::Id(r) | Expr::Parent(r) | Expr::Created(r) = x {
         r.index = tables.iter().position(|t| t.name == r.table).expect("written tables are listed");
     }
     for c in x.children_mut() {

@@ -555,7 +555,7 @@ mod tests {
     fn example_site_config_is_valid() {
         let src = include_str!("../../cofferdam.toml");
         let config = parse(src).unwrap();
-        assert_eq!(config.forms["order"].fields.len(), 7);
+        assert_eq!(config.forms["order"].fields.len(), 10);
         assert_eq!(config.forms["offer"].links_to.as_deref(), Some("order"));
         assert_eq!(config.product("AURORA-EB").unwrap().stock, Some(5000));
     }

@@ -519,8 +519,9 @@ fn sqlite_column(name: String, declared: String, not_null: bool, default: bool, 
         nullable: !not_null && !rowid,
         has_default: default || rowid,
         generated: false,
-        // SQLite does not enforce a declared length.
-        max_chars: None,
+        // SQLite does not enforce a declared length, but the schema says what the shop
+        // expects: values are held to it as on the other databases.
+        max_chars: (t.contains("CHAR")).then(|| numeric_args().0.map(|n| n as usize)).flatten(),
     }
 }
 
@@ -592,5 +593,6 @@ mod tests {
         let id = sqlite_column("id".into(), "INTEGER".into(), false, false, true);
         assert!(id.has_default && !id.nullable);
         assert_eq!(sqlite_column("t".into(), "TEXT".into(), true, false, false).kind, Kind::Text);
+        assert_eq!(sqlite_column("c".into(), "varchar(10)".into(), true, false, false).max_chars, Some(10));
     }
 }

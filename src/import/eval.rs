@@ -78,6 +78,13 @@ pub fn eval<'a>(x: &'a Expr, env: &Env<'a>, s: &Scope<'a, '_>) -> Eval<'a> {
                 None => return Err(format!("id({}): no row yet", t.table)),
             }
         }
+        Expr::Created(t) => {
+            let at = row_offset(s, t.entity) + if t.per_line { s.line.unwrap_or(0) } else { 0 };
+            match s.rows.get(at) {
+                Some(row) => Value::Bool(row.new),
+                None => return Err(format!("created({}): no row yet", t.table)),
+            }
+        }
         Expr::Parent(t) => {
             let Some(p) = &r.parent_ref else {
                 return Err(format!("parent({}): the record has no parent reference", t.table));
@@ -202,7 +209,7 @@ fn compare(op: CmpOp, a: &Value, b: &Value) -> bool {
     }
 }
 
-fn truthy(v: &Value) -> bool {
+pub fn truthy(v: &Value) -> bool {
     match v {
         Value::Null => false,
         Value::Bool(b) => *b,
@@ -378,6 +385,21 @@ fn call<'a>(f: &'a Func, args: &'a [Expr], env: &Env<'a>, s: &Scope<'a, '_>) -> 
             Value::Time(t) => Value::Local(t.to_zoned(tz.clone()).datetime()),
             other => return Err(format!("local_time: {} is not a time", other.kind())),
         },
+        Func::Base64 => match arg(0)? {
+            Value::Null => Value::Null,
+            v => {
+                use base64::Engine as _;
+                Value::Text(Cow::Owned(base64::engine::general_purpose::STANDARD.encode(text(v).as_bytes())))
+            }
+        },
+        Func::Length => match arg(0)? {
+            Value::Null => Value::Null,
+            v => Value::Int(text(v).chars().count() as i64),
+        },
+        Func::ByteLength => match arg(0)? {
+            Value::Null => Value::Null,
+            v => Value::Int(text(v).len() as i64),
+        },
         Func::Epoch => match arg(0)? {
             Value::Null => Value::Null,
             Value::Time(t) => Value::Int(t.as_second()),
@@ -544,6 +566,14 @@ mod tests {
         assert_eq!(run("template('{:5}|{}', 42, -7)").unwrap(), "\"   42|-7\"");
         assert_eq!(run("local_time(received_at, 'Europe/Berlin')").unwrap(), "2026-12-01 10:00:00.000000");
         assert_eq!(run("epoch(received_at)").unwrap(), "1796115600");
+        assert_eq!(run("base64(concat('ProductVariant:', 1))").unwrap(), "\"UHJvZHVjdFZhcmlhbnQ6MQ==\"");
+        assert_eq!(run("length('Straße')").unwrap(), "6");
+        assert_eq!(run("byte_length('Straße')").unwrap(), "7");
+        // A PHP-serialized array, as WooCommerce keeps a line's taxes.
+        assert_eq!(
+            run("template('a:1:{{i:1;s:{}:\"{}\";}}', byte_length(text(19)), 19)").unwrap(),
+            "\"a:1:{i:1;s:2:\\\"19\\\";}\""
+        );
     }
 
     #[test]

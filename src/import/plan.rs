@@ -8,7 +8,7 @@
 //! starts at its fixed `offset` the first time, and every later range starts `gap` above both
 //! the table's highest ID and its counter, so it never meets an ID the shop handed out.
 
-use super::eval::{eval, Env, Scope};
+use super::eval::{eval, truthy, Env, Scope};
 use super::snapshot::Snapshot;
 use super::source::Located;
 use super::value::Value;
@@ -139,6 +139,8 @@ enum Decision {
     Existing(Key),
     /// The row an earlier record of this run creates: (record position, row position).
     Earlier(usize, usize),
+    /// Not written: its entity's `when` does not hold.
+    Skip,
 }
 
 pub fn make(mapping: &Mapping, located: &[Located], snap: &Snapshot, env: &Env, excluded: &HashSet<usize>) -> Plan {
@@ -212,46 +214,55 @@ pub fn make(mapping: &Mapping, located: &[Located], snap: &Snapshot, env: &Env, 
             }
         };
         let mut ds = Vec::new();
+        // Rows so far as `created(…)` in a condition sees them.
+        let mut seen: Vec<RowId> = Vec::new();
         let mut new_keys: Vec<(usize, String, usize)> = Vec::new();
         let mut error = None;
         for e in entities.iter().filter(|e| !e.update_parent) {
             for line in lines_of(e, r) {
+                let scope = Scope {
+                    record: r,
+                    entities,
+                    line,
+                    rows: &seen,
+                    parent: None,
+                    reserved_id: None,
+                    column_len: None,
+                    truncated: &truncated,
+                };
+                let wanted = match &e.when {
+                    None => true,
+                    Some(w) => eval(w, env, &scope).map(|v| truthy(&v)).unwrap_or_else(|m| {
+                        error.get_or_insert(format!("{} (when): {m}", e.at));
+                        false
+                    }),
+                };
                 let decision = match e.natural_key {
+                    _ if !wanted => Decision::Skip,
                     None => Decision::New,
-                    Some(k) => {
-                        let scope = Scope {
-                            record: r,
-                            entities,
-                            line,
-                            rows: &[],
-                            parent: None,
-                            reserved_id: None,
-                            column_len: None,
-                            truncated: &truncated,
-                        };
-                        match eval(&e.columns[k].expr, env, &scope) {
-                            Err(m) => {
-                                error = Some(format!("{}.{}: {m}", mapping.tables[e.table].name, e.columns[k].column));
+                    Some(k) => match eval(&e.columns[k].expr, env, &scope) {
+                        Err(m) => {
+                            error.get_or_insert(format!("{}.{}: {m}", mapping.tables[e.table].name, e.columns[k].column));
+                            Decision::New
+                        }
+                        Ok(Value::Null) => Decision::New,
+                        Ok(v) => {
+                            let (_, how) = mapping.tables[e.table].natural_key.as_ref().expect("keyed");
+                            let norm = how.normalize(&v.to_string());
+                            if let Some((rec, row)) = keyed[e.table].get(&norm) {
+                                Decision::Earlier(*rec, *row)
+                            } else if let Some((_, _, row)) = new_keys.iter().find(|(t, k, _)| *t == e.table && *k == norm) {
+                                Decision::Earlier(plan.records.len(), *row)
+                            } else if let Some(existing) = snap.existing[e.table].get(&norm) {
+                                Decision::Existing(existing.clone())
+                            } else {
+                                new_keys.push((e.table, norm, ds.len()));
                                 Decision::New
                             }
-                            Ok(Value::Null) => Decision::New,
-                            Ok(v) => {
-                                let (_, how) = mapping.tables[e.table].natural_key.as_ref().expect("keyed");
-                                let norm = how.normalize(&v.to_string());
-                                if let Some((rec, row)) = keyed[e.table].get(&norm) {
-                                    Decision::Earlier(*rec, *row)
-                                } else if let Some((_, _, row)) = new_keys.iter().find(|(t, k, _)| *t == e.table && *k == norm) {
-                                    Decision::Earlier(plan.records.len(), *row)
-                                } else if let Some(existing) = snap.existing[e.table].get(&norm) {
-                                    Decision::Existing(existing.clone())
-                                } else {
-                                    new_keys.push((e.table, norm, ds.len()));
-                                    Decision::New
-                                }
-                            }
                         }
-                    }
+                    },
                 };
+                seen.push(RowId { table: e.table, key: Key::None, reserved: None, new: matches!(decision, Decision::New) });
                 ds.push(decision);
             }
         }
@@ -278,6 +289,7 @@ pub fn make(mapping: &Mapping, located: &[Located], snap: &Snapshot, env: &Env, 
             for _ in lines_of(e, &located[p.index].record) {
                 match d.next().expect("a decision per row") {
                     Decision::New => counts[e.table].0 += 1,
+                    Decision::Skip => {}
                     _ => counts[e.table].1 += 1,
                 }
             }
@@ -342,6 +354,7 @@ pub fn make(mapping: &Mapping, located: &[Located], snap: &Snapshot, env: &Env, 
             let spec = &mapping.tables[e.table];
             for line in lines_of(e, r) {
                 let row = match d.next().expect("a decision per row") {
+                    Decision::Skip => RowId { table: e.table, key: Key::None, reserved: None, new: false },
                     Decision::Existing(k) => RowId { table: e.table, key: k.clone(), reserved: None, new: false },
                     Decision::Earlier(rec, row) => {
                         let key = if *rec == i { rows[*row].key.clone() } else { plan.records[*rec].rows[*row].key.clone() };

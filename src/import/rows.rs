@@ -3,7 +3,7 @@
 //! rows the plan shows are the rows written, and a value that would not fit is found before
 //! anything is written.
 
-use super::eval::{eval, Env, Scope};
+use super::eval::{eval, truthy, Env, Scope};
 use super::plan::{lines_of, Key, Plan, Planned};
 use super::snapshot::Snapshot;
 use super::source::Located;
@@ -134,6 +134,26 @@ pub fn build<'a>(
         let layout = &layouts.entities[base + j];
         let skip = layout.ranged as usize;
         if e.update_parent {
+            if let Some(w) = &e.when {
+                let scope = Scope {
+                    record: r,
+                    entities,
+                    line: None,
+                    rows: &p.rows,
+                    parent,
+                    reserved_id: None,
+                    column_len: None,
+                    truncated: &truncated,
+                };
+                match eval(w, env, &scope) {
+                    Ok(v) if truthy(&v) => {}
+                    Ok(_) => continue,
+                    Err(message) => {
+                        misfits.push(Misfit { entity: base + j, column: "when".into(), line: None, message });
+                        continue;
+                    }
+                }
+            }
             let key = parent
                 .and_then(|rows| rows.iter().find(|row| row.table == e.table))
                 .map(|row| row.key.clone())

@@ -221,6 +221,10 @@ pub fn fit<'a>(value: Value<'a>, column: &Column, dialect: Dialect) -> Result<Ce
                 Value::Time(t) if *zoned && dialect == Dialect::Postgres => return Ok(Cell::Text(Cow::Owned(t.to_string()))),
                 Value::Time(t) => t.to_zoned(jiff::tz::TimeZone::UTC).datetime(),
                 Value::Local(t) => *t,
+                // MySQL's zero date, which shops write for "not yet" (PrestaShop's invoice_date).
+                Value::Text(t) if dialect == Dialect::MySql && t.starts_with("0000-00-00") => {
+                    return Ok(Cell::Text(Cow::Owned(t.to_string())));
+                }
                 Value::Text(t) => match parse_time(t) {
                     Some(t) => t,
                     None => return misfit("a date and time"),

@@ -150,7 +150,9 @@ async fn walk(c: &Client, server: &Server, site: &Path) {
     type_into(c, "order-name", "Ada Browser").await;
     type_into(c, "order-email", "ada@example.org").await;
     choose(c, "order-country", "DE").await;
-    type_into(c, "order-address", "Hauptstr. 1, 10115 Berlin").await;
+    type_into(c, "order-street", "Hauptstr. 1").await;
+    type_into(c, "order-postcode", "10115").await;
+    type_into(c, "order-city", "Berlin").await;
     choose(c, "order-sku", "AURORA-EB").await;
     c.find(Locator::Css("#form-order button[type=submit]")).await.unwrap().click().await.unwrap();
     assert_eq!(arrived_from(c, "/order/").await, "/thanks/", "the 303 lands on the thank-you page");
