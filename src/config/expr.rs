@@ -10,7 +10,12 @@
 //! call    := name "(" (arg ("," arg)*)? ")"      arg := expr | name "=" expr
 //! path    := ref | form | received_at | total_cents | currency | parent_ref | reserved_id | null | true | false
 //!          | field.NAME | line.(sku|name|quantity|unit_cents|total_cents|index) | meta.(ip|user_agent)
+//!          | let.NAME
 //! ```
+//!
+//! `let.NAME` stands for an expression named in `[import.let]` (a tax rate, a line's net
+//! amount), written once and used in many columns; it is replaced by that expression when
+//! parsed, so it is checked at each place it is used.
 //!
 //! The forms of the first importer (`field:NAME`, `int:NAME`, `id:TABLE`, `parent:TABLE`,
 //! `line:sku`, `meta:ip`, `'text'`) are read as their equivalents here. [`parse`] checks what
@@ -18,6 +23,10 @@
 //! expression against its place (the form's fields, the entities before it, per-line context).
 
 use crate::decimal::Decimal;
+use std::collections::BTreeMap;
+
+/// The expressions of `[import.let]` by name, for `let.NAME`.
+pub type Lets = BTreeMap<String, Expr>;
 
 #[derive(Debug, Clone)]
 pub enum Expr {
@@ -218,12 +227,18 @@ const VALUES: &[&str] =
     "field",
     "line",
     "meta",
+    "let",
 ];
 const LINE_VALUES: &str = "sku, name, quantity, unit_cents, total_cents, index";
 
 /// Reads one expression. The error says where in the text and what would be valid.
 pub fn parse(src: &str) -> Result<Expr, String> {
-    let mut p = Parser { src, pos: 0 };
+    parse_in(src, &Lets::new())
+}
+
+/// Reads one expression in which `let.NAME` stands for `lets[NAME]`.
+pub fn parse_in(src: &str, lets: &Lets) -> Result<Expr, String> {
+    let mut p = Parser { src, pos: 0, lets };
     let e = p.expr().map_err(|m| p.located(m))?;
     p.skip_ws();
     if p.pos < src.len() {
@@ -242,14 +257,15 @@ pub fn literal(v: &toml::Value) -> Option<Expr> {
     }
 }
 
-struct Parser<'s> {
+struct Parser<'s, 'l> {
     src: &'s str,
     pos: usize,
+    lets: &'l Lets,
 }
 
 type Parsed<T> = Result<T, String>;
 
-impl<'s> Parser<'s> {
+impl<'s> Parser<'s, '_> {
     fn located(&self, message: String) -> String {
         let rest = &self.src[self.pos.min(self.src.len())..];
         if rest.is_empty() {
@@ -459,6 +475,20 @@ impl<'s> Parser<'s> {
             "field" => Expr::Field(member(self, "NAME")?.into()),
             "line" => Expr::Line(line_value(member(self, "sku")?)?),
             "meta" => Expr::Meta(meta_value(member(self, "ip")?)?),
+            "let" => {
+                let n = member(self, "NAME")?;
+                match self.lets.get(n) {
+                    Some(x) => x.clone(),
+                    None => {
+                        let known: Vec<&str> = self.lets.keys().map(String::as_str).collect();
+                        return Err(format!(
+                            "let.{n} is not defined above{}; [import.let] names an expression once for many columns (defined: {})",
+                            did_you_mean(n, known.iter()),
+                            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                        ));
+                    }
+                }
+            }
             other => {
                 self.pos = start;
                 let hint = if FUNCTIONS.contains(&other) {
@@ -468,7 +498,7 @@ impl<'s> Parser<'s> {
                 };
                 return Err(format!(
                     "unknown name `{other}`{hint}; values are ref, form, received_at, total_cents, currency, \
-                     parent_ref, reserved_id, field.NAME, line.VALUE, meta.ip, meta.user_agent, null, true, false, 'text', numbers"
+                     parent_ref, reserved_id, field.NAME, line.VALUE, meta.ip, meta.user_agent, let.NAME, null, true, false, 'text', numbers"
                 ));
             }
         };
@@ -894,6 +924,17 @@ mod tests {
         assert_eq!((l.table.as_str(), l.column.as_str(), l.keys[0].0.as_str()), ("wp_wc_product_meta_lookup", "product_id", "sku"));
         assert!(matches!(l.default, Some(Expr::Int(0))));
         assert!(matches!(ok("local_time(received_at, 'Europe/Berlin')"), Expr::Call(Func::LocalTime(_), _)));
+    }
+
+    #[test]
+    fn let_names_stand_for_their_expressions() {
+        let mut lets = Lets::new();
+        lets.insert("net".into(), ok("round(money(line.total_cents) / 1.19, 2)"));
+        let e = parse_in("money(line.total_cents) - let.net", &lets).unwrap();
+        assert!(matches!(e, Expr::Arith(ArithOp::Sub, _, b) if matches!(*b, Expr::Call(Func::Round(2), _))));
+        let e = parse_in("let.nett * 2", &lets).unwrap_err();
+        assert!(e.contains("let.nett is not defined above (did you mean `net`?)") && e.contains("(defined: net)"), "{e}");
+        assert!(err("let.net").contains("(defined: none)"));
     }
 
     #[test]

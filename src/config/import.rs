@@ -35,6 +35,10 @@ pub struct ImportConfig {
     /// and counter, so the shop can keep inserting while the import runs.
     pub gap: i64,
     pub tables: BTreeMap<String, TableMap>,
+    /// Named expressions (`net = "round(money(line.total_cents) / 1.19, 2)"`), written once and
+    /// used as `let.net` in any column below them.
+    #[serde(rename = "let")]
+    pub lets: BTreeMap<String, Spanned<toml::Value>>,
     /// Form name → the rows one record creates (or updates), written in this order.
     pub forms: BTreeMap<String, Vec<EntityMap>>,
     /// The above, compiled when the config loads.
@@ -49,6 +53,7 @@ impl Default for ImportConfig {
             batch_size: 1000,
             gap: 1000,
             tables: BTreeMap::new(),
+            lets: BTreeMap::new(),
             forms: BTreeMap::new(),
             mapping: Mapping::default(),
         }
@@ -129,6 +134,10 @@ impl KeyMatch {
 #[serde(deny_unknown_fields)]
 pub struct EntityMap {
     pub table: String,
+    /// A name for `id(NAME)`/`created(NAME)`, when a form writes two rows of one table (an
+    /// order's billing and shipping address); without it they name the table's latest row.
+    #[serde(default)]
+    pub name: Option<String>,
     /// `"line"`: one row per order line instead of one per record.
     #[serde(default)]
     pub per: Option<String>,
@@ -201,6 +210,8 @@ pub struct LookupSite {
 pub struct Entity {
     /// Index into `Mapping::tables`.
     pub table: usize,
+    /// The entity's own name, for `id(NAME)`.
+    pub name: Option<String>,
     pub per_line: bool,
     pub update_parent: bool,
     pub columns: Vec<Assign>,
@@ -262,6 +273,26 @@ pub fn compile(config: &Config) -> Result<Mapping, Problem> {
         }
     }
 
+    // Named expressions, in file order: each may use the ones above it.
+    let mut lets = expr::Lets::new();
+    let mut defs: Vec<(&String, &Spanned<toml::Value>)> = imp.lets.iter().collect();
+    defs.sort_by_key(|(_, v)| v.span().start);
+    for (name, value) in defs {
+        let fail = |message: String| Problem {
+            key: ["import", "let", name.as_str()].iter().map(|s| s.to_string()).collect(),
+            message,
+            offset: Some(value.span().start),
+        };
+        if !super::valid_name(name) || name.contains('-') {
+            return Err(fail(format!("{name:?}: a name is letters, digits and _")));
+        }
+        let x = match value.get_ref() {
+            toml::Value::String(s) => expr::parse_in(s, &lets).map_err(fail)?,
+            other => expr::literal(other).ok_or_else(|| fail(format!("{other} is not a value: write an expression in a string")))?,
+        };
+        lets.insert(name.clone(), x);
+    }
+
     // Tables in first-use order, then sorted so that referenced tables come first.
     let mut names: Vec<&str> = Vec::new();
     for e in imp.forms.values().flatten() {
@@ -312,6 +343,14 @@ pub fn compile(config: &Config) -> Result<Mapping, Problem> {
                 Some("line") => true,
                 Some(other) => return Err(problem(&at("per"), format!("{other:?}: the only value is \"line\""))),
             };
+            if let Some(n) = &e.name {
+                if imp.tables.contains_key(n) {
+                    return Err(problem(&at("name"), format!("{n:?} is a table's name; id({n}) would be ambiguous")));
+                }
+                if entities[..i].iter().any(|o| o.name.as_ref() == Some(n)) {
+                    return Err(problem(&at("name"), format!("an earlier entity of form {form_name:?} is named {n:?}")));
+                }
+            }
             let update_parent = match e.update.as_deref() {
                 None => false,
                 Some("parent") => true,
@@ -362,7 +401,7 @@ pub fn compile(config: &Config) -> Result<Mapping, Problem> {
                     )));
                 }
                 let mut x = match value.get_ref() {
-                    toml::Value::String(s) => expr::parse(s).map_err(&fail)?,
+                    toml::Value::String(s) => expr::parse_in(s, &lets).map_err(&fail)?,
                     other => expr::literal(other)
                         .ok_or_else(|| fail(format!("{other} is not a value: write an expression in a string")))?,
                 };
@@ -404,7 +443,7 @@ pub fn compile(config: &Config) -> Result<Mapping, Problem> {
                         message,
                         offset: Some(w.span().start),
                     };
-                    let mut x = expr::parse(w.get_ref()).map_err(fail)?;
+                    let mut x = expr::parse_in(w.get_ref(), &lets).map_err(fail)?;
                     let place = Place {
                         config,
                         form_name,
@@ -429,6 +468,7 @@ pub fn compile(config: &Config) -> Result<Mapping, Problem> {
                 natural_key,
                 key_column,
                 when,
+                name: e.name.clone(),
                 at: format!("import.forms.{form_name}.{i}"),
             });
         }
@@ -483,14 +523,14 @@ fn resolve(x: &mut Expr, place: &Place, tables: &[TableSpec], lookups: &mut Vec<
         Expr::Id(_) | Expr::Created(_) => {
             let f = if matches!(x, Expr::Id(_)) { "id" } else { "created" };
             let (Expr::Id(r) | Expr::Created(r)) = x else { unreachable!("matched above") };
-            let Some((j, e)) = place.entities.iter().enumerate().rev().find(|(_, e)| {
-                !e.update_parent && tables[e.table].name == r.table
-            }) else {
+            let earlier = || place.entities.iter().enumerate().rev().filter(|(_, e)| !e.update_parent);
+            let named = earlier().find(|(_, e)| e.name.as_deref() == Some(r.table.as_str()));
+            let Some((j, e)) = named.or_else(|| earlier().find(|(_, e)| tables[e.table].name == r.table)) else {
                 let earlier: Vec<&str> = place
                     .entities
                     .iter()
                     .filter(|e| !e.update_parent)
-                    .map(|e| tables[e.table].name.as_str())
+                    .map(|e| e.name.as_deref().unwrap_or(&tables[e.table].name))
                     .collect();
                 return Err(format!(
                     "{f}({}): no earlier entity of form {:?} writes {} (earlier: {}); entities are written in order",
@@ -511,6 +551,8 @@ fn resolve(x: &mut Expr, place: &Place, tables: &[TableSpec], lookups: &mut Vec<
             }
             r.entity = j;
             r.per_line = e.per_line;
+            // From here on the table itself: the write order and the messages go by it.
+            r.table = tables[e.table].name.clone();
         }
         Expr::Parent(r) => {
             let Some(parent_form) = &place.form.links_to else {
@@ -691,5 +733,74 @@ fn collect_refs(x: &Expr, out: &mut Vec<String>) {
     match x {
         Expr::Id(r) | Expr::Parent(r) => out.push(r.table.clone()),
         _ => x.children().into_iter().for_each(|c| collect_refs(c, out)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::expr::{ArithOp, Expr, Func};
+    use super::super::Config;
+    use std::path::Path;
+
+    const FORM: &str = "[forms.order]\nthanks = \"/t/\"\n[[forms.order.fields]]\nname = \"name\"\ntype = \"text\"\n\n";
+
+    fn compile(import: &str) -> Result<Config, String> {
+        Config::parse(&format!("{FORM}{import}"), Path::new("cofferdam.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn let_names_an_expression_once_for_many_columns() {
+        let c = compile(
+            "[import.let]\nrate = 1.19\nshout = \"upper(field.name)\"\ntwice = \"let.rate * 2\"\n\
+             [import.tables.t]\noffset = 1\n[[import.forms.order]]\ntable = \"t\"\n\
+             columns = { a = \"let.shout\", b = \"let.twice - 1\" }\n",
+        )
+        .unwrap();
+        let columns = &c.import.mapping.forms["order"][0].columns;
+        assert!(matches!(&columns[0].expr, Expr::Call(Func::Upper, _)));
+        let Expr::Arith(ArithOp::Sub, twice, _) = &columns[1].expr else { panic!("{:?}", columns[1].expr) };
+        assert!(matches!(&**twice, Expr::Arith(ArithOp::Mul, rate, _) if matches!(**rate, Expr::Dec(_))));
+
+        // Only names defined above: no circles.
+        let e = compile("[import.let]\na = \"let.b\"\nb = 1\n").unwrap_err();
+        assert!(e.starts_with("cofferdam.toml:8: import.let.a: let.b is not defined above"), "{e}");
+        // A name is checked where it is used: a line value outside a per-line row.
+        let e = compile(
+            "[import.let]\nq = \"line.quantity\"\n[import.tables.t]\noffset = 1\n\
+             [[import.forms.order]]\ntable = \"t\"\ncolumns = { a = \"let.q\" }\n",
+        )
+        .unwrap_err();
+        assert!(e.contains(":13: import.forms.order.0.columns.a: line values need per = \"line\""), "{e}");
+    }
+
+    #[test]
+    fn named_entities_tell_two_rows_of_one_table_apart() {
+        let entities = "[import.tables.addresses]\noffset = 1\n[import.tables.orders]\noffset = 1\n\
+             [[import.forms.order]]\ntable = \"addresses\"\nname = \"billing\"\ncolumns = { kind = \"'billing'\" }\n\
+             [[import.forms.order]]\ntable = \"addresses\"\nname = \"shipping\"\ncolumns = { kind = \"'shipping'\" }\n";
+        let c = compile(&format!(
+            "{entities}[[import.forms.order]]\ntable = \"orders\"\n\
+             columns = {{ billing_id = \"id(billing)\", shipping_id = \"id(shipping)\", last = \"id(addresses)\" }}\n"
+        ))
+        .unwrap();
+        let mapping = &c.import.mapping;
+        let rows: Vec<(usize, &str)> = mapping.forms["order"][2]
+            .columns
+            .iter()
+            .map(|a| match &a.expr {
+                Expr::Id(r) => (r.entity, r.table.as_str()),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(rows, [(0, "addresses"), (1, "addresses"), (1, "addresses")]);
+        assert_eq!(mapping.tables.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["addresses", "orders"]);
+
+        let e = compile(&entities.replace("name = \"shipping\"", "name = \"billing\"")).unwrap_err();
+        assert!(e.contains("import.forms.order.1.name: an earlier entity of form \"order\" is named \"billing\""), "{e}");
+        let e = compile(&entities.replace("name = \"shipping\"", "name = \"orders\"")).unwrap_err();
+        assert!(e.contains("\"orders\" is a table's name"), "{e}");
+        let e = compile(&format!("{entities}[[import.forms.order]]\ntable = \"orders\"\ncolumns = {{ a = \"id(home)\" }}\n"))
+            .unwrap_err();
+        assert!(e.contains("id(home): no earlier entity of form \"order\" writes home (earlier: billing, shipping)"), "{e}");
     }
 }
