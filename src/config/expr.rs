@@ -149,7 +149,7 @@ pub enum Func {
     ToText,
     Concat,
     Template(Vec<Piece>),
-    /// The first argument that is neither null nor empty.
+    /// The first argument that is neither null nor empty, else the last.
     Coalesce,
     /// Values derived from their arguments (usually `ref`) and the site's signing key, so a
     /// re-run writes the same bytes and nobody can guess them from the reference.

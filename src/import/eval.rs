@@ -344,13 +344,14 @@ fn call<'a>(f: &'a Func, args: &'a [Expr], env: &Env<'a>, s: &Scope<'a, '_>) -> 
             Value::Text(Cow::Owned(out))
         }
         Func::Coalesce => {
-            for i in 0..args.len() {
+            for i in 0..args.len() - 1 {
                 let v = arg(i)?;
                 if !v.is_empty() {
                     return Ok(v);
                 }
             }
-            Value::Null
+            // The last is the fallback, empty or not: coalesce(field.phone, '') is '' for a NOT NULL column.
+            arg(args.len() - 1)?
         }
         Func::Template(pieces) => {
             let mut out = String::new();
@@ -560,6 +561,8 @@ mod tests {
         assert_eq!(run("int(field.quantity) + 1").unwrap(), "3");
         assert!(run("int(field.name)").unwrap_err().contains("is not a number"));
         assert_eq!(run("coalesce(field.missing, '', 'x')").unwrap(), "\"x\"");
+        assert_eq!(run("coalesce(field.missing, '')").unwrap(), "\"\"");
+        assert_eq!(run("coalesce('', field.missing)").unwrap(), "null");
         assert_eq!(run("concat('wc_order_', line.sku)").unwrap(), "\"wc_order_BULB-2PK\"");
         assert_eq!(run("if(field.newsletter == 'true', 'yes', 'no')").unwrap(), "\"yes\"");
         assert_eq!(run("template('R{:09}', reserved_id)").unwrap(), "\"R000001234\"");
