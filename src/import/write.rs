@@ -426,7 +426,10 @@ impl Target {
             match change {
                 MergedChange::Set(cell) => {
                     let mark = match (self.dialect, cell) {
-                        (Dialect::Postgres, Cell::Text(_)) => format!("CAST({} AS {})", self.placeholder(n), column.sql_type),
+                        // A null is bound as text too: `search_vector = NULL` on a tsvector needs the cast.
+                        (Dialect::Postgres, Cell::Text(_) | Cell::Null) => {
+                            format!("CAST({} AS {})", self.placeholder(n), column.sql_type)
+                        }
                         _ => self.placeholder(n),
                     };
                     sets.push(format!("{col} = {mark}"));
