@@ -7,6 +7,7 @@ mod check;
 pub mod expr;
 mod import;
 mod locate;
+pub mod recipe;
 
 pub use check::CheckConfig;
 pub use import::{

@@ -9,6 +9,7 @@ mod check;
 mod collect;
 mod import;
 mod media;
+mod recipes;
 mod rehearse;
 mod serve;
 mod shops;
