@@ -52,9 +52,9 @@ pub enum ImportError {
     Refused { table: String, record: Option<String>, detail: String },
     #[error("{at}: {message}")]
     Record { at: String, message: String },
-    #[error("{0} bad records (listed above): nothing was imported; fix them, or import the good ones with --skip-bad")]
+    #[error("{0} bad record{s} (listed above): nothing was imported; fix them, or import the good ones with --skip-bad", s = plural(*.0))]
     Bad(usize),
-    #[error("{0} problems with the mapping or the target's schema (listed above): nothing was imported")]
+    #[error("{0} problem{s} with the mapping or the target's schema (listed above): nothing was imported", s = plural(*.0))]
     Schema(usize),
 }
 
@@ -311,6 +311,14 @@ impl Import {
                 err
             }
         }
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
     }
 }
 
