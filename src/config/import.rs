@@ -367,7 +367,10 @@ pub fn compile(config: &Config) -> Result<Mapping, Problem> {
                         .ok_or_else(|| fail(format!("{other} is not a value: write an expression in a string")))?,
                 };
                 if spec.range.as_ref().is_some_and(|(r, _)| r == column) && !update_parent {
-                    return Err(fail(format!("{}.{column} takes the reserved range: the importer gives it", spec.name)));
+                    return Err(fail(format!(
+                        "{}.{column} takes the reserved range: the importer gives it",
+                        spec.name
+                    )));
                 }
                 let place = Place {
                     config,
@@ -382,16 +385,16 @@ pub fn compile(config: &Config) -> Result<Mapping, Problem> {
                 columns.push(Assign { column: column.clone(), expr: x, add });
             }
             let position = |c: &str| columns.iter().position(|a| a.column == c);
-            let natural_key = if update_parent {
-                None
-            } else {
-                spec.natural_key.as_ref().and_then(|(k, _)| position(k))
-            };
+            let natural_key =
+                if update_parent { None } else { spec.natural_key.as_ref().and_then(|(k, _)| position(k)) };
             if let Some(k) = natural_key {
                 if columns[k].expr.any(&depends_on_ids) {
                     return Err(problem(
                         &at("columns"),
-                        format!("{}.{}: a natural key cannot depend on the IDs the import hands out", spec.name, columns[k].column),
+                        format!(
+                            "{}.{}: a natural key cannot depend on the IDs the import hands out",
+                            spec.name, columns[k].column
+                        ),
                     ));
                 }
             }
@@ -416,7 +419,9 @@ pub fn compile(config: &Config) -> Result<Mapping, Problem> {
                     };
                     resolve(&mut x, &place, &mapping.tables, &mut mapping.lookups).map_err(fail)?;
                     if x.any(&|x| matches!(x, Expr::Id(_) | Expr::Parent(_))) {
-                        return Err(fail("a condition is decided before IDs are handed out: use created(TABLE), not id()".into()));
+                        return Err(fail(
+                            "a condition is decided before IDs are handed out: use created(TABLE), not id()".into(),
+                        ));
                     }
                     Some(x)
                 }
@@ -475,7 +480,9 @@ fn resolve(x: &mut Expr, place: &Place, tables: &[TableSpec], lookups: &mut Vec<
             }
         }
         Expr::Record(RecordValue::ReservedId) if !place.reserved => {
-            return Err("reserved_id: this entity's table has no reserved range (no offset), or this is an update".into());
+            return Err(
+                "reserved_id: this entity's table has no reserved range (no offset), or this is an update".into()
+            );
         }
         Expr::Line(_) if !place.per_line && !place.in_sum => {
             return Err("line values need per = \"line\" (one row per order line), or sum(…) over the lines".into());
@@ -483,15 +490,15 @@ fn resolve(x: &mut Expr, place: &Place, tables: &[TableSpec], lookups: &mut Vec<
         Expr::Id(_) | Expr::Created(_) => {
             let f = if matches!(x, Expr::Id(_)) { "id" } else { "created" };
             let (Expr::Id(r) | Expr::Created(r)) = x else { unreachable!("matched above") };
-            let Some((j, e)) = place.entities.iter().enumerate().rev().find(|(_, e)| {
-                !e.update_parent && tables[e.table].name == r.table
-            }) else {
-                let earlier: Vec<&str> = place
-                    .entities
-                    .iter()
-                    .filter(|e| !e.update_parent)
-                    .map(|e| tables[e.table].name.as_str())
-                    .collect();
+            let Some((j, e)) = place
+                .entities
+                .iter()
+                .enumerate()
+                .rev()
+                .find(|(_, e)| !e.update_parent && tables[e.table].name == r.table)
+            else {
+                let earlier: Vec<&str> =
+                    place.entities.iter().filter(|e| !e.update_parent).map(|e| tables[e.table].name.as_str()).collect();
                 return Err(format!(
                     "{f}({}): no earlier entity of form {:?} writes {} (earlier: {}); entities are written in order",
                     r.table,
@@ -519,14 +526,14 @@ fn resolve(x: &mut Expr, place: &Place, tables: &[TableSpec], lookups: &mut Vec<
                     r.table, place.form_name
                 ));
             };
-            let first = place.config.import.forms.get(parent_form).and_then(|es| {
-                es.iter().position(|e| e.table == r.table && e.update.is_none())
-            });
+            let first = place
+                .config
+                .import
+                .forms
+                .get(parent_form)
+                .and_then(|es| es.iter().position(|e| e.table == r.table && e.update.is_none()));
             let Some(j) = first else {
-                return Err(format!(
-                    "parent({}): the parent form {parent_form:?} writes no {} row",
-                    r.table, r.table
-                ));
+                return Err(format!("parent({}): the parent form {parent_form:?} writes no {} row", r.table, r.table));
             };
             let e = &place.config.import.forms[parent_form][j];
             if e.per.is_some() {
@@ -539,7 +546,10 @@ fn resolve(x: &mut Expr, place: &Place, tables: &[TableSpec], lookups: &mut Vec<
             if spec.id_column().is_none() {
                 return Err(format!("parent({}): {} has a composite key; parent() gives one ID", r.table, r.table));
             }
-            if spec.range.is_none() && !e.columns.contains_key(spec.id_column().expect("one")) && spec.natural_key.is_none() {
+            if spec.range.is_none()
+                && !e.columns.contains_key(spec.id_column().expect("one"))
+                && spec.natural_key.is_none()
+            {
                 return Err(format!(
                     "parent({}): {}'s IDs are given by the database (no offset, and the mapping does not set {}), so the import cannot know them",
                     r.table,
@@ -561,12 +571,7 @@ fn resolve(x: &mut Expr, place: &Place, tables: &[TableSpec], lookups: &mut Vec<
             for c in l.keys.iter_mut().map(|(_, e)| e).chain(l.default.as_mut()) {
                 resolve(c, place, tables, lookups)?;
             }
-            let depth = l
-                .keys
-                .iter()
-                .map(|(_, k)| lookup_depth(k))
-                .max()
-                .unwrap_or(0);
+            let depth = l.keys.iter().map(|(_, k)| lookup_depth(k)).max().unwrap_or(0);
             let keys: Vec<String> = l.keys.iter().map(|(k, _)| k.clone()).collect();
             let site = lookups.iter().position(|s| s.table == l.table && s.column == l.column && s.keys == keys);
             l.site = match site {
@@ -662,7 +667,10 @@ fn order_tables(mapping: &mut Mapping) -> Result<(), Problem> {
         if !visit(t, &before, &mut state, &mut order) {
             return Err(problem(
                 &["import", "forms"],
-                format!("the tables refer to each other in a circle (through {}): no order to write them in", mapping.tables[t].name),
+                format!(
+                    "the tables refer to each other in a circle (through {}): no order to write them in",
+                    mapping.tables[t].name
+                ),
             ));
         }
     }

@@ -17,8 +17,8 @@ mod source;
 mod value;
 mod write;
 
-pub use check::{Findings, Problem, RecordAt, Sample};
 pub use crate::record::BadLine;
+pub use check::{Findings, Problem, RecordAt, Sample};
 pub use plan::{RangeHow, RangePlan, TablePlan};
 
 use crate::config::expr::{Expr, Func};
@@ -89,7 +89,8 @@ impl Report {
 
     /// Bad records: unreadable lines and records that would not fit.
     pub fn bad_records(&self) -> usize {
-        let records: HashSet<usize> = self.findings.problems.iter().filter_map(|p| p.record.as_ref().map(|r| r.index)).collect();
+        let records: HashSet<usize> =
+            self.findings.problems.iter().filter_map(|p| p.record.as_ref().map(|r| r.index)).collect();
         self.bad_lines.len() + records.len()
     }
 
@@ -169,7 +170,9 @@ impl Import {
             .tables
             .iter()
             .zip(&mapping.tables)
-            .map(|(t, spec)| (t.clone(), spec.id_column().map(String::from).unwrap_or_else(|| spec.key.columns().join(", "))))
+            .map(|(t, spec)| {
+                (t.clone(), spec.id_column().map(String::from).unwrap_or_else(|| spec.key.columns().join(", ")))
+            })
             .collect();
         let report = Report {
             target: db::redact(&url),
@@ -203,7 +206,11 @@ impl Import {
 
     /// Writes the plan, unless its check found what the database would refuse. `progress`
     /// hears (records written, records to write) after every batch.
-    pub fn execute(&self, runtime: &tokio::runtime::Runtime, progress: &mut dyn FnMut(usize, usize)) -> Result<Summary, ImportError> {
+    pub fn execute(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Summary, ImportError> {
         if let Some(refused) = self.report.refusal(self.options.skip_bad) {
             return Err(refused);
         }
@@ -211,7 +218,13 @@ impl Import {
             imported: self.plan.records.len(),
             already: self.plan.done,
             bad: self.report.bad_lines.len()
-                + self.report.skipped.iter().filter_map(|p| p.record.as_ref().map(|r| r.index)).collect::<HashSet<_>>().len(),
+                + self
+                    .report
+                    .skipped
+                    .iter()
+                    .filter_map(|p| p.record.as_ref().map(|r| r.index))
+                    .collect::<HashSet<_>>()
+                    .len(),
         };
         if self.plan.records.is_empty() {
             return Ok(summary);
@@ -286,7 +299,8 @@ impl Import {
         before: usize,
         imported_at: &str,
     ) -> ImportError {
-        let singles: Result<Vec<write::Batch>, ImportError> = batch.records.iter().map(|r| maker.batch(&[*r])).collect();
+        let singles: Result<Vec<write::Batch>, ImportError> =
+            batch.records.iter().map(|r| maker.batch(&[*r])).collect();
         let found = match &singles {
             Ok(singles) => self.target.find_refused(singles, imported_at).await,
             Err(_) => None,

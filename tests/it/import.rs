@@ -171,7 +171,9 @@ impl Db {
     async fn set_counter(&self, table: &str, last: i64) {
         match self.kind {
             Kind::Sqlite => self.exec(&format!("UPDATE sqlite_sequence SET seq = {last} WHERE name = '{table}'")).await,
-            Kind::Postgres => self.exec(&format!("SELECT setval(pg_get_serial_sequence('{table}', 'id'), {last})")).await,
+            Kind::Postgres => {
+                self.exec(&format!("SELECT setval(pg_get_serial_sequence('{table}', 'id'), {last})")).await
+            }
             Kind::MySql => self.exec(&format!("ALTER TABLE {table} AUTO_INCREMENT = {}", last + 1)).await,
         }
     }
@@ -193,7 +195,8 @@ impl Db {
     }
 
     async fn text_scalar(&self, sql: &str) -> String {
-        let row = sqlx::query(sql).fetch_one(&self.pool).await.unwrap_or_else(|e| panic!("{:?}: {sql}: {e}", self.kind));
+        let row =
+            sqlx::query(sql).fetch_one(&self.pool).await.unwrap_or_else(|e| panic!("{:?}: {sql}: {e}", self.kind));
         text_at(&row, 0)
     }
 
@@ -301,7 +304,13 @@ impl Collected {
             .map(|(sku, quantity)| {
                 let p = config.product(sku).unwrap();
                 let total = p.price_cents * *quantity as u64;
-                Line { sku: p.sku.clone(), name: p.name.clone(), quantity: *quantity, unit_cents: p.price_cents, total_cents: total }
+                Line {
+                    sku: p.sku.clone(),
+                    name: p.name.clone(),
+                    quantity: *quantity,
+                    unit_cents: p.price_cents,
+                    total_cents: total,
+                }
             })
             .collect();
         record.total_cents = Some(record.lines.iter().map(|l| l.total_cents).sum());
@@ -655,7 +664,8 @@ async fn a_refusing_database_is_named_and_nothing_is_half_imported() {
     let out = import(c.path(), &db, &[]);
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("the reserved range of orders (1000000..=1000002) holds rows that are not ours, from id 1000001"),
+        stderr(&out)
+            .contains("the reserved range of orders (1000000..=1000002) holds rows that are not ours, from id 1000001"),
         "{}",
         stderr(&out)
     );
@@ -851,7 +861,12 @@ async fn per_line_ids_take_the_same_lines_row() {
         let notes = db.dump("item_notes", &["item_id", "order_id", "sku"]).await;
         assert_eq!(notes.len(), 5, "{:?}", db.kind);
         for n in &notes {
-            assert_eq!(items[&n[0]], (n[1].clone(), n[2].clone()), "{:?}: a line's note points at that line's item", db.kind);
+            assert_eq!(
+                items[&n[0]],
+                (n[1].clone(), n[2].clone()),
+                "{:?}: a line's note points at that line's item",
+                db.kind
+            );
         }
         // The order's total and item count are its lines'.
         assert_eq!(
@@ -887,7 +902,15 @@ async fn offers_add_to_their_orders_totals_in_this_run_or_a_later_one() {
         assert_eq!(orders[1], [b.as_str(), "4", "21600"], "{:?}", db.kind);
 
         // Every order's total is the sum of its lines, offers included.
-        let sums = db.dump("orders", &["total_cents", &format!("(SELECT SUM(quantity * unit_cents) FROM order_items WHERE order_id = orders.id)")]).await;
+        let sums = db
+            .dump(
+                "orders",
+                &[
+                    "total_cents",
+                    &format!("(SELECT SUM(quantity * unit_cents) FROM order_items WHERE order_id = orders.id)"),
+                ],
+            )
+            .await;
         for s in sums {
             assert_eq!(s[0], s[1], "{:?}", db.kind);
         }
@@ -904,14 +927,23 @@ async fn an_offer_without_its_order_is_refused_before_anything_is_written() {
         let orphan = c.offer("n9-77");
         c.order("Cleo", "cleo@example.org", "AURORA", 1);
         c.write();
-        let said = format!("{orphan}: offer: its parent record n9-77 is neither among the records given nor imported before");
+        let said =
+            format!("{orphan}: offer: its parent record n9-77 is neither among the records given nor imported before");
         for args in [&["--dry-run"][..], &["--batch-size", "1"][..]] {
             let out = import(c.path(), &db, args);
             assert!(!out.status.success(), "{:?} {args:?}", db.kind);
             let err = stderr(&out);
-            assert!(err.contains("collected/offer/n1-000000000003.jsonl:1: ") && err.contains(&said), "{:?}: {err}", db.kind);
+            assert!(
+                err.contains("collected/offer/n1-000000000003.jsonl:1: ") && err.contains(&said),
+                "{:?}: {err}",
+                db.kind
+            );
             assert!(err.contains("1 bad record (listed above)"), "{err}");
-            assert!(!db.has_table("cofferdam_ledger").await, "{:?}: nothing is written, not even a batch before it", db.kind);
+            assert!(
+                !db.has_table("cofferdam_ledger").await,
+                "{:?}: nothing is written, not even a batch before it",
+                db.kind
+            );
             assert_eq!(db.count("orders").await, 0);
         }
         let out = import(c.path(), &db, &["--skip-bad"]);
@@ -975,11 +1007,28 @@ async fn dry_run_lists_every_problem_with_its_record_and_writes_nothing() {
         let mut c = Collected::new("n1");
         // A mapping with three faults: a street that can grow past its column, a NOT NULL
         // column left out, and a lookup that misses for one country.
-        edit(c.path(), "cofferdam.toml", "street = \"field.street\"", "street = \"concat(field.street, ', ', field.city)\"");
+        edit(
+            c.path(),
+            "cofferdam.toml",
+            "street = \"field.street\"",
+            "street = \"concat(field.street, ', ', field.city)\"",
+        );
         edit(c.path(), "cofferdam.toml", "currency = \"currency\"\n", "");
-        edit(c.path(), "cofferdam.toml", "country = \"field.country\"", "country = \"lookup(countries.iso, iso = field.country)\"");
+        edit(
+            c.path(),
+            "cofferdam.toml",
+            "country = \"field.country\"",
+            "country = \"lookup(countries.iso, iso = field.country)\"",
+        );
         c.order("Ada Lovelace", "ada@example.org", "AURORA", 1);
-        let long = c.order_to("Bob Builder", "bob@example.org", "AURORA", 1, &format!("{}12345", "Lange Straße ".repeat(7)), "DE");
+        let long = c.order_to(
+            "Bob Builder",
+            "bob@example.org",
+            "AURORA",
+            1,
+            &format!("{}12345", "Lange Straße ".repeat(7)),
+            "DE",
+        );
         let french = c.order_to("Cleo", "cleo@example.org", "AURORA", 1, "Rue de Rivoli 1", "FR");
         c.write();
         let file = "collected/order/n1-000000000001.jsonl";
@@ -990,7 +1039,9 @@ async fn dry_run_lists_every_problem_with_its_record_and_writes_nothing() {
             assert!(err.contains(&format!("{file}:2: {long}: orders.street: is ")), "{:?}: {err}", db.kind);
             assert!(err.contains("(at most 100 characters), the value \"Lange Straße"), "{:?}: {err}", db.kind);
             assert!(
-                err.contains("orders.currency: is NOT NULL without a default, and import.forms.order.1 does not set it"),
+                err.contains(
+                    "orders.currency: is NOT NULL without a default, and import.forms.order.1 does not set it"
+                ),
                 "{:?}: {err}",
                 db.kind
             );
@@ -1001,7 +1052,11 @@ async fn dry_run_lists_every_problem_with_its_record_and_writes_nothing() {
                 "{:?}: {err}",
                 db.kind
             );
-            assert!(!db.has_table("cofferdam_ledger").await && !db.has_table("cofferdam_ranges").await, "{:?}", db.kind);
+            assert!(
+                !db.has_table("cofferdam_ledger").await && !db.has_table("cofferdam_ranges").await,
+                "{:?}",
+                db.kind
+            );
             assert_eq!(db.count("users").await + db.count("orders").await, 0, "{:?}", db.kind);
         }
     }
