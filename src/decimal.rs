@@ -56,9 +56,7 @@ impl Decimal {
     pub fn rescale(&self, scale: u32) -> Option<Decimal> {
         match scale.cmp(&self.scale) {
             Ordering::Equal => Some(*self),
-            Ordering::Greater => {
-                Some(Decimal { units: self.units.checked_mul(pow10(scale - self.scale)?)?, scale })
-            }
+            Ordering::Greater => Some(Decimal { units: self.units.checked_mul(pow10(scale - self.scale)?)?, scale }),
             Ordering::Less => {
                 let div = pow10(self.scale - scale)?;
                 let (q, r) = (self.units / div, self.units % div);

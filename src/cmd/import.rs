@@ -91,7 +91,11 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(o, "    {form:<16} {n}");
     }
     if r.repeated > 0 {
-        let _ = writeln!(o, "    {} records found twice (the same reference in two folders): each is imported once", r.repeated);
+        let _ = writeln!(
+            o,
+            "    {} records found twice (the same reference in two folders): each is imported once",
+            r.repeated
+        );
     }
     for (form, n) in &r.unmapped {
         let _ = writeln!(o, "    {form:<16} {n} not imported: no [import.forms.{form}] mapping");
@@ -106,7 +110,12 @@ pub fn render(r: &Report) -> String {
                     RangeHow::Continued => format!("continues the range reserved from {}", range.reserved_from),
                     RangeHow::Auto => format!("auto: above MAX({}) {} and counter {counter}", range.column, t.max_id),
                 };
-                format!(", {} {}..={} ({how})", if &range.column == id { "ids" } else { &range.column }, range.start, range.start + range.count - 1)
+                format!(
+                    ", {} {}..={} ({how})",
+                    if &range.column == id { "ids" } else { &range.column },
+                    range.start,
+                    range.start + range.count - 1
+                )
             }
             None => String::new(),
         };
@@ -133,7 +142,10 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(o, "  {table}.{column}: {n} values cut to the column's length by truncate()");
     }
     for (lookup, n) in &f.ambiguous {
-        let _ = writeln!(o, "  lookup of {lookup}: {n} keys match several rows with different values; the smallest is taken");
+        let _ = writeln!(
+            o,
+            "  lookup of {lookup}: {n} keys match several rows with different values; the smallest is taken"
+        );
     }
     if !r.duplicates.is_empty() {
         let _ = writeln!(o, "  suspected double submits: {}", r.duplicates.len());
@@ -164,10 +176,24 @@ pub fn render_problems(r: &Report) -> String {
             *hidden.entry(&p.place).or_default() += 1;
             continue;
         }
-        let what = if skipped { "left out" } else if p.record.is_some() { "bad record" } else { "problem" };
+        let what = if skipped {
+            "left out"
+        } else if p.record.is_some() {
+            "bad record"
+        } else {
+            "problem"
+        };
         match &p.record {
             Some(at) => {
-                let _ = writeln!(o, "{what}: {}:{}: {}: {}: {}", at.path.display(), at.line, at.reference, p.place, p.message);
+                let _ = writeln!(
+                    o,
+                    "{what}: {}:{}: {}: {}: {}",
+                    at.path.display(),
+                    at.line,
+                    at.reference,
+                    p.place,
+                    p.message
+                );
             }
             None => {
                 let _ = writeln!(o, "{what}: {}: {}", p.place, p.message);

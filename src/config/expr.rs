@@ -130,7 +130,9 @@ pub enum CmpOp {
 #[derive(Debug, Clone)]
 pub enum Func {
     /// Integer minor units (cents) → the currency's unit, optionally shown at `scale` digits.
-    Money { scale: Option<u32> },
+    Money {
+        scale: Option<u32>,
+    },
     Round(u32),
     If,
     /// The sum of the argument over the record's lines.
@@ -177,7 +179,10 @@ pub enum NamePart {
 pub enum Piece {
     Text(String),
     /// The next argument, padded to `width` with zeros or spaces (right-aligned).
-    Arg { width: usize, zero: bool },
+    Arg {
+        width: usize,
+        zero: bool,
+    },
 }
 
 /// Names a user may write, for did-you-mean.
@@ -212,8 +217,7 @@ const FUNCTIONS: &[&str] = &[
     "length",
     "byte_length",
 ];
-const VALUES: &[&str] =
-    &[
+const VALUES: &[&str] = &[
     "ref",
     "form",
     "received_at",
@@ -309,7 +313,9 @@ impl<'s> Parser<'s, '_> {
     fn name(&mut self, dash: bool) -> Option<&'s str> {
         self.skip_ws();
         let start = self.pos;
-        let ok = |c: char, first: bool| c.is_ascii_alphabetic() || c == '_' || !first && (c.is_ascii_digit() || dash && c == '-');
+        let ok = |c: char, first: bool| {
+            c.is_ascii_alphabetic() || c == '_' || !first && (c.is_ascii_digit() || dash && c == '-')
+        };
         while let Some(c) = self.peek() {
             if !ok(c, self.pos == start) {
                 break;
@@ -321,9 +327,14 @@ impl<'s> Parser<'s, '_> {
 
     fn expr(&mut self) -> Parsed<Expr> {
         let left = self.sum()?;
-        for (tok, op) in
-            [("==", CmpOp::Eq), ("!=", CmpOp::Ne), ("<=", CmpOp::Le), (">=", CmpOp::Ge), ("<", CmpOp::Lt), (">", CmpOp::Gt)]
-        {
+        for (tok, op) in [
+            ("==", CmpOp::Eq),
+            ("!=", CmpOp::Ne),
+            ("<=", CmpOp::Le),
+            (">=", CmpOp::Ge),
+            ("<", CmpOp::Lt),
+            (">", CmpOp::Gt),
+        ] {
             if self.eat(tok) {
                 let right = self.sum()?;
                 return Ok(Expr::Cmp(op, Box::new(left), Box::new(right)));
@@ -386,7 +397,10 @@ impl<'s> Parser<'s, '_> {
             Some(_) => {
                 let start = self.pos;
                 let Some(name) = self.name(false) else {
-                    return Err("expected a value: a number, 'text', a name like field.email, or a function like money(…)".into());
+                    return Err(
+                        "expected a value: a number, 'text', a name like field.email, or a function like money(…)"
+                            .into(),
+                    );
                 };
                 if self.src[self.pos..].starts_with(':') {
                     self.pos += 1;
@@ -447,7 +461,9 @@ impl<'s> Parser<'s, '_> {
             "field" => Expr::Field(arg.into()),
             "int" => Expr::Call(Func::ToInt, vec![Expr::Field(arg.into())]),
             "id" => Expr::Id(TableRef { table: arg.into(), entity: usize::MAX, per_line: false, index: usize::MAX }),
-            "parent" => Expr::Parent(TableRef { table: arg.into(), entity: usize::MAX, per_line: false, index: usize::MAX }),
+            "parent" => {
+                Expr::Parent(TableRef { table: arg.into(), entity: usize::MAX, per_line: false, index: usize::MAX })
+            }
             "line" => Expr::Line(line_value(arg)?),
             "meta" => Expr::Meta(meta_value(arg)?),
             other => return Err(format!("unknown value {other}:{arg} (did you mean {other}.{arg}?)")),
@@ -467,7 +483,7 @@ impl<'s> Parser<'s, '_> {
             "received_at" => Expr::Record(RecordValue::ReceivedAt),
             "total_cents" => Expr::Record(RecordValue::TotalCents),
             "currency" => Expr::Record(RecordValue::Currency),
-"parent_ref" => Expr::Record(RecordValue::ParentRef),
+            "parent_ref" => Expr::Record(RecordValue::ParentRef),
             "reserved_id" => Expr::Record(RecordValue::ReservedId),
             "null" => Expr::Null,
             "true" => Expr::Bool(true),
@@ -551,7 +567,8 @@ impl<'s> Parser<'s, '_> {
     fn call(&mut self, name: &str, start: usize) -> Parsed<Expr> {
         match name {
             "id" | "parent" | "created" => {
-                let r = TableRef { table: self.table_arg(name)?, entity: usize::MAX, per_line: false, index: usize::MAX };
+                let r =
+                    TableRef { table: self.table_arg(name)?, entity: usize::MAX, per_line: false, index: usize::MAX };
                 return Ok(match name {
                     "id" => Expr::Id(r),
                     "parent" => Expr::Parent(r),
@@ -789,7 +806,8 @@ fn build_call(name: &str, args: Vec<(Option<&str>, Expr)>) -> Parsed<Expr> {
                 Some(Expr::Text(z)) if positional.len() == 1 => z,
                 _ => return Err(usage("a time and a zone name: local_time(received_at, 'Europe/Berlin')")),
             };
-            let tz = jiff::tz::TimeZone::get(&zone).map_err(|_| format!("unknown time zone {zone:?} (e.g. 'Europe/Berlin', 'UTC')"))?;
+            let tz = jiff::tz::TimeZone::get(&zone)
+                .map_err(|_| format!("unknown time zone {zone:?} (e.g. 'Europe/Berlin', 'UTC')"))?;
             Func::LocalTime(tz)
         }
         "id" | "parent" | "created" | "lookup" => unreachable!("parsed before"),
@@ -824,10 +842,7 @@ fn template(format: &str) -> Parsed<Vec<Piece>> {
                 let bad = || format!("template {format:?}: {{{spec}}} is not {{}}, {{:N}} or {{:0N}}");
                 let (width, zero) = match spec.strip_prefix(':') {
                     None if spec.is_empty() => (0, false),
-                    Some(w) => (
-                        w.parse::<usize>().map_err(|_| bad())?,
-                        w.starts_with('0'),
-                    ),
+                    Some(w) => (w.parse::<usize>().map_err(|_| bad())?, w.starts_with('0')),
                     None => return Err(bad()),
                 };
                 if !text.is_empty() {
@@ -893,7 +908,9 @@ mod tests {
         assert!(matches!(ok("ref"), Expr::Record(RecordValue::Ref)));
         assert!(matches!(ok("field.email"), Expr::Field(f) if f == "email"));
         assert!(matches!(ok("field:first-name"), Expr::Field(f) if f == "first-name"));
-        assert!(matches!(ok("int:quantity"), Expr::Call(Func::ToInt, a) if matches!(&a[0], Expr::Field(f) if f == "quantity")));
+        assert!(
+            matches!(ok("int:quantity"), Expr::Call(Func::ToInt, a) if matches!(&a[0], Expr::Field(f) if f == "quantity"))
+        );
         assert!(matches!(ok("line:unit_cents"), Expr::Line(LineValue::UnitCents)));
         assert!(matches!(ok("line.index"), Expr::Line(LineValue::Index)));
         assert!(matches!(ok("meta:ip"), Expr::Meta(MetaValue::Ip)));
@@ -910,18 +927,35 @@ mod tests {
     fn reads_calls_operators_and_precedence() {
         let e = ok("round(money(total_cents) / 1.19, 2)");
         let Expr::Call(Func::Round(2), args) = e else { panic!() };
-        assert!(matches!(&args[0], Expr::Arith(ArithOp::Div, a, _) if matches!(**a, Expr::Call(Func::Money { scale: None }, _))));
+        assert!(
+            matches!(&args[0], Expr::Arith(ArithOp::Div, a, _) if matches!(**a, Expr::Call(Func::Money { scale: None }, _)))
+        );
         let Expr::Arith(ArithOp::Add, _, right) = ok("1 + 2 * 3") else { panic!() };
         assert!(matches!(*right, Expr::Arith(ArithOp::Mul, _, _)));
         assert!(matches!(ok("money(line.unit_cents, scale = 6)"), Expr::Call(Func::Money { scale: Some(6) }, _)));
         assert!(matches!(ok("split_name(field.name).family"), Expr::Call(Func::SplitName(NamePart::Family), _)));
-        assert!(matches!(ok("if(field.country == 'DE', 1, 0)"), Expr::Call(Func::If, a) if matches!(a[0], Expr::Cmp(CmpOp::Eq, _, _))));
+        assert!(
+            matches!(ok("if(field.country == 'DE', 1, 0)"), Expr::Call(Func::If, a) if matches!(a[0], Expr::Cmp(CmpOp::Eq, _, _)))
+        );
         let Expr::Call(Func::Template(p), a) = ok("template('R{:09}-{}', id(orders), ref)") else { panic!() };
-        assert_eq!(p, [Piece::Text("R".into()), Piece::Arg { width: 9, zero: true }, Piece::Text("-".into()), Piece::Arg { width: 0, zero: false }]);
+        assert_eq!(
+            p,
+            [
+                Piece::Text("R".into()),
+                Piece::Arg { width: 9, zero: true },
+                Piece::Text("-".into()),
+                Piece::Arg { width: 0, zero: false }
+            ]
+        );
         assert_eq!(a.len(), 2);
         assert!(matches!(ok("letters(9, ref)"), Expr::Call(Func::Letters(9), a) if a.len() == 1));
-        let Expr::Lookup(l) = ok("lookup(wp_wc_product_meta_lookup.product_id, sku = line.sku, default = 0)") else { panic!() };
-        assert_eq!((l.table.as_str(), l.column.as_str(), l.keys[0].0.as_str()), ("wp_wc_product_meta_lookup", "product_id", "sku"));
+        let Expr::Lookup(l) = ok("lookup(wp_wc_product_meta_lookup.product_id, sku = line.sku, default = 0)") else {
+            panic!()
+        };
+        assert_eq!(
+            (l.table.as_str(), l.column.as_str(), l.keys[0].0.as_str()),
+            ("wp_wc_product_meta_lookup", "product_id", "sku")
+        );
         assert!(matches!(l.default, Some(Expr::Int(0))));
         assert!(matches!(ok("local_time(received_at, 'Europe/Berlin')"), Expr::Call(Func::LocalTime(_), _)));
     }
@@ -933,7 +967,10 @@ mod tests {
         let e = parse_in("money(line.total_cents) - let.net", &lets).unwrap();
         assert!(matches!(e, Expr::Arith(ArithOp::Sub, _, b) if matches!(*b, Expr::Call(Func::Round(2), _))));
         let e = parse_in("let.nett * 2", &lets).unwrap_err();
-        assert!(e.contains("let.nett is not defined above (did you mean `net`?)") && e.contains("(defined: net)"), "{e}");
+        assert!(
+            e.contains("let.nett is not defined above (did you mean `net`?)") && e.contains("(defined: net)"),
+            "{e}"
+        );
         assert!(err("let.net").contains("(defined: none)"));
     }
 
@@ -944,7 +981,11 @@ mod tests {
         let e = err("money(total_cents, scale = x)");
         assert!(e.starts_with("unknown name `x`; values are ref,") && e.contains("(at \"x)\""), "{e}");
         let e = err("mony(total_cents)");
-        assert!(e.contains("unknown function mony() (did you mean `money`?)") && e.contains("functions: id, parent, created, lookup"), "{e}");
+        assert!(
+            e.contains("unknown function mony() (did you mean `money`?)")
+                && e.contains("functions: id, parent, created, lookup"),
+            "{e}"
+        );
         let e = err("feild.email");
         assert!(e.contains("unknown name `feild` (did you mean `field`?)"), "{e}");
         let e = err("line.price");

@@ -288,7 +288,8 @@ pub fn compile(config: &Config) -> Result<Mapping, Problem> {
         }
         let x = match value.get_ref() {
             toml::Value::String(s) => expr::parse_in(s, &lets).map_err(fail)?,
-            other => expr::literal(other).ok_or_else(|| fail(format!("{other} is not a value: write an expression in a string")))?,
+            other => expr::literal(other)
+                .ok_or_else(|| fail(format!("{other} is not a value: write an expression in a string")))?,
         };
         lets.insert(name.clone(), x);
     }
@@ -348,7 +349,10 @@ pub fn compile(config: &Config) -> Result<Mapping, Problem> {
                     return Err(problem(&at("name"), format!("{n:?} is a table's name; id({n}) would be ambiguous")));
                 }
                 if entities[..i].iter().any(|o| o.name.as_ref() == Some(n)) {
-                    return Err(problem(&at("name"), format!("an earlier entity of form {form_name:?} is named {n:?}")));
+                    return Err(problem(
+                        &at("name"),
+                        format!("an earlier entity of form {form_name:?} is named {n:?}"),
+                    ));
                 }
             }
             let update_parent = match e.update.as_deref() {
@@ -406,7 +410,10 @@ pub fn compile(config: &Config) -> Result<Mapping, Problem> {
                         .ok_or_else(|| fail(format!("{other} is not a value: write an expression in a string")))?,
                 };
                 if spec.range.as_ref().is_some_and(|(r, _)| r == column) && !update_parent {
-                    return Err(fail(format!("{}.{column} takes the reserved range: the importer gives it", spec.name)));
+                    return Err(fail(format!(
+                        "{}.{column} takes the reserved range: the importer gives it",
+                        spec.name
+                    )));
                 }
                 let place = Place {
                     config,
@@ -421,16 +428,16 @@ pub fn compile(config: &Config) -> Result<Mapping, Problem> {
                 columns.push(Assign { column: column.clone(), expr: x, add });
             }
             let position = |c: &str| columns.iter().position(|a| a.column == c);
-            let natural_key = if update_parent {
-                None
-            } else {
-                spec.natural_key.as_ref().and_then(|(k, _)| position(k))
-            };
+            let natural_key =
+                if update_parent { None } else { spec.natural_key.as_ref().and_then(|(k, _)| position(k)) };
             if let Some(k) = natural_key {
                 if columns[k].expr.any(&depends_on_ids) {
                     return Err(problem(
                         &at("columns"),
-                        format!("{}.{}: a natural key cannot depend on the IDs the import hands out", spec.name, columns[k].column),
+                        format!(
+                            "{}.{}: a natural key cannot depend on the IDs the import hands out",
+                            spec.name, columns[k].column
+                        ),
                     ));
                 }
             }
@@ -455,7 +462,9 @@ pub fn compile(config: &Config) -> Result<Mapping, Problem> {
                     };
                     resolve(&mut x, &place, &mapping.tables, &mut mapping.lookups).map_err(fail)?;
                     if x.any(&|x| matches!(x, Expr::Id(_) | Expr::Parent(_))) {
-                        return Err(fail("a condition is decided before IDs are handed out: use created(TABLE), not id()".into()));
+                        return Err(fail(
+                            "a condition is decided before IDs are handed out: use created(TABLE), not id()".into(),
+                        ));
                     }
                     Some(x)
                 }
@@ -515,7 +524,9 @@ fn resolve(x: &mut Expr, place: &Place, tables: &[TableSpec], lookups: &mut Vec<
             }
         }
         Expr::Record(RecordValue::ReservedId) if !place.reserved => {
-            return Err("reserved_id: this entity's table has no reserved range (no offset), or this is an update".into());
+            return Err(
+                "reserved_id: this entity's table has no reserved range (no offset), or this is an update".into()
+            );
         }
         Expr::Line(_) if !place.per_line && !place.in_sum => {
             return Err("line values need per = \"line\" (one row per order line), or sum(…) over the lines".into());
@@ -561,14 +572,14 @@ fn resolve(x: &mut Expr, place: &Place, tables: &[TableSpec], lookups: &mut Vec<
                     r.table, place.form_name
                 ));
             };
-            let first = place.config.import.forms.get(parent_form).and_then(|es| {
-                es.iter().position(|e| e.table == r.table && e.update.is_none())
-            });
+            let first = place
+                .config
+                .import
+                .forms
+                .get(parent_form)
+                .and_then(|es| es.iter().position(|e| e.table == r.table && e.update.is_none()));
             let Some(j) = first else {
-                return Err(format!(
-                    "parent({}): the parent form {parent_form:?} writes no {} row",
-                    r.table, r.table
-                ));
+                return Err(format!("parent({}): the parent form {parent_form:?} writes no {} row", r.table, r.table));
             };
             let e = &place.config.import.forms[parent_form][j];
             if e.per.is_some() {
@@ -581,7 +592,10 @@ fn resolve(x: &mut Expr, place: &Place, tables: &[TableSpec], lookups: &mut Vec<
             if spec.id_column().is_none() {
                 return Err(format!("parent({}): {} has a composite key; parent() gives one ID", r.table, r.table));
             }
-            if spec.range.is_none() && !e.columns.contains_key(spec.id_column().expect("one")) && spec.natural_key.is_none() {
+            if spec.range.is_none()
+                && !e.columns.contains_key(spec.id_column().expect("one"))
+                && spec.natural_key.is_none()
+            {
                 return Err(format!(
                     "parent({}): {}'s IDs are given by the database (no offset, and the mapping does not set {}), so the import cannot know them",
                     r.table,
@@ -603,12 +617,7 @@ fn resolve(x: &mut Expr, place: &Place, tables: &[TableSpec], lookups: &mut Vec<
             for c in l.keys.iter_mut().map(|(_, e)| e).chain(l.default.as_mut()) {
                 resolve(c, place, tables, lookups)?;
             }
-            let depth = l
-                .keys
-                .iter()
-                .map(|(_, k)| lookup_depth(k))
-                .max()
-                .unwrap_or(0);
+            let depth = l.keys.iter().map(|(_, k)| lookup_depth(k)).max().unwrap_or(0);
             let keys: Vec<String> = l.keys.iter().map(|(k, _)| k.clone()).collect();
             let site = lookups.iter().position(|s| s.table == l.table && s.column == l.column && s.keys == keys);
             l.site = match site {
@@ -704,7 +713,10 @@ fn order_tables(mapping: &mut Mapping) -> Result<(), Problem> {
         if !visit(t, &before, &mut state, &mut order) {
             return Err(problem(
                 &["import", "forms"],
-                format!("the tables refer to each other in a circle (through {}): no order to write them in", mapping.tables[t].name),
+                format!(
+                    "the tables refer to each other in a circle (through {}): no order to write them in",
+                    mapping.tables[t].name
+                ),
             ));
         }
     }
@@ -796,11 +808,19 @@ mod tests {
         assert_eq!(mapping.tables.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["addresses", "orders"]);
 
         let e = compile(&entities.replace("name = \"shipping\"", "name = \"billing\"")).unwrap_err();
-        assert!(e.contains("import.forms.order.1.name: an earlier entity of form \"order\" is named \"billing\""), "{e}");
+        assert!(
+            e.contains("import.forms.order.1.name: an earlier entity of form \"order\" is named \"billing\""),
+            "{e}"
+        );
         let e = compile(&entities.replace("name = \"shipping\"", "name = \"orders\"")).unwrap_err();
         assert!(e.contains("\"orders\" is a table's name"), "{e}");
-        let e = compile(&format!("{entities}[[import.forms.order]]\ntable = \"orders\"\ncolumns = {{ a = \"id(home)\" }}\n"))
-            .unwrap_err();
-        assert!(e.contains("id(home): no earlier entity of form \"order\" writes home (earlier: billing, shipping)"), "{e}");
+        let e = compile(&format!(
+            "{entities}[[import.forms.order]]\ntable = \"orders\"\ncolumns = {{ a = \"id(home)\" }}\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("id(home): no earlier entity of form \"order\" writes home (earlier: billing, shipping)"),
+            "{e}"
+        );
     }
 }

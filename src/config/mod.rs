@@ -589,6 +589,62 @@ mod tests {
         assert!(err.contains("email"), "{err}");
     }
 
+    /// The example config with `from` replaced by `to`, and the line `to` is on.
+    fn example_with(from: &str, to: &str) -> (String, usize) {
+        let src = include_str!("../../cofferdam.toml");
+        assert!(src.contains(from), "{from}");
+        let changed = src.replacen(from, to, 1);
+        let line = changed[..changed.find(to).unwrap()].matches('\n').count() + 1;
+        (changed, line)
+    }
+
+    #[test]
+    fn mapping_errors_name_file_line_key_and_what_is_valid() {
+        let cases = [
+            (
+                "given_name = \"split_name(field.name).given\"",
+                "given_name = \"split_name(field.nmae).given\"",
+                "import.forms.order.0.columns.given_name: form \"order\" has no field \"nmae\" (did you mean field.name?); its fields: name, email,",
+            ),
+            (
+                "user_id = \"id(users)\"",
+                "user_id = \"id(order_items)\"",
+                "import.forms.order.1.columns.user_id: id(order_items): no earlier entity of form \"order\" writes order_items (earlier: users); entities are written in order",
+            ),
+            (
+                "item_count = \"sum(line.quantity)\"",
+                "item_count = \"line.quantity\"",
+                "import.forms.order.1.columns.item_count: line values need per = \"line\" (one row per order line), or sum(…) over the lines",
+            ),
+            (
+                "number = \"template('R{:09}', reserved_id)\"",
+                "number = \"template('R{:09}' reserved_id)\"",
+                "import.forms.order.1.columns.number: expected `,` or `)` (at \"reserved_id)\" in \"template('R{:09}' reserved_id)\")",
+            ),
+            (
+                "order_id = \"parent(orders)\"",
+                "order_id = \"parent(order)\"",
+                "import.forms.offer.0.columns.order_id: parent(order): the parent form \"order\" writes no order row",
+            ),
+            (
+                "email = \"lower(trim(field.email))\"\ngiven_name",
+                "email = \"lower(trim(id(users)))\"\ngiven_name",
+                "import.forms.order.0.columns.email: id(users): no earlier entity of form \"order\" writes users (earlier: none)",
+            ),
+            (
+                "update = \"parent\"",
+                "update = \"parents\"",
+                "import.forms.offer.1.update: \"parents\": the only value is \"parent\"",
+            ),
+        ];
+        for (from, to, expected) in cases {
+            let (src, line) = example_with(from, to);
+            let err = parse(&src).unwrap_err();
+            let want = format!("cofferdam.toml:{line}: {expected}");
+            assert!(err.starts_with(&want), "\n got: {err}\nwant: {want}");
+        }
+    }
+
     #[test]
     fn semantic_errors_name_key_and_line() {
         let src = "[[catalog]]\nsku = \"A\"\nname = \"a\"\nprice_cents = 1\n\n[forms.a]\nthanks = \"/t/\"\n[[forms.a.fields]]\nname = \"x\"\ntype = \"text\"\n[[forms.a.fields]]\nname = \"s\"\ntype = \"sku\"\noptions = [\"B\"]\n";

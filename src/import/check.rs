@@ -143,7 +143,10 @@ fn schema_problems(mapping: &Mapping, snap: &Snapshot, plan: &Plan, layouts: &La
         needed.extend(spec.natural_key.as_ref().map(|(c, _)| (c.as_str(), "natural key")));
         for (c, what) in needed {
             if state.column(c).is_none() {
-                say(format!("{}.{c}", spec.name), format!("no such column (the {what} of [import.tables.{}]); {}", spec.name, columns_of(state, c)));
+                say(
+                    format!("{}.{c}", spec.name),
+                    format!("no such column (the {what} of [import.tables.{}]); {}", spec.name, columns_of(state, c)),
+                );
             }
         }
         if let Some(r) = plan.tables[t].range.as_ref() {
@@ -169,10 +172,14 @@ fn schema_problems(mapping: &Mapping, snap: &Snapshot, plan: &Plan, layouts: &La
         let table = &mapping.tables[layout.table].name;
         for c in &layout.columns[layout.ranged as usize..] {
             match state.column(&c.name) {
-                None => say(format!("{table}.{}", c.name), format!("no such column ({}); {}", layout.at, columns_of(state, &c.name))),
-                Some(col) if col.generated => {
-                    say(format!("{table}.{}", c.name), format!("is computed by the database: {} cannot write it", layout.at))
-                }
+                None => say(
+                    format!("{table}.{}", c.name),
+                    format!("no such column ({}); {}", layout.at, columns_of(state, &c.name)),
+                ),
+                Some(col) if col.generated => say(
+                    format!("{table}.{}", c.name),
+                    format!("is computed by the database: {} cannot write it", layout.at),
+                ),
                 Some(_) => {}
             }
         }
@@ -198,7 +205,10 @@ fn schema_problems(mapping: &Mapping, snap: &Snapshot, plan: &Plan, layouts: &La
         for c in site.keys.iter().chain(std::iter::once(&site.column)) {
             if !columns.iter().any(|x| &x.name == c) {
                 let state = super::snapshot::TableState { columns: columns.clone(), ..Default::default() };
-                say(format!("{}.{c}", site.table), format!("no such column (a lookup reads it); {}", columns_of(&state, c)));
+                say(
+                    format!("{}.{c}", site.table),
+                    format!("no such column (a lookup reads it); {}", columns_of(&state, c)),
+                );
             }
         }
     }
@@ -220,7 +230,14 @@ fn columns_of(state: &super::snapshot::TableState, wanted: &str) -> String {
 }
 
 /// The first rows of every entity, as they will be written.
-fn samples(mapping: &Mapping, layouts: &Layouts, plan: &Plan, located: &[Located], env: &Env, dialect: Dialect) -> Vec<Sample> {
+fn samples(
+    mapping: &Mapping,
+    layouts: &Layouts,
+    plan: &Plan,
+    located: &[Located],
+    env: &Env,
+    dialect: Dialect,
+) -> Vec<Sample> {
     const ROWS: usize = 3;
     let mut out: Vec<Sample> = layouts
         .entities

@@ -203,7 +203,8 @@ impl Target {
                     }
                 }
                 Dialect::MySql => {
-                    let (data_type, column_type, extra) = (get(1).to_lowercase(), get(4).to_lowercase(), get(8).to_lowercase());
+                    let (data_type, column_type, extra) =
+                        (get(1).to_lowercase(), get(4).to_lowercase(), get(8).to_lowercase());
                     let unsigned = column_type.contains("unsigned");
                     let kind = match data_type.as_str() {
                         "tinyint" => Kind::int(8, unsigned),
@@ -220,8 +221,11 @@ impl Target {
                         "enum" => Kind::Enum(enum_values(&column_type)),
                         _ => Kind::Other,
                     };
-                    let max_chars =
-                        if matches!(data_type.as_str(), "char" | "varchar") { num(5).map(|n| n as usize) } else { None };
+                    let max_chars = if matches!(data_type.as_str(), "char" | "varchar") {
+                        num(5).map(|n| n as usize)
+                    } else {
+                        None
+                    };
                     Column {
                         name: get(0),
                         sql_type: column_type,
@@ -241,7 +245,8 @@ impl Target {
     /// The highest value of `column` (0 for an empty table).
     pub async fn max_of(&self, table: &str, column: &str) -> Result<i64, ImportError> {
         let sql = format!("SELECT {} FROM {}", self.bigint(&format!("MAX({})", self.quote(column))), self.quote(table));
-        let v: Option<i64> = sqlx::query_scalar(&sql).fetch_one(&self.pool).await.map_err(|e| self.refused(table, e))?;
+        let v: Option<i64> =
+            sqlx::query_scalar(&sql).fetch_one(&self.pool).await.map_err(|e| self.refused(table, e))?;
         Ok(v.unwrap_or(0))
     }
 
@@ -252,7 +257,9 @@ impl Target {
         match self.dialect {
             Dialect::Postgres => {
                 let Some(seq) = self.sequence(table, &column.name).await? else { return Ok(None) };
-                let sql = format!("SELECT CAST(CASE WHEN is_called THEN last_value ELSE last_value - 1 END AS BIGINT) FROM {seq}");
+                let sql = format!(
+                    "SELECT CAST(CASE WHEN is_called THEN last_value ELSE last_value - 1 END AS BIGINT) FROM {seq}"
+                );
                 Ok(Some(sqlx::query_scalar(&sql).fetch_one(&self.pool).await.map_err(refused)?))
             }
             Dialect::MySql => Ok(self.auto_increment(table).await?.map(|next| next - 1)),
@@ -260,11 +267,12 @@ impl Target {
                 if !self.sqlite_autoincrement(table, column).await? {
                     return Ok(None);
                 }
-                let seq: Option<i64> = sqlx::query_scalar("SELECT CAST(seq AS BIGINT) FROM sqlite_sequence WHERE name = ?")
-                    .bind(table)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(refused)?;
+                let seq: Option<i64> =
+                    sqlx::query_scalar("SELECT CAST(seq AS BIGINT) FROM sqlite_sequence WHERE name = ?")
+                        .bind(table)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(refused)?;
                 Ok(Some(seq.unwrap_or(0)))
             }
         }
@@ -306,7 +314,8 @@ impl Target {
             .fetch_optional(&self.pool)
             .await
             .map_err(|e| self.refused(table, e))?;
-        Ok(sql.is_some_and(|s| s.to_uppercase().contains("AUTOINCREMENT")) && column.sql_type.eq_ignore_ascii_case("integer"))
+        Ok(sql.is_some_and(|s| s.to_uppercase().contains("AUTOINCREMENT"))
+            && column.sql_type.eq_ignore_ascii_case("integer"))
     }
 
     /// The lowest value of `column` at or above `from`: the first row that is in the way of a
@@ -341,8 +350,12 @@ impl Target {
         let mut out = HashMap::new();
         for chunk in refs.chunks(1000) {
             let marks: Vec<String> = (1..=chunk.len()).map(|n| self.placeholder(n)).collect();
-            let sql =
-                format!("SELECT {}, {} FROM {LEDGER} WHERE ref IN ({})", self.text("ref"), self.text("ids"), marks.join(", "));
+            let sql = format!(
+                "SELECT {}, {} FROM {LEDGER} WHERE ref IN ({})",
+                self.text("ref"),
+                self.text("ids"),
+                marks.join(", ")
+            );
             let mut q = sqlx::query(&sql);
             for r in chunk {
                 q = q.bind(r.clone());
@@ -362,7 +375,13 @@ impl Target {
         }
         let kept = columns.iter().any(|c| c.name == "next_id");
         let sql = if kept {
-            format!("SELECT {}, {}, {}, {} FROM {RANGES}", self.text("tbl"), self.bigint("start_id"), self.bigint("next_id"), self.bigint("end_id"))
+            format!(
+                "SELECT {}, {}, {}, {} FROM {RANGES}",
+                self.text("tbl"),
+                self.bigint("start_id"),
+                self.bigint("next_id"),
+                self.bigint("end_id")
+            )
         } else {
             format!("SELECT {}, {}, NULL, NULL FROM {RANGES}", self.text("tbl"), self.bigint("start_id"))
         };
@@ -401,16 +420,18 @@ impl Target {
                 }
             }
         };
-        let select = format!("SELECT {}, {} FROM {}", self.text(&self.quote(&id.name)), self.text(&self.quote(key)), self.quote(table));
+        let select = format!(
+            "SELECT {}, {} FROM {}",
+            self.text(&self.quote(&id.name)),
+            self.text(&self.quote(key)),
+            self.quote(table)
+        );
         if let Kind::Int { .. } = id.kind {
             // The whole table, a page at a time by ID, compared here: the database cannot
             // use its index for a normalized comparison anyway.
             let mut after = i64::MIN;
             loop {
-                let sql = format!(
-                    "{select} WHERE {id} > {after} ORDER BY {id} LIMIT 20000",
-                    id = self.quote(&id.name)
-                );
+                let sql = format!("{select} WHERE {id} > {after} ORDER BY {id} LIMIT 20000", id = self.quote(&id.name));
                 let rows = sqlx::query(&sql).fetch_all(&self.pool).await.map_err(|e| self.refused(table, e))?;
                 for row in &rows {
                     let (i, k) = (text_at(row, 0), opt_text_at(row, 1));
@@ -445,7 +466,8 @@ impl Target {
         first: &[String],
     ) -> Result<Vec<(Vec<String>, Option<String>)>, ImportError> {
         let mut out = Vec::new();
-        let cols: Vec<String> = keys.iter().chain(std::iter::once(&column.to_string())).map(|c| self.text(&self.quote(c))).collect();
+        let cols: Vec<String> =
+            keys.iter().chain(std::iter::once(&column.to_string())).map(|c| self.text(&self.quote(c))).collect();
         for chunk in first.chunks(5000) {
             let marks: Vec<String> = (1..=chunk.len()).map(|n| self.placeholder(n)).collect();
             let sql = format!(

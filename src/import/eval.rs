@@ -53,7 +53,9 @@ pub fn eval<'a>(x: &'a Expr, env: &Env<'a>, s: &Scope<'a, '_>) -> Eval<'a> {
             RecordValue::ReceivedAt => Value::Time(r.received_at),
             RecordValue::TotalCents => r.total_cents.map(|t| Value::Int(t as i64)).unwrap_or(Value::Null),
             RecordValue::Currency => opt_text(r.currency.as_deref()),
-            RecordValue::ParentRef => r.parent_ref.as_ref().map(|p| Value::Text(Cow::Owned(p.to_string()))).unwrap_or(Value::Null),
+            RecordValue::ParentRef => {
+                r.parent_ref.as_ref().map(|p| Value::Text(Cow::Owned(p.to_string()))).unwrap_or(Value::Null)
+            }
             RecordValue::ReservedId => s.reserved_id.map(Value::Int).unwrap_or(Value::Null),
         },
         Expr::Field(name) => opt_text(r.fields.get(name).map(String::as_str)),
@@ -107,7 +109,13 @@ pub fn eval<'a>(x: &'a Expr, env: &Env<'a>, s: &Scope<'a, '_>) -> Eval<'a> {
                     None => {
                         let said: Vec<String> =
                             l.keys.iter().zip(&key).map(|((c, _), v)| format!("{c} = {v:?}")).collect();
-                        return Err(format!("no row of {} has {} (lookup of {}.{})", l.table, said.join(" and "), l.table, l.column));
+                        return Err(format!(
+                            "no row of {} has {} (lookup of {}.{})",
+                            l.table,
+                            said.join(" and "),
+                            l.table,
+                            l.column
+                        ));
                     }
                 },
             }
@@ -137,7 +145,18 @@ pub fn key_value(k: &Key) -> Value<'_> {
 /// Where the rows of entity `j` start among the record's rows.
 fn row_offset(s: &Scope, j: usize) -> usize {
     let n = s.record.lines.len();
-    s.entities[..j].iter().map(|e| if e.update_parent { 0 } else if e.per_line { n } else { 1 }).sum()
+    s.entities[..j]
+        .iter()
+        .map(|e| {
+            if e.update_parent {
+                0
+            } else if e.per_line {
+                n
+            } else {
+                1
+            }
+        })
+        .sum()
 }
 
 impl Value<'_> {
@@ -223,8 +242,8 @@ pub fn truthy(v: &Value) -> bool {
 /// Digits after the point of a currency's minor unit (ISO 4217), for `money(cents)`.
 fn minor_digits(currency: Option<&str>) -> u32 {
     match currency.unwrap_or("") {
-        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX" | "UYI" | "VND" | "VUV"
-        | "XAF" | "XOF" | "XPF" => 0,
+        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX" | "UYI" | "VND"
+        | "VUV" | "XAF" | "XOF" | "XPF" => 0,
         "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
         _ => 2,
     }
@@ -377,10 +396,16 @@ fn call<'a>(f: &'a Func, args: &'a [Expr], env: &Env<'a>, s: &Scope<'a, '_>) -> 
         }
         Func::Uuid5 => Value::Text(Cow::Owned(uuid5(env.secret, &parts(args, env, s)?))),
         Func::Token(n) => Value::Text(Cow::Owned(derived(env.secret, "token", &parts(args, env, s)?, *n, ALNUM))),
-        Func::Hex(n) => Value::Text(Cow::Owned(derived(env.secret, "hex", &parts(args, env, s)?, *n, b"0123456789abcdef"))),
-        Func::Letters(n) => {
-            Value::Text(Cow::Owned(derived(env.secret, "letters", &parts(args, env, s)?, *n, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")))
+        Func::Hex(n) => {
+            Value::Text(Cow::Owned(derived(env.secret, "hex", &parts(args, env, s)?, *n, b"0123456789abcdef")))
         }
+        Func::Letters(n) => Value::Text(Cow::Owned(derived(
+            env.secret,
+            "letters",
+            &parts(args, env, s)?,
+            *n,
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+        ))),
         Func::LocalTime(tz) => match arg(0)? {
             Value::Null => Value::Null,
             Value::Time(t) => Value::Local(t.to_zoned(tz.clone()).datetime()),
@@ -463,7 +488,8 @@ fn split_name(name: &str) -> (String, String) {
         return (words.first().unwrap_or(&"").to_string(), String::new());
     }
     const PARTICLES: &[&str] = &[
-        "van", "von", "der", "den", "de", "del", "della", "di", "da", "dos", "das", "du", "la", "le", "ten", "ter", "zu", "af",
+        "van", "von", "der", "den", "de", "del", "della", "di", "da", "dos", "das", "du", "la", "le", "ten", "ter",
+        "zu", "af",
     ];
     let mut family_start = words.len() - 1;
     while family_start > 1 && PARTICLES.contains(&words[family_start - 1]) {
@@ -493,7 +519,13 @@ mod tests {
             received_at: "2026-12-01T09:00:00Z".parse().unwrap(),
             fields,
             lines: vec![
-                Line { sku: "AURORA".into(), name: "Aurora lamp".into(), quantity: 1, unit_cents: 11900, total_cents: 11900 },
+                Line {
+                    sku: "AURORA".into(),
+                    name: "Aurora lamp".into(),
+                    quantity: 1,
+                    unit_cents: 11900,
+                    total_cents: 11900,
+                },
                 Line { sku: "BULB-2PK".into(), name: "Bulbs".into(), quantity: 3, unit_cents: 1900, total_cents: 5700 },
             ],
             total_cents: Some(17600),
@@ -603,7 +635,16 @@ mod tests {
         let r = record();
         let x = parse("token(13, ref)").unwrap();
         let t = std::cell::Cell::new(0);
-        let s = Scope { record: &r, entities: &[], line: None, rows: &[], parent: None, reserved_id: None, column_len: None, truncated: &t };
+        let s = Scope {
+            record: &r,
+            entities: &[],
+            line: None,
+            rows: &[],
+            parent: None,
+            reserved_id: None,
+            column_len: None,
+            truncated: &t,
+        };
         let other_key = eval(&x, &Env { lookups: &lookups, secret: b"another" }, &s).unwrap();
         assert_ne!(format!("{:?}", other_key.to_string()), run("token(13, ref)").unwrap());
     }

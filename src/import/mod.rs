@@ -17,8 +17,8 @@ mod source;
 mod value;
 mod write;
 
-pub use check::{Findings, Problem, RecordAt, Sample};
 pub use crate::record::BadLine;
+pub use check::{Findings, Problem, RecordAt, Sample};
 pub use plan::{RangeHow, RangePlan, TablePlan};
 
 use crate::config::expr::{Expr, Func};
@@ -52,9 +52,9 @@ pub enum ImportError {
     Refused { table: String, record: Option<String>, detail: String },
     #[error("{at}: {message}")]
     Record { at: String, message: String },
-    #[error("{0} bad records (listed above): nothing was imported; fix them, or import the good ones with --skip-bad")]
+    #[error("{0} bad record{s} (listed above): nothing was imported; fix them, or import the good ones with --skip-bad", s = plural(*.0))]
     Bad(usize),
-    #[error("{0} problems with the mapping or the target's schema (listed above): nothing was imported")]
+    #[error("{0} problem{s} with the mapping or the target's schema (listed above): nothing was imported", s = plural(*.0))]
     Schema(usize),
 }
 
@@ -89,7 +89,8 @@ impl Report {
 
     /// Bad records: unreadable lines and records that would not fit.
     pub fn bad_records(&self) -> usize {
-        let records: HashSet<usize> = self.findings.problems.iter().filter_map(|p| p.record.as_ref().map(|r| r.index)).collect();
+        let records: HashSet<usize> =
+            self.findings.problems.iter().filter_map(|p| p.record.as_ref().map(|r| r.index)).collect();
         self.bad_lines.len() + records.len()
     }
 
@@ -169,7 +170,9 @@ impl Import {
             .tables
             .iter()
             .zip(&mapping.tables)
-            .map(|(t, spec)| (t.clone(), spec.id_column().map(String::from).unwrap_or_else(|| spec.key.columns().join(", "))))
+            .map(|(t, spec)| {
+                (t.clone(), spec.id_column().map(String::from).unwrap_or_else(|| spec.key.columns().join(", ")))
+            })
             .collect();
         let report = Report {
             target: db::redact(&url),
@@ -203,7 +206,11 @@ impl Import {
 
     /// Writes the plan, unless its check found what the database would refuse. `progress`
     /// hears (records written, records to write) after every batch.
-    pub fn execute(&self, runtime: &tokio::runtime::Runtime, progress: &mut dyn FnMut(usize, usize)) -> Result<Summary, ImportError> {
+    pub fn execute(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Summary, ImportError> {
         if let Some(refused) = self.report.refusal(self.options.skip_bad) {
             return Err(refused);
         }
@@ -211,7 +218,13 @@ impl Import {
             imported: self.plan.records.len(),
             already: self.plan.done,
             bad: self.report.bad_lines.len()
-                + self.report.skipped.iter().filter_map(|p| p.record.as_ref().map(|r| r.index)).collect::<HashSet<_>>().len(),
+                + self
+                    .report
+                    .skipped
+                    .iter()
+                    .filter_map(|p| p.record.as_ref().map(|r| r.index))
+                    .collect::<HashSet<_>>()
+                    .len(),
         };
         if self.plan.records.is_empty() {
             return Ok(summary);
@@ -286,7 +299,8 @@ impl Import {
         before: usize,
         imported_at: &str,
     ) -> ImportError {
-        let singles: Result<Vec<write::Batch>, ImportError> = batch.records.iter().map(|r| maker.batch(&[*r])).collect();
+        let singles: Result<Vec<write::Batch>, ImportError> =
+            batch.records.iter().map(|r| maker.batch(&[*r])).collect();
         let found = match &singles {
             Ok(singles) => self.target.find_refused(singles, imported_at).await,
             Err(_) => None,
@@ -311,6 +325,14 @@ impl Import {
                 err
             }
         }
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
     }
 }
 

@@ -164,7 +164,10 @@ pub fn make(mapping: &Mapping, located: &[Located], snap: &Snapshot, env: &Env, 
         .forms
         .iter()
         .filter(|(_, es)| {
-            es.iter().any(|e| e.update_parent || e.columns.iter().any(|a| a.expr.any(&|x| matches!(x, crate::config::expr::Expr::Parent(_)))))
+            es.iter().any(|e| {
+                e.update_parent
+                    || e.columns.iter().any(|a| a.expr.any(&|x| matches!(x, crate::config::expr::Expr::Parent(_))))
+            })
         })
         .map(|(f, _)| f.as_str())
         .collect();
@@ -242,7 +245,10 @@ pub fn make(mapping: &Mapping, located: &[Located], snap: &Snapshot, env: &Env, 
                     None => Decision::New,
                     Some(k) => match eval(&e.columns[k].expr, env, &scope) {
                         Err(m) => {
-                            error.get_or_insert(format!("{}.{}: {m}", mapping.tables[e.table].name, e.columns[k].column));
+                            error.get_or_insert(format!(
+                                "{}.{}: {m}",
+                                mapping.tables[e.table].name, e.columns[k].column
+                            ));
                             Decision::New
                         }
                         Ok(Value::Null) => Decision::New,
@@ -251,7 +257,9 @@ pub fn make(mapping: &Mapping, located: &[Located], snap: &Snapshot, env: &Env, 
                             let norm = how.normalize(&v.to_string());
                             if let Some((rec, row)) = keyed[e.table].get(&norm) {
                                 Decision::Earlier(*rec, *row)
-                            } else if let Some((_, _, row)) = new_keys.iter().find(|(t, k, _)| *t == e.table && *k == norm) {
+                            } else if let Some((_, _, row)) =
+                                new_keys.iter().find(|(t, k, _)| *t == e.table && *k == norm)
+                            {
                                 Decision::Earlier(plan.records.len(), *row)
                             } else if let Some(existing) = snap.existing[e.table].get(&norm) {
                                 Decision::Existing(existing.clone())
@@ -262,7 +270,12 @@ pub fn make(mapping: &Mapping, located: &[Located], snap: &Snapshot, env: &Env, 
                         }
                     },
                 };
-                seen.push(RowId { table: e.table, key: Key::None, reserved: None, new: matches!(decision, Decision::New) });
+                seen.push(RowId {
+                    table: e.table,
+                    key: Key::None,
+                    reserved: None,
+                    new: matches!(decision, Decision::New),
+                });
                 ds.push(decision);
             }
         }
@@ -305,9 +318,11 @@ pub fn make(mapping: &Mapping, located: &[Located], snap: &Snapshot, env: &Env, 
         if n == 0 {
             continue;
         }
-        let open = state.stored.as_ref().and_then(|s| s.open()).filter(|(next, end)| {
-            n <= end - next && state.first_taken.is_none_or(|taken| taken >= next + n)
-        });
+        let open = state
+            .stored
+            .as_ref()
+            .and_then(|s| s.open())
+            .filter(|(next, end)| n <= end - next && state.first_taken.is_none_or(|taken| taken >= next + n));
         let above = state.max_id.max(state.counter.unwrap_or(0)) + snap.gap.max(1);
         let range = match (open, offset) {
             (Some((next, end)), _) => RangePlan {
@@ -357,7 +372,8 @@ pub fn make(mapping: &Mapping, located: &[Located], snap: &Snapshot, env: &Env, 
                     Decision::Skip => RowId { table: e.table, key: Key::None, reserved: None, new: false },
                     Decision::Existing(k) => RowId { table: e.table, key: k.clone(), reserved: None, new: false },
                     Decision::Earlier(rec, row) => {
-                        let key = if *rec == i { rows[*row].key.clone() } else { plan.records[*rec].rows[*row].key.clone() };
+                        let key =
+                            if *rec == i { rows[*row].key.clone() } else { plan.records[*rec].rows[*row].key.clone() };
                         RowId { table: e.table, key, reserved: None, new: false }
                     }
                     Decision::New => {

@@ -3,12 +3,12 @@
 //! rows the plan shows are the rows written, and a value that would not fit is found before
 //! anything is written.
 
+use super::db::Dialect;
 use super::eval::{eval, truthy, Env, Scope};
 use super::plan::{lines_of, Key, Plan, Planned};
 use super::snapshot::Snapshot;
 use super::source::Located;
 use super::value::{fit, Cell, Column, Kind, Value};
-use super::db::Dialect;
 use crate::config::Mapping;
 use crate::decimal::Decimal;
 use std::collections::HashMap;
@@ -55,7 +55,8 @@ impl Layouts {
                     })
                 };
                 let range = spec.range.as_ref().filter(|_| !e.update_parent).map(|(c, _)| c.as_str());
-                let columns: Vec<Column> = range.into_iter().chain(e.columns.iter().map(|a| a.column.as_str())).map(column).collect();
+                let columns: Vec<Column> =
+                    range.into_iter().chain(e.columns.iter().map(|a| a.column.as_str())).map(column).collect();
                 entities.push(Layout {
                     table: e.table,
                     at: e.at.clone(),
@@ -184,7 +185,9 @@ pub fn build<'a>(
                     Err(m) => Err(m),
                     Ok(Value::Null) if a.add => Ok(Change::Keep),
                     Ok(v) if a.add => match (v.number(), &column.kind) {
-                        (Some(d), Kind::Int { .. } | Kind::Decimal { .. } | Kind::Float | Kind::Other) => Ok(Change::Add(d)),
+                        (Some(d), Kind::Int { .. } | Kind::Decimal { .. } | Kind::Float | Kind::Other) => {
+                            Ok(Change::Add(d))
+                        }
                         (Some(_), _) => Err(format!("is {}: add needs a number column", column.sql_type)),
                         (None, _) => Err(format!("add needs a number, the value is {}", v.kind())),
                     },
@@ -192,7 +195,9 @@ pub fn build<'a>(
                 };
                 match change {
                     Ok(c) => values.push(c),
-                    Err(message) => misfits.push(Misfit { entity: base + j, column: a.column.clone(), line: None, message }),
+                    Err(message) => {
+                        misfits.push(Misfit { entity: base + j, column: a.column.clone(), line: None, message })
+                    }
                 }
             }
             out.updates.push(Update { entity: base + j, table: e.table, key, values });
@@ -224,7 +229,12 @@ pub fn build<'a>(
                 match eval(&a.expr, env, &scope).and_then(|v| fit(v, column, dialect)) {
                     Ok(c) => cells.push(c),
                     Err(message) => {
-                        misfits.push(Misfit { entity: base + j, column: a.column.clone(), line: line.map(|l| l + 1), message });
+                        misfits.push(Misfit {
+                            entity: base + j,
+                            column: a.column.clone(),
+                            line: line.map(|l| l + 1),
+                            message,
+                        });
                         cells.push(Cell::Null);
                     }
                 }

@@ -138,7 +138,8 @@ pub async fn gather(
 
 /// The ledger's `{"table": [id, …]}` as rows, for `parent(…)`.
 fn ledger_rows(mapping: &Mapping, ids: &str) -> Vec<RowId> {
-    let parsed: std::collections::BTreeMap<String, Vec<serde_json::Value>> = serde_json::from_str(ids).unwrap_or_default();
+    let parsed: std::collections::BTreeMap<String, Vec<serde_json::Value>> =
+        serde_json::from_str(ids).unwrap_or_default();
     let mut rows = Vec::new();
     for (table, values) in parsed {
         let Some(t) = mapping.tables.iter().position(|s| s.name == table) else { continue };
@@ -155,7 +156,12 @@ fn ledger_rows(mapping: &Mapping, ids: &str) -> Vec<RowId> {
 }
 
 /// Evaluation of keys happens before any ID exists: no rows, no parent.
-fn key_scope<'a, 't>(l: &'a Located, entities: &'a [Entity], line: Option<usize>, truncated: &'t std::cell::Cell<u32>) -> Scope<'a, 't> {
+fn key_scope<'a, 't>(
+    l: &'a Located,
+    entities: &'a [Entity],
+    line: Option<usize>,
+    truncated: &'t std::cell::Cell<u32>,
+) -> Scope<'a, 't> {
     Scope { record: &l.record, entities, line, rows: &[], parent: None, reserved_id: None, column_len: None, truncated }
 }
 
@@ -212,7 +218,8 @@ async fn gather_lookups(
             if !site.keys.iter().all(|k| columns.iter().any(|c| &c.name == k)) {
                 continue;
             }
-            let mut first: Vec<String> = wanted.iter().map(|k| k[0].clone()).collect::<HashSet<_>>().into_iter().collect();
+            let mut first: Vec<String> =
+                wanted.iter().map(|k| k[0].clone()).collect::<HashSet<_>>().into_iter().collect();
             first.sort();
             let mut found: HashMap<Vec<String>, Value<'static>> = HashMap::new();
             for (key, value) in target.lookup_rows(&site.table, &site.column, &site.keys, &first).await? {
@@ -261,7 +268,8 @@ fn typed(v: Option<String>, col: &Column) -> Value<'static> {
 fn lookup_keys(x: &Expr, mapping: &Mapping, round: usize, env: &Env, s: &Scope, out: &mut [HashSet<Vec<String>>]) {
     match x {
         Expr::Lookup(l) if mapping.lookups[l.site].depth == round => {
-            let key: Result<Vec<String>, String> = l.keys.iter().map(|(_, k)| eval(k, env, s).map(|v| v.to_string())).collect();
+            let key: Result<Vec<String>, String> =
+                l.keys.iter().map(|(_, k)| eval(k, env, s).map(|v| v.to_string())).collect();
             if let Ok(key) = key {
                 out[l.site].insert(key);
             }

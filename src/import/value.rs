@@ -128,13 +128,22 @@ pub struct Column {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Kind {
-    Int { min: i128, max: i128 },
-    Decimal { precision: Option<u32>, scale: Option<u32> },
+    Int {
+        min: i128,
+        max: i128,
+    },
+    Decimal {
+        precision: Option<u32>,
+        scale: Option<u32>,
+    },
     Float,
     Text,
     Bool,
     /// `zoned`: PostgreSQL's `timestamptz`; `digits`: fractional second digits kept.
-    Timestamp { zoned: bool, digits: u32 },
+    Timestamp {
+        zoned: bool,
+        digits: u32,
+    },
     Date,
     Uuid,
     Json,
@@ -162,7 +171,8 @@ pub fn fit<'a>(value: Value<'a>, column: &Column, dialect: Dialect) -> Result<Ce
         Value::Text(t) => format!("{:?}", clip(t)),
         other => other.to_string(),
     };
-    let misfit = |what: &str| Err(format!("is {} ({what}), the value {} is {}", column.sql_type, shown(), value.kind()));
+    let misfit =
+        |what: &str| Err(format!("is {} ({what}), the value {} is {}", column.sql_type, shown(), value.kind()));
     match &column.kind {
         Kind::Int { min, max } => {
             let n = match &value {
@@ -181,7 +191,9 @@ pub fn fit<'a>(value: Value<'a>, column: &Column, dialect: Dialect) -> Result<Ce
         Kind::Decimal { precision, scale } => {
             let Some(d) = value.number() else { return misfit("a number") };
             let d = match scale {
-                Some(s) => d.rescale(*s).ok_or_else(|| format!("is {}, the value {d} is too large", column.sql_type))?,
+                Some(s) => {
+                    d.rescale(*s).ok_or_else(|| format!("is {}, the value {d} is too large", column.sql_type))?
+                }
                 None => d,
             };
             if let (Some(p), Some(s)) = (precision, scale) {
@@ -218,7 +230,9 @@ pub fn fit<'a>(value: Value<'a>, column: &Column, dialect: Dialect) -> Result<Ce
         }
         Kind::Timestamp { zoned, digits } => {
             let shown = match &value {
-                Value::Time(t) if *zoned && dialect == Dialect::Postgres => return Ok(Cell::Text(Cow::Owned(t.to_string()))),
+                Value::Time(t) if *zoned && dialect == Dialect::Postgres => {
+                    return Ok(Cell::Text(Cow::Owned(t.to_string())))
+                }
                 Value::Time(t) => t.to_zoned(jiff::tz::TimeZone::UTC).datetime(),
                 Value::Local(t) => *t,
                 // MySQL's zero date, which shops write for "not yet" (PrestaShop's invoice_date).
@@ -237,10 +251,12 @@ pub fn fit<'a>(value: Value<'a>, column: &Column, dialect: Dialect) -> Result<Ce
             let date = match &value {
                 Value::Time(t) => t.to_zoned(jiff::tz::TimeZone::UTC).date(),
                 Value::Local(t) => t.date(),
-                Value::Text(t) => match t.trim().parse::<jiff::civil::Date>().ok().or_else(|| parse_time(t).map(|t| t.date())) {
-                    Some(d) => d,
-                    None => return misfit("a date"),
-                },
+                Value::Text(t) => {
+                    match t.trim().parse::<jiff::civil::Date>().ok().or_else(|| parse_time(t).map(|t| t.date())) {
+                        Some(d) => d,
+                        None => return misfit("a date"),
+                    }
+                }
                 _ => return misfit("a date"),
             };
             Ok(Cell::Text(Cow::Owned(date.to_string())))
@@ -260,7 +276,12 @@ pub fn fit<'a>(value: Value<'a>, column: &Column, dialect: Dialect) -> Result<Ce
             let text = text_of(value, dialect);
             match options.iter().find(|o| o.eq_ignore_ascii_case(&text)) {
                 Some(_) => Ok(Cell::Text(text)),
-                None => Err(format!("is {}, the value {:?} is not one of {}", column.sql_type, clip(&text), options.join(", "))),
+                None => Err(format!(
+                    "is {}, the value {:?} is not one of {}",
+                    column.sql_type,
+                    clip(&text),
+                    options.join(", ")
+                )),
             }
         }
         Kind::Text | Kind::Other => {
@@ -309,7 +330,9 @@ fn parse_time(t: &str) -> Option<jiff::civil::DateTime> {
 fn is_uuid(t: &str) -> bool {
     let b = t.as_bytes();
     b.len() == 36
-        && b.iter().enumerate().all(|(i, c)| if [8, 13, 18, 23].contains(&i) { *c == b'-' } else { c.is_ascii_hexdigit() })
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| if [8, 13, 18, 23].contains(&i) { *c == b'-' } else { c.is_ascii_hexdigit() })
 }
 
 /// A long value shortened for a message.
@@ -377,7 +400,10 @@ mod tests {
     fn times_are_written_as_each_column_keeps_them() {
         let t: jiff::Timestamp = "2026-12-01T09:00:01.5Z".parse().unwrap();
         let zoned = col(Kind::Timestamp { zoned: true, digits: 6 }, "timestamp with time zone");
-        assert_eq!(fit(Value::Time(t), &zoned, Dialect::Postgres).unwrap(), Cell::Text("2026-12-01T09:00:01.5Z".into()));
+        assert_eq!(
+            fit(Value::Time(t), &zoned, Dialect::Postgres).unwrap(),
+            Cell::Text("2026-12-01T09:00:01.5Z".into())
+        );
         let dt = col(Kind::Timestamp { zoned: false, digits: 0 }, "datetime");
         assert_eq!(fit(Value::Time(t), &dt, Dialect::MySql).unwrap(), Cell::Text("2026-12-01 09:00:01".into()));
         let b = col(Kind::Bool, "boolean");

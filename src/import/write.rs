@@ -74,13 +74,14 @@ impl Maker<'_> {
         for &i in records {
             let p = &self.plan.records[i];
             let l = &self.located[p.index];
-            let built = build(self.mapping, self.layouts, self.plan, p, self.located, &self.env, self.dialect).map_err(|m| {
-                // The check passed these records: only a changed input gets here.
-                ImportError::Record {
-                    at: format!("{}:{} ({})", l.path.display(), l.line, l.record.reference),
-                    message: m.first().map(|m| format!("{}: {}", m.column, m.message)).unwrap_or_default(),
-                }
-            })?;
+            let built = build(self.mapping, self.layouts, self.plan, p, self.located, &self.env, self.dialect)
+                .map_err(|m| {
+                    // The check passed these records: only a changed input gets here.
+                    ImportError::Record {
+                        at: format!("{}:{} ({})", l.path.display(), l.line, l.record.reference),
+                        message: m.first().map(|m| format!("{}: {}", m.column, m.message)).unwrap_or_default(),
+                    }
+                })?;
             for row in built.rows {
                 let layout = &self.layouts.entities[row.entity];
                 let g = groups.entry((layout.table, row.entity)).or_insert_with(|| Group {
@@ -114,7 +115,9 @@ impl Maker<'_> {
                     match (change, existing) {
                         (Change::Keep, _) => {}
                         (Change::Add(d), Some((_, MergedChange::Add(sum)))) => {
-                            *sum = sum.checked_add(d).ok_or_else(|| ImportError::Target("an update's sum is too large".into()))?
+                            *sum = sum
+                                .checked_add(d)
+                                .ok_or_else(|| ImportError::Target("an update's sum is too large".into()))?
                         }
                         (Change::Add(d), _) => changes.push((column.clone(), MergedChange::Add(d))),
                         (Change::Set(c), Some((_, slot))) => *slot = MergedChange::Set(c.into_owned()),
@@ -341,8 +344,8 @@ impl Target {
         }
         let mut csv = Vec::with_capacity(batch.ledger.len() * 96);
         for [reference, form, ids] in &batch.ledger {
-            let cells =
-                [reference.as_str(), form.as_str(), imported_at, ids.as_str()].map(|s| Cell::Text(std::borrow::Cow::Borrowed(s)));
+            let cells = [reference.as_str(), form.as_str(), imported_at, ids.as_str()]
+                .map(|s| Cell::Text(std::borrow::Cow::Borrowed(s)));
             copy_row(&mut csv, &cells);
         }
         let sql = format!("COPY {LEDGER} (ref, form, imported_at, ids) FROM STDIN WITH (FORMAT csv)");
@@ -358,7 +361,12 @@ impl Target {
         Ok(())
     }
 
-    async fn write_any(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>, batch: &Batch, imported_at: &str) -> Result<(), Failed> {
+    async fn write_any(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        batch: &Batch,
+        imported_at: &str,
+    ) -> Result<(), Failed> {
         for g in &batch.groups {
             let Payload::Rows(rows) = &g.payload else { unreachable!("row batches") };
             let names: Vec<String> = g.columns.iter().map(|c| self.quote(&c.name)).collect();
@@ -367,11 +375,13 @@ impl Target {
             for chunk in rows.chunks(per) {
                 let tuples: Vec<String> = (0..chunk.len())
                     .map(|i| {
-                        let marks: Vec<String> = (0..names.len()).map(|k| self.placeholder(i * names.len() + k + 1)).collect();
+                        let marks: Vec<String> =
+                            (0..names.len()).map(|k| self.placeholder(i * names.len() + k + 1)).collect();
                         format!("({})", marks.join(", "))
                     })
                     .collect();
-                let sql = format!("INSERT INTO {} ({}) VALUES {}", self.quote(&g.table), names.join(", "), tuples.join(", "));
+                let sql =
+                    format!("INSERT INTO {} ({}) VALUES {}", self.quote(&g.table), names.join(", "), tuples.join(", "));
                 let mut q = sqlx::query(&sql);
                 for row in chunk {
                     for c in row {
@@ -409,8 +419,14 @@ impl Target {
             q.execute(&mut **tx).await.map_err(|e| (LEDGER.to_string(), e))?;
         }
         for (table, next) in &batch.next {
-            let sql = format!("UPDATE {RANGES} SET next_id = {} WHERE tbl = {}", self.placeholder(1), self.placeholder(2));
-            sqlx::query(&sql).bind(*next).bind(table.clone()).execute(&mut **tx).await.map_err(|e| (RANGES.to_string(), e))?;
+            let sql =
+                format!("UPDATE {RANGES} SET next_id = {} WHERE tbl = {}", self.placeholder(1), self.placeholder(2));
+            sqlx::query(&sql)
+                .bind(*next)
+                .bind(table.clone())
+                .execute(&mut **tx)
+                .await
+                .map_err(|e| (RANGES.to_string(), e))?;
         }
         Ok(())
     }
@@ -462,7 +478,12 @@ impl Target {
         };
         binds.push(key);
         (
-            format!("UPDATE {} SET {} WHERE {key_mark} = {}", self.quote(&u.table), sets.join(", "), self.placeholder(n)),
+            format!(
+                "UPDATE {} SET {} WHERE {key_mark} = {}",
+                self.quote(&u.table),
+                sets.join(", "),
+                self.placeholder(n)
+            ),
             binds,
         )
     }

@@ -170,7 +170,7 @@ fn config_type_error_names_file_line_and_key() {
     );
     assert_build_fails(
         |s| edit(s, "cofferdam.toml", "options = [\"BULB-2PK\"]", "options = [\"BULB-3PK\"]"),
-        &["cofferdam.toml:137: forms.offer.fields.0.options: unknown SKU \"BULB-3PK\""],
+        &["cofferdam.toml:163: forms.offer.fields.0.options: unknown SKU \"BULB-3PK\""],
     );
 }
 

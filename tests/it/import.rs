@@ -4,7 +4,7 @@
 
 use crate::support::*;
 use cofferdam::config::{Site, StoreFormat};
-use cofferdam::record::{CsvCodec, Meta, Record, Ref, SegmentName, RECORD_VERSION};
+use cofferdam::record::{CsvCodec, Line, Meta, Record, Ref, SegmentName, RECORD_VERSION};
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Row};
 use std::collections::{BTreeMap, BTreeSet};
@@ -167,6 +167,39 @@ impl Db {
         ]
     }
 
+    /// Sets the ID counter of `table` as if the shop had handed out IDs up to `last`.
+    async fn set_counter(&self, table: &str, last: i64) {
+        match self.kind {
+            Kind::Sqlite => self.exec(&format!("UPDATE sqlite_sequence SET seq = {last} WHERE name = '{table}'")).await,
+            Kind::Postgres => {
+                self.exec(&format!("SELECT setval(pg_get_serial_sequence('{table}', 'id'), {last})")).await
+            }
+            Kind::MySql => self.exec(&format!("ALTER TABLE {table} AUTO_INCREMENT = {}", last + 1)).await,
+        }
+    }
+
+    /// The last ID the table's counter handed out.
+    async fn counter(&self, table: &str) -> i64 {
+        let sql = match self.kind {
+            Kind::Sqlite => format!("SELECT CAST(seq AS TEXT) FROM sqlite_sequence WHERE name = '{table}'"),
+            Kind::Postgres => format!(
+                "SELECT CAST(CASE WHEN is_called THEN last_value ELSE last_value - 1 END AS TEXT) FROM {}",
+                self.text_scalar(&format!("SELECT pg_get_serial_sequence('{table}', 'id')")).await
+            ),
+            Kind::MySql => format!(
+                "SELECT CAST(AUTO_INCREMENT - 1 AS CHAR) FROM information_schema.TABLES \
+                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{table}'"
+            ),
+        };
+        self.text_scalar(&sql).await.parse().unwrap()
+    }
+
+    async fn text_scalar(&self, sql: &str) -> String {
+        let row =
+            sqlx::query(sql).fetch_one(&self.pool).await.unwrap_or_else(|e| panic!("{:?}: {sql}: {e}", self.kind));
+        text_at(&row, 0)
+    }
+
     async fn ledger(&self) -> BTreeMap<String, String> {
         let sql = format!("SELECT {}, {} FROM cofferdam_ledger", self.text("ref"), self.text("ids"));
         let rows = sqlx::query(&sql).fetch_all(&self.pool).await.unwrap();
@@ -240,21 +273,48 @@ impl Collected {
     }
 
     fn order(&mut self, name: &str, email: &str, sku: &str, quantity: u32) -> String {
+        self.order_to(name, email, sku, quantity, "Hauptstr. 1", "DE")
+    }
+
+    fn order_to(&mut self, name: &str, email: &str, sku: &str, quantity: u32, street: &str, country: &str) -> String {
         let q = quantity.to_string();
         self.post(
             "order",
             &[
                 ("name", name),
                 ("email", email),
-                ("street", "Hauptstr. 1"),
+                ("street", street),
                 ("postcode", "10115"),
                 ("city", "Berlin"),
-                ("country", "DE"),
+                ("country", country),
                 ("sku", sku),
                 ("quantity", &q),
             ],
             None,
         )
+    }
+
+    /// An order of several lines (the order form has one SKU field; a record may hold more).
+    fn order_of_lines(&mut self, name: &str, email: &str, lines: &[(&str, u32)]) -> String {
+        let reference = self.order(name, email, lines[0].0, lines[0].1);
+        let config = Site::load(self.site.path()).unwrap().config;
+        let record = self.segments.get_mut("order").unwrap().last_mut().unwrap();
+        record.lines = lines
+            .iter()
+            .map(|(sku, quantity)| {
+                let p = config.product(sku).unwrap();
+                let total = p.price_cents * *quantity as u64;
+                Line {
+                    sku: p.sku.clone(),
+                    name: p.name.clone(),
+                    quantity: *quantity,
+                    unit_cents: p.price_cents,
+                    total_cents: total,
+                }
+            })
+            .collect();
+        record.total_cents = Some(record.lines.iter().map(|l| l.total_cents).sum());
+        reference
     }
 
     fn offer(&mut self, parent: &str) -> String {
@@ -484,21 +544,31 @@ async fn sigkill_mid_import_then_resume_gives_the_same_rows() {
 async fn dry_run_prints_the_plan_and_writes_nothing() {
     let db = Db::sqlite().await;
     let mut c = Collected::new("n1");
-    c.order("Ada Lovelace", "ada@example.org", "AURORA-EB", 1);
+    let first = c.order("Ada Lovelace", "ada@example.org", "AURORA-EB", 1);
     // The same visitor presses submit twice.
-    c.order("Ada Lovelace", "ada@example.org", "AURORA-EB", 1);
+    let second = c.order("Ada Lovelace", "ada@example.org", "AURORA-EB", 1);
+    // The same one-time offer taken for two different orders is no double submit.
+    c.offer(&first);
+    c.offer(&second);
     c.subscribe("fan@example.org");
     c.write();
     let out = import(c.path(), &db, &["--dry-run"]);
     assert_ok(&out);
     let text = stdout(&out);
+    assert!(!text.contains("n1-4 looks like n1-3"), "offers of two orders are not double submits:\n{text}");
     for expected in [
-        "records: 3 to import, 0 imported before, 0 bad",
+        "records: 5 to import, 0 imported before, 0 bad",
         "order            2",
         "orders           2 new rows, ids 1000000..=1000001 (offset)",
         "users            1 new rows, ids 1000..=1000 (auto: above MAX(id) 0 and counter 0), 1 reused by natural key",
         "suspected double submits: 1",
         "n1-2 looks like n1-1",
+        // Rows exactly as written, and the offer's update of its order.
+        "into orders (import.forms.order.1):",
+        "(1000000, \"Berlin\", \"DE\",",
+        "\"R001000000\"",
+        "update of orders (import.forms.offer.1): id, item_count, total_cents",
+        "(1000000, += 2, += 3800)",
         "dry run: nothing written",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
@@ -594,7 +664,8 @@ async fn a_refusing_database_is_named_and_nothing_is_half_imported() {
     let out = import(c.path(), &db, &[]);
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("the reserved range of orders (1000000..=1000002) holds rows that are not ours, from id 1000001"),
+        stderr(&out)
+            .contains("the reserved range of orders (1000000..=1000002) holds rows that are not ours, from id 1000001"),
         "{}",
         stderr(&out)
     );
@@ -696,4 +767,297 @@ async fn posts_to_the_real_server_import_with_csv_read_back_exactly() {
 
 fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[tokio::test]
+async fn counters_above_max_id_are_never_lowered() {
+    for db in databases("counters").await {
+        // The shop handed out user IDs up to 4999, then deleted all but three rows.
+        for i in 0..3 {
+            db.shop_user(&format!("old{i}@example.org")).await;
+        }
+        db.set_counter("users", 4999).await;
+        let mut c = Collected::new("n1");
+        c.order("Ada Lovelace", "ada@example.org", "AURORA-EB", 1);
+        c.order("Bob Builder", "bob@example.org", "AURORA", 1);
+        c.write();
+
+        let out = import(c.path(), &db, &["--dry-run"]);
+        assert_ok(&out);
+        let plan = stdout(&out);
+        assert!(
+            plan.contains("users            2 new rows, ids 5999..=6000 (auto: above MAX(id) 3 and counter 4999)"),
+            "{:?}: the range starts above the counter, not above MAX(id):\n{plan}",
+            db.kind
+        );
+        assert_ok(&import(c.path(), &db, &[]));
+        assert_eq!(db.ids("users").await[3..], [5999, 6000], "{:?}", db.kind);
+        assert!(db.counter("users").await >= 6000, "{:?}: counter {}", db.kind, db.counter("users").await);
+        // The shop never hands out an ID it handed out before, nor one of ours.
+        let next = db.shop_user("late@example.org").await;
+        assert!(next > 6000, "{:?}: the shop's next user is {next}", db.kind);
+
+        // A second import with the counter far above everything leaves it there.
+        db.set_counter("users", 90_000).await;
+        let mut more = Collected::new("n2");
+        more.order("Cleo", "cleo@example.org", "AURORA-EB", 1);
+        let folder = tempfile::tempdir().unwrap();
+        more.write_to(folder.path());
+        assert_ok(&import(c.path(), &db, &["--from", &folder.path().display().to_string()]));
+        assert!(db.counter("users").await >= 91_000, "{:?}: counter {}", db.kind, db.counter("users").await);
+        assert_eq!(*db.ids("users").await.last().unwrap(), 91_000, "{:?}", db.kind);
+    }
+}
+
+#[tokio::test]
+async fn mixed_case_emails_are_one_customer() {
+    for db in databases("email_case").await {
+        // The shop's own customer, as she once typed her address.
+        let anna = db.shop_user("Anna@Example.de").await.to_string();
+        let mut c = Collected::new("n1");
+        c.order("Anna Schmidt", "anna@example.de", "AURORA-EB", 1);
+        c.order("Anna Schmidt", "ANNA@EXAMPLE.DE", "AURORA", 1);
+        c.order("Bob Builder", "Bob@Example.org", "AURORA-EB", 1);
+        c.order("Bob Builder", "bob@example.ORG", "AURORA-EB", 2);
+        c.subscribe("Fan@Example.org");
+        c.subscribe("fan@example.org");
+        c.write();
+        let out = import(c.path(), &db, &[]);
+        assert_ok(&out);
+
+        let users = db.dump("users", &["id", "email"]).await;
+        assert_eq!(users.len(), 2, "{:?}: one row per person: {users:?}", db.kind);
+        assert_eq!(users[1][1], "bob@example.org", "{:?}", db.kind);
+        let orders = db.dump("orders", &["user_id"]).await;
+        let bob = users[1][0].clone();
+        assert_eq!(orders.concat(), [anna.clone(), anna, bob.clone(), bob], "{:?}", db.kind);
+        assert_eq!(db.dump("subscribers", &["email"]).await, [["fan@example.org"]], "{:?}", db.kind);
+    }
+}
+
+#[tokio::test]
+async fn per_line_ids_take_the_same_lines_row() {
+    for db in databases("per_line").await {
+        db.exec("CREATE TABLE item_notes (id BIGINT PRIMARY KEY, item_id BIGINT NOT NULL, order_id BIGINT NOT NULL, sku VARCHAR(64) NOT NULL)").await;
+        let mut c = Collected::new("n1");
+        let config = c.path().join("cofferdam.toml");
+        let mut toml = std::fs::read_to_string(&config).unwrap();
+        toml.push_str(
+            "\n[import.tables.item_notes]\nid = \"id\"\noffset = 5000\n\n[[import.forms.order]]\ntable = \"item_notes\"\nper = \"line\"\n\
+             [import.forms.order.columns]\nitem_id = \"id(order_items)\"\norder_id = \"id(orders)\"\nsku = \"line.sku\"\n",
+        );
+        std::fs::write(&config, toml).unwrap();
+        c.order_of_lines("Ada", "ada@example.org", &[("AURORA-EB", 1), ("BULB-2PK", 2)]);
+        c.order_of_lines("Bob", "bob@example.org", &[("AURORA", 1), ("AURORA-EB", 1), ("BULB-2PK", 3)]);
+        c.write();
+        assert_ok(&import(c.path(), &db, &[]));
+
+        let items: BTreeMap<String, (String, String)> = db
+            .dump("order_items", &["id", "order_id", "sku"])
+            .await
+            .into_iter()
+            .map(|r| (r[0].clone(), (r[1].clone(), r[2].clone())))
+            .collect();
+        let notes = db.dump("item_notes", &["item_id", "order_id", "sku"]).await;
+        assert_eq!(notes.len(), 5, "{:?}", db.kind);
+        for n in &notes {
+            assert_eq!(
+                items[&n[0]],
+                (n[1].clone(), n[2].clone()),
+                "{:?}: a line's note points at that line's item",
+                db.kind
+            );
+        }
+        // The order's total and item count are its lines'.
+        assert_eq!(
+            db.dump("orders", &["item_count", "total_cents"]).await,
+            [["3", "12700"], ["5", "26500"]],
+            "{:?}",
+            db.kind
+        );
+    }
+}
+
+#[tokio::test]
+async fn offers_add_to_their_orders_totals_in_this_run_or_a_later_one() {
+    for db in databases("offer_totals").await {
+        let mut c = Collected::new("n1");
+        let a = c.order("Ada Lovelace", "ada@example.org", "AURORA", 1);
+        c.offer(&a);
+        // Two offers of one order in one batch.
+        c.offer(&a);
+        let b = c.order("Bob Builder", "bob@example.org", "AURORA-EB", 2);
+        c.write();
+        assert_ok(&import(c.path(), &db, &["--batch-size", "10"]));
+        let orders = db.dump("orders", &["ref", "item_count", "total_cents"]).await;
+        assert_eq!(orders, [[a.as_str(), "5", "19500"], [b.as_str(), "2", "17800"]], "{:?}", db.kind);
+
+        // The offer of an order imported by an earlier run, in a run of its own.
+        c.offer(&b);
+        c.write();
+        let out = import(c.path(), &db, &[]);
+        assert_ok(&out);
+        assert!(stdout(&out).contains("records: 1 to import, 4 imported before"), "{}", stdout(&out));
+        let orders = db.dump("orders", &["ref", "item_count", "total_cents"]).await;
+        assert_eq!(orders[1], [b.as_str(), "4", "21600"], "{:?}", db.kind);
+
+        // Every order's total is the sum of its lines, offers included.
+        let sums = db
+            .dump(
+                "orders",
+                &[
+                    "total_cents",
+                    &format!("(SELECT SUM(quantity * unit_cents) FROM order_items WHERE order_id = orders.id)"),
+                ],
+            )
+            .await;
+        for s in sums {
+            assert_eq!(s[0], s[1], "{:?}", db.kind);
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_offer_without_its_order_is_refused_before_anything_is_written() {
+    for db in databases("orphan").await {
+        let mut c = Collected::new("n1");
+        c.order("Ada Lovelace", "ada@example.org", "AURORA", 1);
+        c.order("Bob Builder", "bob@example.org", "AURORA", 1);
+        // Its order was taken on a node whose folder is not given.
+        let orphan = c.offer("n9-77");
+        c.order("Cleo", "cleo@example.org", "AURORA", 1);
+        c.write();
+        let said =
+            format!("{orphan}: offer: its parent record n9-77 is neither among the records given nor imported before");
+        for args in [&["--dry-run"][..], &["--batch-size", "1"][..]] {
+            let out = import(c.path(), &db, args);
+            assert!(!out.status.success(), "{:?} {args:?}", db.kind);
+            let err = stderr(&out);
+            assert!(
+                err.contains("collected/offer/n1-000000000003.jsonl:1: ") && err.contains(&said),
+                "{:?}: {err}",
+                db.kind
+            );
+            assert!(err.contains("1 bad record (listed above)"), "{err}");
+            assert!(
+                !db.has_table("cofferdam_ledger").await,
+                "{:?}: nothing is written, not even a batch before it",
+                db.kind
+            );
+            assert_eq!(db.count("orders").await, 0);
+        }
+        let out = import(c.path(), &db, &["--skip-bad"]);
+        assert_eq!(out.status.code(), Some(3), "{:?}: {}", db.kind, stderr(&out));
+        assert!(stderr(&out).contains("left out: "), "{}", stderr(&out));
+        assert_eq!(db.count("orders").await, 3);
+        assert!(!db.ledger().await.contains_key(&orphan));
+    }
+}
+
+#[tokio::test]
+async fn node_folders_import_one_run_at_a_time() {
+    for db in databases("one_node_at_a_time").await {
+        let mut a = Collected::new("n1");
+        let mut b = Collected::new("n2");
+        b.clock = b.clock.checked_add(jiff::SignedDuration::from_millis(700)).unwrap();
+        let mut first_node_orders = Vec::new();
+        for i in 0..5 {
+            first_node_orders.push(a.order(&format!("Alice {i}"), &format!("a{i}@example.org"), "AURORA-EB", 1));
+            b.order(&format!("Bob {i}"), &format!("b{i}@example.org"), "AURORA", 1);
+        }
+        // A repeat customer on the other node, and the offer of an order of the first node
+        // taken by the second behind a load balancer.
+        b.order("Alice 0", "A0@Example.org", "AURORA", 1);
+        b.offer(&first_node_orders[2]);
+        let folders = tempfile::tempdir().unwrap();
+        let (fa, fb) = (folders.path().join("n1"), folders.path().join("n2"));
+        a.write_to(&fa);
+        b.write_to(&fb);
+        let (fa, fb) = (fa.display().to_string(), fb.display().to_string());
+
+        assert_ok(&import(a.path(), &db, &["--from", &fa]));
+        // The shop takes orders of its own between the runs.
+        let regular = db.shop_user("regular@example.org").await;
+        db.shop_order(regular).await;
+        let out = import(a.path(), &db, &["--from", &fb]);
+        assert_ok(&out);
+        assert!(stdout(&out).contains("records: 7 to import, 0 imported before"), "{}", stdout(&out));
+        let again = import(a.path(), &db, &["--from", &fa, "--from", &fb]);
+        assert_ok(&again);
+        assert!(stdout(&again).contains("records: 0 to import, 12 imported before"), "{}", stdout(&again));
+
+        let orders = db.dump("orders", &["id", "ref", "total_cents"]).await;
+        assert_eq!(orders.len(), 5 + 6 + 1, "{:?}: {orders:?}", db.kind);
+        let ids: BTreeSet<&str> = orders.iter().map(|o| o[0].as_str()).collect();
+        assert_eq!(ids.len(), orders.len(), "{:?}: no ID twice", db.kind);
+        let with_offer = orders.iter().find(|o| o[1] == first_node_orders[2]).unwrap();
+        assert_eq!(with_offer[2], "12700", "{:?}: the offer from the other node added to its order", db.kind);
+        let users = db.dump("users", &["email"]).await;
+        assert_eq!(users.iter().filter(|u| u[0] == "a0@example.org").count(), 1, "{:?}: {users:?}", db.kind);
+        let next = db.shop_order(regular).await;
+        assert!(orders.iter().all(|o| o[0].parse::<i64>().unwrap() < next), "{:?}: shop's next order {next}", db.kind);
+    }
+}
+
+#[tokio::test]
+async fn dry_run_lists_every_problem_with_its_record_and_writes_nothing() {
+    for db in databases("dry_problems").await {
+        db.exec("CREATE TABLE countries (id INTEGER PRIMARY KEY, iso CHAR(2) NOT NULL)").await;
+        db.exec("INSERT INTO countries (id, iso) VALUES (1, 'DE'), (2, 'AT')").await;
+        let mut c = Collected::new("n1");
+        // A mapping with three faults: a street that can grow past its column, a NOT NULL
+        // column left out, and a lookup that misses for one country.
+        edit(
+            c.path(),
+            "cofferdam.toml",
+            "street = \"field.street\"",
+            "street = \"concat(field.street, ', ', field.city)\"",
+        );
+        edit(c.path(), "cofferdam.toml", "currency = \"currency\"\n", "");
+        edit(
+            c.path(),
+            "cofferdam.toml",
+            "country = \"field.country\"",
+            "country = \"lookup(countries.iso, iso = field.country)\"",
+        );
+        c.order("Ada Lovelace", "ada@example.org", "AURORA", 1);
+        let long = c.order_to(
+            "Bob Builder",
+            "bob@example.org",
+            "AURORA",
+            1,
+            &format!("{}12345", "Lange Straße ".repeat(7)),
+            "DE",
+        );
+        let french = c.order_to("Cleo", "cleo@example.org", "AURORA", 1, "Rue de Rivoli 1", "FR");
+        c.write();
+        let file = "collected/order/n1-000000000001.jsonl";
+        for args in [&["--dry-run"][..], &[][..]] {
+            let out = import(c.path(), &db, args);
+            assert_eq!(out.status.code(), Some(1), "{:?} {args:?}: {}", db.kind, stdout(&out));
+            let err = stderr(&out);
+            assert!(err.contains(&format!("{file}:2: {long}: orders.street: is ")), "{:?}: {err}", db.kind);
+            assert!(err.contains("(at most 100 characters), the value \"Lange Straße"), "{:?}: {err}", db.kind);
+            assert!(
+                err.contains(
+                    "orders.currency: is NOT NULL without a default, and import.forms.order.1 does not set it"
+                ),
+                "{:?}: {err}",
+                db.kind
+            );
+            assert!(
+                err.contains(&format!(
+                    "{file}:3: {french}: orders.country: no row of countries has iso = \"FR\" (lookup of countries.iso)"
+                )),
+                "{:?}: {err}",
+                db.kind
+            );
+            assert!(
+                !db.has_table("cofferdam_ledger").await && !db.has_table("cofferdam_ranges").await,
+                "{:?}",
+                db.kind
+            );
+            assert_eq!(db.count("users").await + db.count("orders").await, 0, "{:?}", db.kind);
+        }
+    }
 }
