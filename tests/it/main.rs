@@ -11,3 +11,4 @@ mod import;
 mod media;
 mod rehearse;
 mod serve;
+mod shops;
