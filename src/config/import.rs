@@ -50,7 +50,7 @@ impl Default for ImportConfig {
     fn default() -> Self {
         ImportConfig {
             to: "sqlite://main.db".into(),
-            batch_size: 1000,
+            batch_size: 10_000,
             gap: 1000,
             tables: BTreeMap::new(),
             lets: BTreeMap::new(),

@@ -35,7 +35,7 @@ pub struct RecordAt {
 
 impl RecordAt {
     pub fn of(index: usize, l: &Located) -> RecordAt {
-        RecordAt { index, reference: l.record.reference.to_string(), path: l.path.to_path_buf(), line: l.line }
+        RecordAt { index, reference: l.reference.clone(), path: l.path.to_path_buf(), line: l.line }
     }
 }
 

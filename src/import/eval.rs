@@ -22,6 +22,8 @@ pub struct Env<'a> {
 /// One record, one row being made.
 pub struct Scope<'a, 't> {
     pub record: &'a Record,
+    /// The record's reference as text.
+    pub reference: &'a str,
     /// The record's entities, to find the row `id(…)` means.
     pub entities: &'a [Entity],
     /// Index into `record.lines` for a per-line row.
@@ -48,7 +50,7 @@ pub fn eval<'a>(x: &'a Expr, env: &Env<'a>, s: &Scope<'a, '_>) -> Eval<'a> {
         Expr::Dec(d) => Value::Dec(*d),
         Expr::Text(t) => Value::Text(Cow::Borrowed(t)),
         Expr::Record(v) => match v {
-            RecordValue::Ref => Value::Text(Cow::Owned(r.reference.to_string())),
+            RecordValue::Ref => Value::Text(Cow::Borrowed(s.reference)),
             RecordValue::Form => Value::Text(Cow::Borrowed(&r.form)),
             RecordValue::ReceivedAt => Value::Time(r.received_at),
             RecordValue::TotalCents => r.total_cents.map(|t| Value::Int(t as i64)).unwrap_or(Value::Null),
@@ -544,8 +546,10 @@ mod tests {
         let lookups = Lookups::default();
         let env = Env { lookups: &lookups, secret: b"test secret" };
         let truncated = std::cell::Cell::new(0);
+        let reference = r.reference.to_string();
         let s = Scope {
             record: r,
+            reference: &reference,
             entities: &[],
             line: Some(1),
             rows: &[],
@@ -635,8 +639,10 @@ mod tests {
         let r = record();
         let x = parse("token(13, ref)").unwrap();
         let t = std::cell::Cell::new(0);
+        let reference = r.reference.to_string();
         let s = Scope {
             record: &r,
+            reference: &reference,
             entities: &[],
             line: None,
             rows: &[],

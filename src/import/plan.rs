@@ -181,7 +181,7 @@ pub fn make(mapping: &Mapping, located: &[Located], snap: &Snapshot, env: &Env, 
     for (index, l) in located.iter().enumerate() {
         let r = &l.record;
         let Some(entities) = mapping.forms.get(&r.form) else { continue };
-        if snap.done.contains(&r.reference.to_string()) {
+        if !snap.done.is_empty() && snap.done.contains(&l.reference) {
             plan.done += 1;
             continue;
         }
@@ -225,6 +225,7 @@ pub fn make(mapping: &Mapping, located: &[Located], snap: &Snapshot, env: &Env, 
             for line in lines_of(e, r) {
                 let scope = Scope {
                     record: r,
+                    reference: &l.reference,
                     entities,
                     line,
                     rows: &seen,
@@ -254,7 +255,7 @@ pub fn make(mapping: &Mapping, located: &[Located], snap: &Snapshot, env: &Env, 
                         Ok(Value::Null) => Decision::New,
                         Ok(v) => {
                             let (_, how) = mapping.tables[e.table].natural_key.as_ref().expect("keyed");
-                            let norm = how.normalize(&v.to_string());
+                            let norm = how.normalize(&v.as_text());
                             if let Some((rec, row)) = keyed[e.table].get(&norm) {
                                 Decision::Earlier(*rec, *row)
                             } else if let Some((_, _, row)) =
@@ -288,7 +289,9 @@ pub fn make(mapping: &Mapping, located: &[Located], snap: &Snapshot, env: &Env, 
         for (t, k, row) in new_keys {
             keyed[t].insert(k, (at, row));
         }
-        position.insert(&r.reference, at);
+        if !uses_parent.is_empty() {
+            position.insert(&r.reference, at);
+        }
         plan.records.push(Planned { index, rows: Vec::new(), parent });
         decisions.push(ds);
     }
@@ -386,6 +389,7 @@ pub fn make(mapping: &Mapping, located: &[Located], snap: &Snapshot, env: &Env, 
                             Some(k) => {
                                 let scope = Scope {
                                     record: r,
+                                    reference: &located[index].reference,
                                     entities,
                                     line,
                                     rows: &rows,

@@ -124,6 +124,7 @@ pub fn build<'a>(
     dialect: Dialect,
 ) -> Result<Built<'a>, Vec<Misfit>> {
     let r = &located[p.index].record;
+    let reference = &located[p.index].reference;
     let entities = &mapping.forms[&r.form];
     let base = layouts.first_of(&r.form);
     let parent = plan.parent_rows(p);
@@ -138,6 +139,7 @@ pub fn build<'a>(
             if let Some(w) = &e.when {
                 let scope = Scope {
                     record: r,
+                    reference,
                     entities,
                     line: None,
                     rows: &p.rows,
@@ -170,6 +172,7 @@ pub fn build<'a>(
             }
             let scope = Scope {
                 record: r,
+                reference,
                 entities,
                 line: None,
                 rows: &p.rows,
@@ -218,6 +221,7 @@ pub fn build<'a>(
                 let before = truncated.get();
                 let scope = Scope {
                     record: r,
+                    reference,
                     entities,
                     line,
                     rows: &p.rows[..at],

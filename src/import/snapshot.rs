@@ -106,10 +106,8 @@ pub async fn gather(
         }
     }
 
-    let pending: Vec<&Located> = located
-        .iter()
-        .filter(|l| mapping.forms.contains_key(&l.record.form) && !done.contains(&l.record.reference.to_string()))
-        .collect();
+    let pending: Vec<&Located> =
+        located.iter().filter(|l| mapping.forms.contains_key(&l.record.form) && !done.contains(&l.reference)).collect();
     let mut snap = Snapshot {
         tables,
         lookup_tables,
@@ -162,7 +160,17 @@ fn key_scope<'a, 't>(
     line: Option<usize>,
     truncated: &'t std::cell::Cell<u32>,
 ) -> Scope<'a, 't> {
-    Scope { record: &l.record, entities, line, rows: &[], parent: None, reserved_id: None, column_len: None, truncated }
+    Scope {
+        record: &l.record,
+        reference: &l.reference,
+        entities,
+        line,
+        rows: &[],
+        parent: None,
+        reserved_id: None,
+        column_len: None,
+        truncated,
+    }
 }
 
 /// Fetches the rows every lookup needs, deepest-last (a lookup in another's key is fetched first).
@@ -311,7 +319,7 @@ async fn gather_keys(
                         let scope = key_scope(l, entities, line, &truncated);
                         if let Ok(v) = eval(&e.columns[e.natural_key.expect("keyed")].expr, &env, &scope) {
                             if v != Value::Null {
-                                acc[e.table].insert(how.normalize(&v.to_string()));
+                                acc[e.table].insert(how.normalize(&v.as_text()));
                             }
                         }
                     }

@@ -46,6 +46,14 @@ impl Value<'_> {
         }
     }
 
+    /// The text form, borrowed when the value is text already.
+    pub fn as_text(&self) -> Cow<'_, str> {
+        match self {
+            Value::Text(t) => Cow::Borrowed(t),
+            other => Cow::Owned(other.to_string()),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         match self {
             Value::Null => true,

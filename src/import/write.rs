@@ -139,7 +139,7 @@ impl Maker<'_> {
                 }
             }
             ledger.push([
-                l.record.reference.to_string(),
+                l.reference.clone(),
                 l.record.form.clone(),
                 serde_json::to_string(&ids).expect("ids serialize"),
             ]);
