@@ -6,9 +6,11 @@
 mod check;
 mod import;
 mod locate;
+mod payments;
 
 pub use check::CheckConfig;
 pub use import::{EntityMap, ImportConfig, Offset, TableMap};
+pub use payments::{LinkTemplate, Part, PaymentLink, PaymentsConfig, StripeConfig};
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,6 +21,11 @@ pub const CONFIG_FILE: &str = "cofferdam.toml";
 /// A configuration error, located as precisely as the source allows.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    #[error(
+        "no {CONFIG_FILE} in {}: run `cofferdam init DIR` to make a new site, or pass `--site DIR` to name the folder holding one",
+        shown_dir(.dir)
+    )]
+    NotASite { dir: PathBuf },
     #[error("{path}: cannot read: {source}")]
     Read {
         path: PathBuf,
@@ -49,6 +56,8 @@ pub struct Config {
     pub import: ImportConfig,
     #[serde(default)]
     pub check: CheckConfig,
+    #[serde(default)]
+    pub payments: PaymentsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -124,6 +133,9 @@ pub struct Form {
     /// e.g. a one-time offer linked to its order.
     #[serde(default)]
     pub links_to: Option<String>,
+    /// The provider's hosted payment page the 303 goes to instead of `thanks`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment: Option<PaymentLink>,
     pub fields: Vec<Field>,
 }
 
@@ -368,8 +380,10 @@ impl Site {
     /// Loads `DIR/cofferdam.toml` and validates it.
     pub fn load(root: &Path) -> Result<Site, ConfigError> {
         let config_path = root.join(CONFIG_FILE);
-        let source = std::fs::read_to_string(&config_path)
-            .map_err(|source| ConfigError::Read { path: config_path.clone(), source })?;
+        let source = std::fs::read_to_string(&config_path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => ConfigError::NotASite { dir: root.to_path_buf() },
+            _ => ConfigError::Read { path: config_path.clone(), source },
+        })?;
         let config = Config::parse(&source, &config_path)?;
         Ok(Site { root: root.to_path_buf(), config_path, config })
     }
@@ -391,11 +405,17 @@ impl Site {
 impl Config {
     /// Parses and validates; `path` is only used in messages.
     pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(source).map_err(|e| ConfigError::Invalid {
+        let invalid = |e: &toml::de::Error, key: String| ConfigError::Invalid {
             path: path.to_path_buf(),
             line: e.span().map(|s| locate::line_of_offset(source, s.start)),
-            message: e.message().trim_end().to_string(),
-        })?;
+            message: if key.is_empty() {
+                e.message().trim_end().to_string()
+            } else {
+                format!("{key}: {}", e.message().trim_end())
+            },
+        };
+        let de = toml::Deserializer::parse(source).map_err(|e| invalid(&e, String::new()))?;
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| invalid(e.inner(), key_path(e.path())))?;
         config.validate().map_err(|(key, message)| ConfigError::Invalid {
             path: path.to_path_buf(),
             line: locate::line_of_key(source, &key),
@@ -448,6 +468,9 @@ impl Config {
             };
             if !valid_name(name) {
                 return Err((at(&[]), format!("{name:?} is not a valid form name (letters, digits, `_` and `-`)")));
+            }
+            if name == crate::payment::PAYMENTS_DIR {
+                return Err((at(&[]), format!("{name:?} is reserved for the payment log (collected/{name}/): rename the form")));
             }
             if !form.thanks.starts_with('/') {
                 return Err((at(&["thanks"]), format!("{:?} must be a site path starting with `/`", form.thanks)));
@@ -506,6 +529,31 @@ impl Config {
                         }
                     }
                     _ => {}
+                }
+            }
+            if let Some(payment) = &form.payment {
+                for (key, template) in payment.templates() {
+                    let mut key_at: Vec<&str> = vec!["payment"];
+                    key_at.extend(key.iter().map(String::as_str));
+                    for part in &template.parts {
+                        if let Part::Field(f) = part {
+                            if !form.fields.iter().any(|x| &x.name == f) {
+                                return Err((at(&key_at), format!("{{field:{f}}}: no field named {f:?} in this form")));
+                            }
+                        }
+                    }
+                }
+                let sku_field = form.fields.iter().find(|f| f.kind == FieldKind::Sku);
+                for sku in payment.sku_links.keys() {
+                    let offered = sku_field.is_some_and(|f| {
+                        (f.options.is_empty() && self.product(sku).is_some()) || f.options.iter().any(|o| o.value() == sku)
+                    });
+                    if !offered {
+                        return Err((
+                            at(&["payment", "sku_links"]),
+                            format!("{sku:?} is not a SKU this form sells"),
+                        ));
+                    }
                 }
             }
             if form.fields.iter().filter(|f| f.kind == FieldKind::Sku).count() > 1 {
@@ -573,6 +621,30 @@ impl Config {
     fn sku_names(&self) -> String {
         self.catalog.iter().map(|p| p.sku.as_str()).collect::<Vec<_>>().join(", ")
     }
+}
+
+/// `catalog.0.price_cents`: where a type error is, in the terms of the file.
+fn key_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let parts: Vec<String> = path
+        .iter()
+        .filter_map(|s| match s {
+            Segment::Seq { index } => Some(index.to_string()),
+            Segment::Map { key } => Some(key.clone()),
+            Segment::Enum { variant } => Some(variant.clone()),
+            Segment::Unknown => None,
+        })
+        .collect();
+    parts.join(".")
+}
+
+/// `.` as "the current folder (/abs/path)", other folders as given.
+fn shown_dir(dir: &Path) -> String {
+    if dir.as_os_str().is_empty() || dir == Path::new(".") {
+        let here = std::env::current_dir().map(|d| format!(" ({})", d.display())).unwrap_or_default();
+        return format!("the current folder{here}");
+    }
+    dir.display().to_string()
 }
 
 /// Names that end up in URLs, file names and references.
