@@ -67,6 +67,9 @@ pub struct SiteConfig {
     /// The public origin (`https://shop.example`): used for absolute links and the `Origin` check.
     pub base_url: String,
     pub language: String,
+    /// The default social preview image (`og:image`) of every page: a file of `content/` or an
+    /// absolute URL. A page's front matter `image` wins.
+    pub image: Option<String>,
     /// Free values handed to every template as `site.extra`.
     pub extra: BTreeMap<String, serde_json::Value>,
 }
@@ -77,6 +80,7 @@ impl Default for SiteConfig {
             title: "Launch".into(),
             base_url: "http://127.0.0.1:8080".into(),
             language: "en".into(),
+            image: None,
             extra: BTreeMap::new(),
         }
     }
