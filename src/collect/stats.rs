@@ -146,7 +146,7 @@ pub fn stats_cli(args: &StatsArgs) -> anyhow::Result<ExitCode> {
             println!("  … and {} more mismatches", s.mismatches.len() - 20);
         }
         if s.unmatched_payments > 0 {
-            println!("  {} payments name no order in these logs", s.unmatched_payments);
+            println!("  payment events naming no order of these logs: {}", s.unmatched_payments);
         }
     }
     if !s.bad.is_empty() {

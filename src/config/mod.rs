@@ -309,6 +309,10 @@ pub struct ServerConfig {
     pub origins: Vec<String>,
     /// Header carrying the client IP when behind a proxy (e.g. `X-Forwarded-For`).
     pub client_ip_header: Option<String>,
+    /// The origins of the forms' payment links, which the CSP's `form-action` must allow:
+    /// derived from `forms.*.payment` when the config loads, never set in the file.
+    #[serde(skip)]
+    pub payment_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -328,6 +332,7 @@ impl Default for ServerConfig {
             stream_threshold_bytes: 1024 * 1024,
             origins: Vec::new(),
             client_ip_header: None,
+            payment_origins: Vec::new(),
         }
     }
 }
@@ -425,6 +430,14 @@ impl Config {
             line: locate::line_of_key(source, &key),
             message: format!("{}: {message}", key.join(".")),
         })?;
+        let mut config = config;
+        let origins: BTreeSet<String> = config
+            .forms
+            .values()
+            .filter_map(|f| f.payment.as_ref())
+            .flat_map(|p| p.templates().map(|(_, t)| t.origin().to_string()).collect::<Vec<_>>())
+            .collect();
+        config.server.payment_origins = origins.into_iter().collect();
         Ok(config)
     }
 

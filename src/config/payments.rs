@@ -73,6 +73,7 @@ impl PaymentLink {
 pub struct LinkTemplate {
     source: String,
     pub parts: Vec<Part>,
+    origin_end: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -97,7 +98,9 @@ pub const PLACEHOLDERS: &str = "{ref}, {total_cents}, {amount}, {currency}, {sku
 
 impl LinkTemplate {
     pub fn parse(source: &str) -> Result<LinkTemplate, String> {
-        if !(source.starts_with("https://") || source.starts_with("http://")) {
+        if !(source.starts_with("https://") || source.starts_with("http://"))
+            || source.chars().any(|c| c.is_whitespace() || c.is_control() || c == '"')
+        {
             return Err(format!("{source:?} is not an http(s) URL"));
         }
         let mut parts = Vec::new();
@@ -125,13 +128,23 @@ impl LinkTemplate {
         if !rest.is_empty() {
             parts.push(Part::Text(rest.to_string()));
         }
+        let host_at = source.find("://").map(|i| i + 3).unwrap_or(0);
+        let origin_end = source[host_at..].find(['/', '?', '#']).map(|i| host_at + i).unwrap_or(source.len());
+        if source[..origin_end].contains('{') || origin_end == host_at {
+            return Err(format!("{source:?}: the scheme and host must be written out (a placeholder may follow them)"));
+        }
         if !parts.contains(&Part::Ref) {
             return Err(format!(
                 "{source:?} does not carry {{ref}}: the payment could never be matched to its order \
                  (Stripe: `?client_reference_id={{ref}}`)"
             ));
         }
-        Ok(LinkTemplate { source: source.to_string(), parts })
+        Ok(LinkTemplate { source: source.to_string(), parts, origin_end })
+    }
+
+    /// `https://buy.stripe.com`: where the link goes, for the CSP's `form-action`.
+    pub fn origin(&self) -> &str {
+        &self.source[..self.origin_end]
     }
 
     pub fn as_str(&self) -> &str {
@@ -166,5 +179,8 @@ mod tests {
         assert!(LinkTemplate::parse("https://pay.example/{ref}/{price}").unwrap_err().contains("{price}"));
         assert!(LinkTemplate::parse("https://pay.example/{ref").unwrap_err().contains("never closed"));
         assert!(LinkTemplate::parse("ftp://pay.example/{ref}").unwrap_err().contains("http"));
+        assert!(LinkTemplate::parse("https://{field:x}.example/{ref}").unwrap_err().contains("host"));
+        assert_eq!(LinkTemplate::parse("https://buy.stripe.com/x?r={ref}").unwrap().origin(), "https://buy.stripe.com");
+        assert_eq!(LinkTemplate::parse("http://127.0.0.1:9/pay?r={ref}").unwrap().origin(), "http://127.0.0.1:9");
     }
 }

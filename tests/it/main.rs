@@ -9,5 +9,7 @@ mod check;
 mod collect;
 mod import;
 mod media;
+mod payments;
+mod receipt;
 mod rehearse;
 mod serve;
