@@ -79,7 +79,9 @@ fn field_html(h: &mut String, form: &str, f: &Field, catalog: &[Product], filled
     }
     let mut help = f.help.as_ref().map(|t| format!("<small>{}</small>", esc(t))).unwrap_or_default();
     if let Some(e) = error {
-        let _ = write!(help, "<p class=\"cd-error\" id=\"{id}-error\">{}</p>", esc(e));
+        // Beside its field, "E-mail: not an e-mail address" needs no "E-mail: ".
+        let e = e.strip_prefix(&format!("{}: ", f.label())).map(capitalized).unwrap_or_else(|| e.to_string());
+        let _ = write!(help, "<p class=\"cd-error\" id=\"{id}-error\">{}</p>", esc(&e));
     }
     let label = format!("<label for=\"{id}\">{}</label>", esc(f.label()));
     match f.kind {
@@ -166,6 +168,11 @@ fn field_html(h: &mut String, form: &str, f: &Field, catalog: &[Product], filled
             );
         }
     }
+}
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
 }
 
 /// The products a `sku` field offers: its options, else the whole catalog.
@@ -263,7 +270,7 @@ mod tests {
         assert!(!html.contains("value=\"AURORA-EB\" required checked>"), "the default gives way to the choice: {html}");
         assert!(html.contains("type=\"checkbox\" value=\"on\" checked>"), "{html}");
         assert!(
-            html.contains("aria-invalid=\"true\" aria-describedby=\"order-email-error\" maxlength=\"254\" type=\"email\" value=\"not-an-email\"><p class=\"cd-error\" id=\"order-email-error\">E-mail: not an e-mail address</p>"),
+            html.contains("aria-invalid=\"true\" aria-describedby=\"order-email-error\" maxlength=\"254\" type=\"email\" value=\"not-an-email\"><p class=\"cd-error\" id=\"order-email-error\">Not an e-mail address</p>"),
             "{html}"
         );
         assert!(html.contains("<li><a href=\"#order-quantity\">Quantity: must be between 1 and 5</a></li>"), "{html}");

@@ -139,7 +139,10 @@ impl Collector {
         let payments = Payments::start(site)?;
         let oplog = Arc::new(OpLog::new(manifest.forms.keys()));
         let closed = Arc::new(AtomicBool::new(false));
-        tokio::spawn(oplog::run(oplog.clone(), shared.clone(), closed.clone(), oplog::EVERY));
+        if c.log_every_secs > 0 {
+            let every = Duration::from_secs(c.log_every_secs);
+            tokio::spawn(oplog::run(oplog.clone(), shared.clone(), closed.clone(), every));
+        }
         let mut origins = vec![origin_of(&config.site.base_url)];
         origins.extend(config.server.origins.iter().map(|o| origin_of(o)));
         Ok(Arc::new(Collector {

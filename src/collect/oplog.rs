@@ -8,8 +8,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub const EVERY: Duration = Duration::from_secs(5);
-
 /// Counters the request handlers bump, lock-free: one per form, fixed at start-up.
 pub struct OpLog {
     accepted: BTreeMap<String, AtomicU64>,
@@ -80,7 +78,8 @@ mod tests {
         let forms = ["newsletter".to_string(), "offer".to_string(), "order".to_string()];
         let log = OpLog::new(forms.iter());
         let stock: BTreeMap<String, u64> = [("AURORA-EB".to_string(), 4958)].into();
-        assert_eq!(log.take_line(&stock, EVERY), None);
+        let every = Duration::from_secs(5);
+        assert_eq!(log.take_line(&stock, every), None);
         for _ in 0..40 {
             log.accepted("order");
         }
@@ -88,9 +87,9 @@ mod tests {
         log.accepted("offer");
         log.shed();
         assert_eq!(
-            log.take_line(&stock, EVERY).as_deref(),
+            log.take_line(&stock, every).as_deref(),
             Some("orders: 42 in 5s (offer 2, order 40) · stock left AURORA-EB 4958 · shed 1 (503, queue full)")
         );
-        assert_eq!(log.take_line(&stock, EVERY), None, "counted once");
+        assert_eq!(log.take_line(&stock, every), None, "counted once");
     }
 }

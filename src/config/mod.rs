@@ -358,6 +358,8 @@ pub struct CollectConfig {
     pub double_submit_window_secs: u64,
     /// The part of each catalog stock cap this node may sell (several nodes split a cap).
     pub stock_share: f64,
+    /// Seconds between the operator's summary lines while posts come in (0: none).
+    pub log_every_secs: u64,
 }
 
 impl Default for CollectConfig {
@@ -373,6 +375,7 @@ impl Default for CollectConfig {
             production: false,
             double_submit_window_secs: 600,
             stock_share: 1.0,
+            log_every_secs: 5,
         }
     }
 }

@@ -9,6 +9,7 @@ mod check;
 mod collect;
 mod import;
 mod media;
+mod operator;
 mod payments;
 mod receipt;
 mod rehearse;

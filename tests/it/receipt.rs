@@ -66,7 +66,7 @@ async fn thank_you_page_shows_the_buyers_own_receipt_and_nobody_elses() {
     assert!(html.contains(&format!("Your order <span class=\"cd-ref\">{ada_ref}</span>")), "{html}");
     assert!(html.contains("<td>Aurora lamp — early bird</td><td class=\"cd-num\">2</td><td class=\"cd-num\">€178.00</td>"), "{html}");
     assert!(html.contains("Total</th><td class=\"cd-num\">€178.00</td>"), "{html}");
-    assert!(!html.contains("send its reference with the confirmation e-mail"), "the slot's generic text is replaced");
+    assert!(!html.contains("Its reference and total come with the confirmation e-mail"), "the slot's generic text is replaced");
     assert!(html.contains("One more thing: spare bulbs"), "the rest of the page is the prebuilt one");
     assert_eq!(h["cache-control"], "private, no-store", "no cache may keep one buyer's page");
     assert!(h["vary"].to_str().unwrap().contains("Cookie"));
@@ -81,7 +81,7 @@ async fn thank_you_page_shows_the_buyers_own_receipt_and_nobody_elses() {
     for cookie in [None, Some("session=abc"), Some(tampered.as_str())] {
         let (h, html) = page(&s, "/thanks/", cookie).await;
         assert!(!html.contains("cd-receipt") && !html.contains(&ada_ref), "{cookie:?}: {html}");
-        assert!(html.contains("send its reference with the confirmation e-mail"), "{cookie:?}: the generic text");
+        assert!(html.contains("Its reference and total come with the confirmation e-mail"), "{cookie:?}: the generic text");
         assert_eq!(h["cache-control"], "private, no-store", "{cookie:?}");
     }
     // The landing page stays prebuilt and cacheable, cookie or not.
@@ -126,8 +126,8 @@ async fn invalid_post_shows_the_form_again_with_what_was_typed_and_the_errors() 
     assert!(html.contains("<title>Order your Aurora"), "the order page itself: {html}");
     assert!(html.contains("value=\"&quot;&gt;&lt;script&gt;alert(1)&lt;&#x2F;script&gt;\"") || html.contains("value=\"&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;\""), "escaped: {html}");
     assert!(!html.contains("<script>"), "{html}");
-    assert!(html.contains("value=\"ada@localhost\"><p class=\"cd-error\" id=\"order-email-error\">E-mail: not an e-mail address</p>"), "{html}");
-    assert!(html.contains("<p class=\"cd-error\" id=\"order-quantity-error\">Quantity: must be between 1 and 5</p>"), "{html}");
+    assert!(html.contains("value=\"ada@localhost\"><p class=\"cd-error\" id=\"order-email-error\">Not an e-mail address</p>"), "{html}");
+    assert!(html.contains("<p class=\"cd-error\" id=\"order-quantity-error\">Must be between 1 and 5</p>"), "{html}");
     assert!(html.contains(">Rue de Rivoli 1, Paris</textarea>"), "{html}");
     assert!(html.contains("<option value=\"FR\" selected>France</option>"), "{html}");
     assert!(html.contains("value=\"AURORA\" required checked>"), "{html}");
