@@ -14,3 +14,4 @@ mod payments;
 mod receipt;
 mod rehearse;
 mod serve;
+mod shops;

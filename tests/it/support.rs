@@ -203,3 +203,44 @@ pub fn records(collected: &Path) -> Vec<cofferdam::record::Record> {
     }
     out
 }
+
+/// A fresh, empty database `cd_{name}` on the server behind `admin_url` (a PostgreSQL or MySQL URL
+/// naming any database the user may connect to), dropped first if a crashed run left it; returns its URL.
+pub async fn scratch_database(admin_url: &str, name: &str) -> String {
+    use sqlx::any::AnyPoolOptions;
+    sqlx::any::install_default_drivers();
+    let db = format!("cd_{name}");
+    let admin = AnyPoolOptions::new().max_connections(1).connect(admin_url).await.unwrap();
+    let force = if admin_url.starts_with("postgres") { " WITH (FORCE)" } else { "" };
+    sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {db}{force}")).execute(&admin).await.unwrap();
+    sqlx::raw_sql(&format!("CREATE DATABASE {db}")).execute(&admin).await.unwrap();
+    admin.close().await;
+    format!("{}/{db}", admin_url.rsplit_once('/').unwrap().0)
+}
+
+/// Runs an SQL file statement by statement on one connection, as `mysql < file` or `psql -f file`
+/// would: `--` comment lines are skipped and a statement ends with a line ending in `;` (the shop
+/// fixtures keep every value holding a `;` off line ends). A failing statement panics with the file,
+/// its line and the database's message.
+pub async fn load_sql_file(conn: &mut sqlx::AnyConnection, file: &Path) {
+    let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let (mut stmt, mut first_line) = (String::new(), 0);
+    for (n, line) in text.lines().enumerate() {
+        if line.trim_start().starts_with("--") || (stmt.is_empty() && line.trim().is_empty()) {
+            continue;
+        }
+        if stmt.is_empty() {
+            first_line = n + 1;
+        }
+        stmt.push_str(line);
+        stmt.push('\n');
+        if line.trim_end().ends_with(';') {
+            sqlx::raw_sql(&stmt)
+                .execute(&mut *conn)
+                .await
+                .unwrap_or_else(|e| panic!("{}:{first_line}: {e}\n{stmt}", file.display()));
+            stmt.clear();
+        }
+    }
+    assert!(stmt.trim().is_empty(), "{}: no ';' after the statement at line {first_line}", file.display());
+}
