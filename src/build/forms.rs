@@ -130,7 +130,8 @@ fn field_html(h: &mut String, form: &str, f: &Field, catalog: &[Product], filled
                 let selected = if chosen == Some(value) { " selected" } else { "" };
                 let _ = write!(options, "<option value=\"{}\"{selected}>{}</option>", esc(value), esc(text));
             }
-            let _ = writeln!(h, "<div class=\"cd-field{invalid}\">{label}<select{attrs}>{options}</select>{help}</div>");
+            let _ =
+                writeln!(h, "<div class=\"cd-field{invalid}\">{label}<select{attrs}>{options}</select>{help}</div>");
         }
         FieldKind::Sku => {
             // Products as radio cards: name and price in plain sight (not inside a dropdown),
@@ -261,7 +262,12 @@ mod tests {
             ("quantity".to_string(), "Quantity: must be between 1 and 5".to_string()),
         ]
         .into();
-        let html = render_filled("order", &config.forms["order"], &config.catalog, &Filled { values: &values, errors: &errors });
+        let html = render_filled(
+            "order",
+            &config.forms["order"],
+            &config.catalog,
+            &Filled { values: &values, errors: &errors },
+        );
         assert!(html.contains("value=\"Ada &quot;&lt;script&gt;alert(1)&lt;/script&gt;\""), "{html}");
         assert!(!html.contains("<script>") && !html.contains("<b>"), "{html}");
         assert!(html.contains(">Rue &lt;b&gt;1&lt;/b&gt;\nParis</textarea>"), "{html}");

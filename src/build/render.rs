@@ -62,8 +62,11 @@ impl Renderer {
             map.keys().filter_map(|k| assets.resolve("", k).map(|u| (k.clone(), u))).collect();
         tera.register_function("asset", AssetUrl(urls));
         let config = &site.config;
-        let forms =
-            config.forms.iter().map(|(name, form)| (name.clone(), forms::render(name, form, &config.catalog))).collect();
+        let forms = config
+            .forms
+            .iter()
+            .map(|(name, form)| (name.clone(), forms::render(name, form, &config.catalog)))
+            .collect();
         let catalog = Value::Array(
             config
                 .catalog

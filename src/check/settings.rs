@@ -98,6 +98,36 @@ pub(crate) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
         });
     }
 
+    let paying: Vec<&String> = config.forms.iter().filter(|(_, f)| f.payment.is_some()).map(|(n, _)| n).collect();
+    match &config.payments.stripe {
+        None if !paying.is_empty() => out.push(Finding {
+            severity: Severity::Warning,
+            code: "payment-unconfirmed",
+            page: format!("form {}", paying[0]),
+            location: Some(ctx.config_location(|l| l == format!("[forms.{}.payment]", paying[0]))),
+            message: format!(
+                "{} hand buyers to a payment page, but no webhook confirms the payments: `stats` and `import` see every order unpaid",
+                paying.iter().map(|n| format!("form {n:?}")).collect::<Vec<_>>().join(", ")
+            ),
+            fix: format!(
+                "add [payments.stripe] to {config_file} and point the provider's webhook at POST /hook/stripe"
+            ),
+        }),
+        Some(stripe) if stripe.secrets().is_empty() => out.push(Finding {
+            severity: if c.production { Severity::Error } else { Severity::Warning },
+            code: "no-webhook-secret",
+            page: "[payments.stripe]".into(),
+            location: Some(ctx.config_location(|l| l == "[payments.stripe]")),
+            message: format!(
+                "${} is not set here: the webhook refuses every event (400){}",
+                stripe.secret_env,
+                if c.production { ", and in production `cofferdam serve` refuses to start" } else { "" }
+            ),
+            fix: format!("set ${} on the server to the endpoint's signing secret (`whsec_…`)", stripe.secret_env),
+        }),
+        _ => {}
+    }
+
     let special = &ctx.manifest.special;
     if special.busy.is_none() {
         out.push(Finding {

@@ -13,7 +13,8 @@ pub(crate) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             name.eq_ignore_ascii_case(key).then(|| (t.attr("content").unwrap_or("").trim().to_string(), t.line))
         })
     };
-    let missing: Vec<&str> = ["og:title", "og:image", "twitter:card"].into_iter().filter(|k| meta(k).is_none()).collect();
+    let missing: Vec<&str> =
+        ["og:title", "og:image", "twitter:card"].into_iter().filter(|k| meta(k).is_none()).collect();
     if !missing.is_empty() {
         out.push(Finding {
             severity: Severity::Warning,

@@ -24,9 +24,11 @@ impl After {
     pub fn new(rt: &FormRuntime, valid: &Valid, parent: Option<&Ref>) -> After {
         After {
             receipt: Unplaced::of(&rt.name, valid),
-            order: rt.form.payment.as_ref().map(|_| {
-                (valid.fields.clone(), valid.lines.clone(), valid.total_cents, valid.currency.clone())
-            }),
+            order: rt
+                .form
+                .payment
+                .as_ref()
+                .map(|_| (valid.fields.clone(), valid.lines.clone(), valid.total_cents, valid.currency.clone())),
             parent: parent.cloned(),
         }
     }
@@ -36,13 +38,7 @@ impl After {
         let location = match (&rt.form.payment, &self.order) {
             (Some(payment), Some((fields, lines, total_cents, currency))) => link::url(
                 payment,
-                &link::Order {
-                    reference,
-                    fields,
-                    lines,
-                    total_cents: *total_cents,
-                    currency: currency.as_deref(),
-                },
+                &link::Order { reference, fields, lines, total_cents: *total_cents, currency: currency.as_deref() },
             ),
             _ => rt.form.thanks.clone(),
         };

@@ -10,10 +10,10 @@ use super::validate::FieldError;
 use crate::build::{render_filled_form, render_form, Filled};
 use crate::config::{Form, Product};
 use crate::manifest::Manifest;
-use std::collections::{BTreeMap, HashMap};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{header, HeaderValue, StatusCode};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 pub const ERRORS_MARKER: &str = "<!-- cofferdam:errors -->";

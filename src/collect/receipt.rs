@@ -111,7 +111,8 @@ impl Receipt {
     /// The receipt as HTML for the page's slot: the first order's reference, every line with
     /// its quantity and price, the total (per currency, should an order mix them).
     pub fn to_html(&self, catalog: &[Product]) -> String {
-        let name = |sku: &str| catalog.iter().find(|p| p.sku == sku).map(|p| p.name.as_str()).unwrap_or(sku).to_string();
+        let name =
+            |sku: &str| catalog.iter().find(|p| p.sku == sku).map(|p| p.name.as_str()).unwrap_or(sku).to_string();
         let main = &self.orders[0];
         let mut h = String::with_capacity(1024);
         let _ = write!(
@@ -191,9 +192,8 @@ mod tests {
         assert_eq!(Receipt::decode(&signer, &value), Some(r.clone()));
         assert_eq!(Receipt::decode(&Signer::new(b"other"), &value), None);
         let (payload, tag) = value.rsplit_once('.').unwrap();
-        let forged = URL_SAFE_NO_PAD.encode(
-            String::from_utf8(URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap().replace("n1-1", "n1-7"),
-        );
+        let forged = URL_SAFE_NO_PAD
+            .encode(String::from_utf8(URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap().replace("n1-1", "n1-7"));
         assert_eq!(Receipt::decode(&signer, &format!("{forged}.{tag}")), None);
         // A reference cookie, signed for a form, is no receipt.
         assert_eq!(Receipt::decode(&signer, &signer.sign("order", &"n1-1".parse().unwrap())), None);
@@ -217,7 +217,10 @@ mod tests {
         let r = Receipt::after(Some(r), placed("offer", "n1-2", "BULB", 1, 1900), Some(&parent));
         let html = r.to_html(&catalog);
         assert!(html.contains("Your order <span class=\"cd-ref\">n1-1</span>"), "{html}");
-        assert!(html.contains("<td>Lamp &lt;b&gt;</td><td class=\"cd-num\">2</td><td class=\"cd-num\">€178.00</td>"), "{html}");
+        assert!(
+            html.contains("<td>Lamp &lt;b&gt;</td><td class=\"cd-num\">2</td><td class=\"cd-num\">€178.00</td>"),
+            "{html}"
+        );
         assert!(html.contains("<td>BULB <small>added, n1-2</small></td>"), "{html}");
         assert!(html.contains("Total</th><td class=\"cd-num\">€197.00</td>"), "{html}");
     }

@@ -97,8 +97,7 @@ pub fn collect_stats(site: &Site, dir: &std::path::Path) -> std::io::Result<Stat
             known.insert(r.reference);
         }
     }
-    s.unmatched_payments =
-        ledger.unmatched.len() + ledger.iter().filter(|(r, _)| !known.contains(*r)).count();
+    s.unmatched_payments = ledger.unmatched.len() + ledger.iter().filter(|(r, _)| !known.contains(*r)).count();
     Ok(s)
 }
 

@@ -427,7 +427,8 @@ impl Config {
             },
         };
         let de = toml::Deserializer::parse(source).map_err(|e| invalid(&e, String::new()))?;
-        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| invalid(e.inner(), key_path(e.path())))?;
+        let config: Config =
+            serde_path_to_error::deserialize(de).map_err(|e| invalid(e.inner(), key_path(e.path())))?;
         config.validate().map_err(|(key, message)| ConfigError::Invalid {
             path: path.to_path_buf(),
             line: locate::line_of_key(source, &key),
@@ -490,7 +491,10 @@ impl Config {
                 return Err((at(&[]), format!("{name:?} is not a valid form name (letters, digits, `_` and `-`)")));
             }
             if name == crate::payment::PAYMENTS_DIR {
-                return Err((at(&[]), format!("{name:?} is reserved for the payment log (collected/{name}/): rename the form")));
+                return Err((
+                    at(&[]),
+                    format!("{name:?} is reserved for the payment log (collected/{name}/): rename the form"),
+                ));
             }
             if !form.thanks.starts_with('/') {
                 return Err((at(&["thanks"]), format!("{:?} must be a site path starting with `/`", form.thanks)));
@@ -566,13 +570,11 @@ impl Config {
                 let sku_field = form.fields.iter().find(|f| f.kind == FieldKind::Sku);
                 for sku in payment.sku_links.keys() {
                     let offered = sku_field.is_some_and(|f| {
-                        (f.options.is_empty() && self.product(sku).is_some()) || f.options.iter().any(|o| o.value() == sku)
+                        (f.options.is_empty() && self.product(sku).is_some())
+                            || f.options.iter().any(|o| o.value() == sku)
                     });
                     if !offered {
-                        return Err((
-                            at(&["payment", "sku_links"]),
-                            format!("{sku:?} is not a SKU this form sells"),
-                        ));
+                        return Err((at(&["payment", "sku_links"]), format!("{sku:?} is not a SKU this form sells")));
                     }
                 }
             }

@@ -48,13 +48,12 @@ impl Ledger {
 
     pub fn from_payments(mut payments: Vec<Payment>) -> Ledger {
         payments.sort_by(|a, b| {
-            (a.created_at.unwrap_or(a.received_at), &a.event_id).cmp(&(b.created_at.unwrap_or(b.received_at), &b.event_id))
+            (a.created_at.unwrap_or(a.received_at), &a.event_id)
+                .cmp(&(b.created_at.unwrap_or(b.received_at), &b.event_id))
         });
         let mut ledger = Ledger { events: payments.len(), ..Ledger::default() };
-        let owner: HashMap<&str, &Ref> = payments
-            .iter()
-            .filter_map(|p| Some((p.payment_id.as_deref()?, p.reference.as_ref()?)))
-            .collect();
+        let owner: HashMap<&str, &Ref> =
+            payments.iter().filter_map(|p| Some((p.payment_id.as_deref()?, p.reference.as_ref()?))).collect();
         let mut paid_checkouts: HashSet<(Provider, String)> = HashSet::new();
         let mut refunded: HashMap<&str, u64> = HashMap::new();
         for p in &payments {
@@ -140,7 +139,14 @@ mod tests {
     use super::*;
     use crate::payment::record::PAYMENT_VERSION;
 
-    fn event(id: &str, status: PaymentStatus, reference: Option<&str>, amount: u64, checkout: &str, minute: u8) -> Payment {
+    fn event(
+        id: &str,
+        status: PaymentStatus,
+        reference: Option<&str>,
+        amount: u64,
+        checkout: &str,
+        minute: u8,
+    ) -> Payment {
         Payment {
             v: PAYMENT_VERSION,
             provider: Provider::Stripe,

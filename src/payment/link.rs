@@ -58,9 +58,16 @@ mod tests {
         .unwrap();
         let reference: Ref = "n1-42".parse().unwrap();
         let fields: BTreeMap<String, String> = [("email".to_string(), "a+b@example.org&x=1".to_string())].into();
-        let line = |sku: &str| Line { sku: sku.into(), name: "x".into(), quantity: 2, unit_cents: 4450, total_cents: 8900 };
+        let line =
+            |sku: &str| Line { sku: sku.into(), name: "x".into(), quantity: 2, unit_cents: 4450, total_cents: 8900 };
         let lines = vec![line("AURORA-EB")];
-        let order = Order { reference: &reference, fields: &fields, lines: &lines, total_cents: Some(8900), currency: Some("EUR") };
+        let order = Order {
+            reference: &reference,
+            fields: &fields,
+            lines: &lines,
+            total_cents: Some(8900),
+            currency: Some("EUR"),
+        };
         assert_eq!(
             url(&link, &order),
             "https://buy.stripe.com/test_a?client_reference_id=n1-42&prefilled_email=a%2Bb%40example.org%26x%3D1"

@@ -65,10 +65,8 @@ impl Payments {
             max_batch: c.max_batch,
             queue_capacity: c.queue_capacity,
         };
-        let log = log::PaymentLog::start(settings).map_err(|source| PaymentError::Recover {
-            path: collected.join(PAYMENTS_DIR),
-            source,
-        })?;
+        let log = log::PaymentLog::start(settings)
+            .map_err(|source| PaymentError::Recover { path: collected.join(PAYMENTS_DIR), source })?;
         let stripe = Some(StripeHook { secrets, tolerance_secs: stripe.tolerance_secs });
         Ok(Some(Arc::new(Payments { stripe, log })))
     }

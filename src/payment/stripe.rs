@@ -217,7 +217,10 @@ mod tests {
         let wrong = header("whsec_other", now, body);
         assert_eq!(verify(Some(&wrong), body, &secrets, 300, now), Err(SignatureError::Mismatch));
         let tampered = br#"{"id":"evt_1","type":"checkout.session.completed "}"#;
-        assert_eq!(verify(Some(&header("whsec_test", now, body)), tampered, &secrets, 300, now), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify(Some(&header("whsec_test", now, body)), tampered, &secrets, 300, now),
+            Err(SignatureError::Mismatch)
+        );
         let old = header("whsec_test", now - 301, body);
         assert_eq!(verify(Some(&old), body, &secrets, 300, now), Err(SignatureError::Stale(301)));
         assert_eq!(verify(None, body, &secrets, 300, now), Err(SignatureError::Missing));

@@ -130,7 +130,11 @@ fn template_syntax_error_names_template_and_line() {
     assert_build_fails(
         |s| edit(s, "templates/plain.html", "{% endblock %}", "{% endblok %}"),
         // On several lines, as pest draws it: the line, then a caret under the spot.
-        &["templates/plain.html:2: template syntax error:\n", "\n  2 | {% block body_class %}plain{% endblok %}\n", "^---"],
+        &[
+            "templates/plain.html:2: template syntax error:\n",
+            "\n  2 | {% block body_class %}plain{% endblok %}\n",
+            "^---",
+        ],
     );
 }
 

@@ -374,7 +374,10 @@ fn landing_page_without_social_preview_tags_is_a_warning() {
     let (_, findings) = report(site.path());
     assert!(!findings.iter().any(|f| f["code"] == "no-social-preview"), "the example has them: {findings:?}");
     let built = std::fs::read_to_string(site.path().join("dist/index.html")).unwrap();
-    assert!(built.contains("<meta property=\"og:image\" content=\"http:&#x2F;&#x2F;127.0.0.1:8080&#x2F;share."), "{built}");
+    assert!(
+        built.contains("<meta property=\"og:image\" content=\"http:&#x2F;&#x2F;127.0.0.1:8080&#x2F;share."),
+        "{built}"
+    );
     assert!(built.contains("<meta name=\"twitter:card\" content=\"summary_large_image\">"), "{built}");
     // A page's front matter image wins over site.image.
     let order = std::fs::read_to_string(site.path().join("dist/order/index.html")).unwrap();
@@ -382,7 +385,12 @@ fn landing_page_without_social_preview_tags_is_a_warning() {
     std::fs::copy(site.path().join("content/share.png"), site.path().join("content/order.png")).unwrap();
     edit(site.path(), "content/order.md", "form = \"order\"", "form = \"order\"\nimage = \"order.png\"");
     edit(site.path(), "templates/base.html", "<meta property=\"og:type\" content=\"website\">", "");
-    edit(site.path(), "templates/base.html", "{% if page.image %}<meta property=\"og:image\" content=\"{{ page.image }}\">", "{% if page.image %}<meta name=\"x-image\" content=\"{{ page.image }}\">");
+    edit(
+        site.path(),
+        "templates/base.html",
+        "{% if page.image %}<meta property=\"og:image\" content=\"{{ page.image }}\">",
+        "{% if page.image %}<meta name=\"x-image\" content=\"{{ page.image }}\">",
+    );
     let (code, findings) = report(site.path());
     assert_eq!(code, 0, "a warning, not an error");
     let social = &with_code(&findings, "no-social-preview")[0];

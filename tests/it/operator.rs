@@ -42,7 +42,14 @@ fn a_summary_line_while_orders_flow_and_no_colour_in_a_log_file() {
     let log = site.path().join("serve.log");
     let port = free_port();
     let mut child = Command::new(bin())
-        .args(["serve", "--no-build", "--listen", &format!("127.0.0.1:{port}"), "--admin", &format!("127.0.0.1:{}", free_port())])
+        .args([
+            "serve",
+            "--no-build",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--admin",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
         .current_dir(site.path())
         .env("COFFERDAM_LOG", "info")
         .stdout(Stdio::null())

@@ -59,7 +59,8 @@ pub fn now() -> i64 {
 }
 
 pub async fn hook(s: &Server, body: &str, signature: Option<&str>) -> reqwest::Response {
-    let mut req = client().post(s.url("/hook/stripe")).header("content-type", "application/json").body(body.to_string());
+    let mut req =
+        client().post(s.url("/hook/stripe")).header("content-type", "application/json").body(body.to_string());
     if let Some(sig) = signature {
         req = req.header("stripe-signature", sig);
     }
@@ -76,8 +77,14 @@ async fn order(s: &Server, name: &str) -> (String, reqwest::Response) {
         .await
         .unwrap();
     assert_eq!(r.status(), 303);
-    let cookie = r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).find(|c| c.starts_with("cofferdam_ref_order="));
-    let reference = cookie.unwrap().split(';').next().unwrap().split_once('=').unwrap().1.rsplit_once('.').unwrap().0.to_string();
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find(|c| c.starts_with("cofferdam_ref_order="));
+    let reference =
+        cookie.unwrap().split(';').next().unwrap().split_once('=').unwrap().1.rsplit_once('.').unwrap().0.to_string();
     (reference, r)
 }
 

@@ -64,16 +64,25 @@ async fn thank_you_page_shows_the_buyers_own_receipt_and_nobody_elses() {
 
     let (h, html) = page(&s, "/thanks/", Some(&ada_cookie)).await;
     assert!(html.contains(&format!("Your order <span class=\"cd-ref\">{ada_ref}</span>")), "{html}");
-    assert!(html.contains("<td>Aurora lamp — early bird</td><td class=\"cd-num\">2</td><td class=\"cd-num\">€178.00</td>"), "{html}");
+    assert!(
+        html.contains("<td>Aurora lamp — early bird</td><td class=\"cd-num\">2</td><td class=\"cd-num\">€178.00</td>"),
+        "{html}"
+    );
     assert!(html.contains("Total</th><td class=\"cd-num\">€178.00</td>"), "{html}");
-    assert!(!html.contains("Its reference and total come with the confirmation e-mail"), "the slot's generic text is replaced");
+    assert!(
+        !html.contains("Its reference and total come with the confirmation e-mail"),
+        "the slot's generic text is replaced"
+    );
     assert!(html.contains("One more thing: spare bulbs"), "the rest of the page is the prebuilt one");
     assert_eq!(h["cache-control"], "private, no-store", "no cache may keep one buyer's page");
     assert!(h["vary"].to_str().unwrap().contains("Cookie"));
     assert!(h.get("content-security-policy").is_some(), "the security headers stay");
 
     let (_, html) = page(&s, "/thanks/", Some(&bob_cookie)).await;
-    assert!(html.contains("<td>Aurora lamp</td><td class=\"cd-num\">1</td><td class=\"cd-num\">€119.00</td>"), "{html}");
+    assert!(
+        html.contains("<td>Aurora lamp</td><td class=\"cd-num\">1</td><td class=\"cd-num\">€119.00</td>"),
+        "{html}"
+    );
     assert!(!html.contains(&ada_ref) && !html.contains("€178.00"), "Bob sees only his order: {html}");
 
     // No cookie, another site's cookie, a tampered one: the generic page, as prebuilt.
@@ -81,7 +90,10 @@ async fn thank_you_page_shows_the_buyers_own_receipt_and_nobody_elses() {
     for cookie in [None, Some("session=abc"), Some(tampered.as_str())] {
         let (h, html) = page(&s, "/thanks/", cookie).await;
         assert!(!html.contains("cd-receipt") && !html.contains(&ada_ref), "{cookie:?}: {html}");
-        assert!(html.contains("Its reference and total come with the confirmation e-mail"), "{cookie:?}: the generic text");
+        assert!(
+            html.contains("Its reference and total come with the confirmation e-mail"),
+            "{cookie:?}: the generic text"
+        );
         assert_eq!(h["cache-control"], "private, no-store", "{cookie:?}");
     }
     // The landing page stays prebuilt and cacheable, cookie or not.
@@ -105,7 +117,12 @@ async fn offer_pages_show_the_combined_order() {
     for path in ["/offer-thanks/", "/thanks/"] {
         let (_, html) = page(&s, path, Some(&both)).await;
         assert!(html.contains(&format!("Your order <span class=\"cd-ref\">{order_ref}</span>")), "{path}: {html}");
-        assert!(html.contains("<td>Aurora lamp — early bird</td><td class=\"cd-num\">1</td><td class=\"cd-num\">€89.00</td>"), "{path}: {html}");
+        assert!(
+            html.contains(
+                "<td>Aurora lamp — early bird</td><td class=\"cd-num\">1</td><td class=\"cd-num\">€89.00</td>"
+            ),
+            "{path}: {html}"
+        );
         assert!(
             html.contains(&format!("<td>Spare daylight bulbs (2-pack) <small>added, {offer_ref}</small></td><td class=\"cd-num\">2</td><td class=\"cd-num\">€38.00</td>")),
             "{path}: {html}"
@@ -124,9 +141,18 @@ async fn invalid_post_shows_the_form_again_with_what_was_typed_and_the_errors() 
     assert_eq!(r.headers()["cache-control"], "no-store");
     let html = r.text().await.unwrap();
     assert!(html.contains("<title>Order your Aurora"), "the order page itself: {html}");
-    assert!(html.contains("value=\"&quot;&gt;&lt;script&gt;alert(1)&lt;&#x2F;script&gt;\"") || html.contains("value=\"&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;\""), "escaped: {html}");
+    assert!(
+        html.contains("value=\"&quot;&gt;&lt;script&gt;alert(1)&lt;&#x2F;script&gt;\"")
+            || html.contains("value=\"&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;\""),
+        "escaped: {html}"
+    );
     assert!(!html.contains("<script>"), "{html}");
-    assert!(html.contains("value=\"ada@localhost\"><p class=\"cd-error\" id=\"order-email-error\">Not an e-mail address</p>"), "{html}");
+    assert!(
+        html.contains(
+            "value=\"ada@localhost\"><p class=\"cd-error\" id=\"order-email-error\">Not an e-mail address</p>"
+        ),
+        "{html}"
+    );
     assert!(html.contains("<p class=\"cd-error\" id=\"order-quantity-error\">Must be between 1 and 5</p>"), "{html}");
     assert!(html.contains(">Rue de Rivoli 1, Paris</textarea>"), "{html}");
     assert!(html.contains("<option value=\"FR\" selected>France</option>"), "{html}");
@@ -146,11 +172,19 @@ async fn invalid_post_shows_the_form_again_with_what_was_typed_and_the_errors() 
 async fn a_form_the_template_rewrites_gets_the_static_422_page() {
     let site = example_site();
     // A template that does not print the form as rendered: the server cannot find it to fill.
-    edit(site.path(), "templates/page.html", "{{ forms[name] | safe }}", "{{ forms[name] | replace(from=\"cd-form\", to=\"my-form\") | safe }}");
+    edit(
+        site.path(),
+        "templates/page.html",
+        "{{ forms[name] | safe }}",
+        "{{ forms[name] | replace(from=\"cd-form\", to=\"my-form\") | safe }}",
+    );
     build(site.path());
     let s = Server::start(site.path());
     let r = post(&s, "order", &order_body("Di").replace("quantity=1", "quantity=0"), None, None).await;
     assert_eq!(r.status(), 422);
     let html = r.text().await.unwrap();
-    assert!(html.contains("Please check the form") && html.contains("<li>Quantity: must be between 1 and 5</li>"), "{html}");
+    assert!(
+        html.contains("Please check the form") && html.contains("<li>Quantity: must be between 1 and 5</li>"),
+        "{html}"
+    );
 }
