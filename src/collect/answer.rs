@@ -7,16 +7,15 @@ use super::validate::Valid;
 use super::{Collector, FormRuntime};
 use crate::collect::cookie::Signer;
 use crate::payment::link;
-use crate::record::{Line, Ref};
+use crate::record::Ref;
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderMap, HeaderValue, StatusCode};
-use std::collections::BTreeMap;
 
 /// What the answer needs of a post, kept before the post goes to the writer.
 pub struct After {
     receipt: Option<Unplaced>,
-    /// For the payment link: the fields, lines and total.
-    order: Option<(BTreeMap<String, String>, Vec<Line>, Option<u64>, Option<String>)>,
+    /// For the payment link: the post as validated.
+    order: Option<Valid>,
     parent: Option<Ref>,
 }
 
@@ -24,11 +23,7 @@ impl After {
     pub fn new(rt: &FormRuntime, valid: &Valid, parent: Option<&Ref>) -> After {
         After {
             receipt: Unplaced::of(&rt.name, valid),
-            order: rt
-                .form
-                .payment
-                .as_ref()
-                .map(|_| (valid.fields.clone(), valid.lines.clone(), valid.total_cents, valid.currency.clone())),
+            order: rt.form.payment.as_ref().map(|_| valid.clone()),
             parent: parent.cloned(),
         }
     }
@@ -36,9 +31,15 @@ impl After {
     /// The 303 for the record `reference`.
     pub fn see_other(self, c: &Collector, rt: &FormRuntime, reference: &Ref, request: &HeaderMap) -> Response {
         let location = match (&rt.form.payment, &self.order) {
-            (Some(payment), Some((fields, lines, total_cents, currency))) => link::url(
+            (Some(payment), Some(v)) => link::url(
                 payment,
-                &link::Order { reference, fields, lines, total_cents: *total_cents, currency: currency.as_deref() },
+                &link::Order {
+                    reference,
+                    fields: &v.fields,
+                    lines: &v.lines,
+                    total_cents: v.total_cents,
+                    currency: v.currency.as_deref(),
+                },
             ),
             _ => rt.form.thanks.clone(),
         };

@@ -213,7 +213,7 @@ fn sigkill_between_write_and_200_loses_no_acknowledged_payment() {
     // Restart: recovery seals the open file and moves a torn tail aside.
     let _s2 = start(site.path());
     let collected = site.path().join("collected");
-    let (payments, bad) = read_payments(&[collected.clone()]).unwrap();
+    let (payments, bad) = read_payments(std::slice::from_ref(&collected)).unwrap();
     assert!(bad.is_empty(), "torn lines left in the log after recovery: {bad:?}");
     let on_disk: HashSet<&str> = payments.iter().map(|p| p.event_id.as_str()).collect();
     for id in &acked {
