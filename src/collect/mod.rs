@@ -1,8 +1,10 @@
 //! Form posts → durable, rotated logs in `collected/` (group commit), stock caps, recovery.
 //!
-//! The server hands `POST /submit/{form}` to [`Collector::router`]; nothing else is dynamic.
-//! A post is validated ([`validate`]), queued to the [`writer`], and answered `303` only once
-//! its record is on disk.
+//! The server hands `POST /submit/{form}` (and the payment webhook, [`crate::payment`]) to
+//! [`Collector::router`]. A post is validated ([`validate`]), queued to the [`writer`], and
+//! answered `303` only once its record is on disk ([`answer`]: to the thank-you or payment page,
+//! with the signed reference and [`receipt`] cookies); a refused one gets its form back
+//! ([`pages`]). The [`oplog`] sums up what flows in for the operator.
 
 mod answer;
 mod cookie;
