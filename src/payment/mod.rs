@@ -29,9 +29,10 @@ pub enum PaymentError {
     },
 }
 
-/// The webhook side: the verified providers and the log they write to.
+/// The webhook side: the provider's verification and the log it writes to. Another provider
+/// (Mollie, PayPal) would be another hook beside `stripe`, writing the same [`Payment`]s.
 pub struct Payments {
-    stripe: Option<StripeHook>,
+    stripe: StripeHook,
     log: log::PaymentLog,
 }
 
@@ -67,7 +68,7 @@ impl Payments {
         };
         let log = log::PaymentLog::start(settings)
             .map_err(|source| PaymentError::Recover { path: collected.join(PAYMENTS_DIR), source })?;
-        let stripe = Some(StripeHook { secrets, tolerance_secs: stripe.tolerance_secs });
+        let stripe = StripeHook { secrets, tolerance_secs: stripe.tolerance_secs };
         Ok(Some(Arc::new(Payments { stripe, log })))
     }
 
