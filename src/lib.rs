@@ -10,6 +10,7 @@ pub mod collect;
 pub mod config;
 pub mod import;
 pub mod manifest;
+pub mod payment;
 pub mod record;
 pub mod rehearse;
 pub mod serve;
