@@ -12,6 +12,7 @@ pub mod config;
 pub mod decimal;
 pub mod import;
 pub mod manifest;
+pub mod payment;
 pub mod record;
 pub mod rehearse;
 pub mod serve;

@@ -1,6 +1,7 @@
 //! The `cofferdam` command line: parse, call the library, map errors to exit codes.
 
 use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 /// Keeps a shop's launch alive through a traffic spike.
@@ -10,6 +11,11 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "cofferdam", version, about, long_about)]
 struct Cli {
+    /// The site folder (holding cofferdam.toml), before or after the command.
+    // Global, so `cofferdam --site x build` works too; clap hands the value to the command's own
+    // `--site`, which is what the commands read.
+    #[arg(long, global = true, default_value = ".", value_name = "SITE")]
+    site: std::path::PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -40,6 +46,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never into a log file.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let result = match &cli.command {
         Command::Build(args) => cofferdam::build::cli(args),

@@ -15,7 +15,7 @@ mod init;
 mod markdown;
 mod render;
 
-pub use forms::{esc as escape_html, format_price};
+pub use forms::{esc as escape_html, format_price, render as render_form, render_filled as render_filled_form, Filled};
 pub use init::init_cli;
 
 use crate::config::{ConfigError, Site};

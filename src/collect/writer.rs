@@ -52,6 +52,8 @@ pub struct Shared {
     pub healthy: AtomicBool,
     pub any_sold_out: AtomicBool,
     pub sold_out: RwLock<HashSet<String>>,
+    /// Units left per capped SKU, for the operator's log.
+    pub remaining: RwLock<BTreeMap<String, u64>>,
 }
 
 pub struct Settings {
@@ -338,6 +340,8 @@ impl Writer {
         }
         self.shared.any_sold_out.store(!gone.is_empty(), Ordering::Relaxed);
         *self.shared.sold_out.write().unwrap_or_else(|e| e.into_inner()) = gone;
+        *self.shared.remaining.write().unwrap_or_else(|e| e.into_inner()) =
+            self.remaining.iter().map(|(s, n)| (s.clone(), *n)).collect();
     }
 }
 

@@ -7,12 +7,14 @@ mod check;
 pub mod expr;
 mod import;
 mod locate;
+mod payments;
 pub mod recipe;
 
 pub use check::CheckConfig;
 pub use import::{
     Assign, Entity, EntityMap, ImportConfig, KeyColumns, KeyMatch, LookupSite, Mapping, Offset, TableMap, TableSpec,
 };
+pub use payments::{LinkTemplate, Part, PaymentLink, PaymentsConfig, StripeConfig};
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,6 +25,11 @@ pub const CONFIG_FILE: &str = "cofferdam.toml";
 /// A configuration error, located as precisely as the source allows.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    #[error(
+        "no {CONFIG_FILE} in {}: run `cofferdam init DIR` to make a new site, or pass `--site DIR` to name the folder holding one",
+        shown_dir(.dir)
+    )]
+    NotASite { dir: PathBuf },
     #[error("{path}: cannot read: {source}")]
     Read {
         path: PathBuf,
@@ -53,6 +60,8 @@ pub struct Config {
     pub import: ImportConfig,
     #[serde(default)]
     pub check: CheckConfig,
+    #[serde(default)]
+    pub payments: PaymentsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -62,6 +71,9 @@ pub struct SiteConfig {
     /// The public origin (`https://shop.example`): used for absolute links and the `Origin` check.
     pub base_url: String,
     pub language: String,
+    /// The default social preview image (`og:image`) of every page: a file of `content/` or an
+    /// absolute URL. A page's front matter `image` wins.
+    pub image: Option<String>,
     /// Free values handed to every template as `site.extra`.
     pub extra: BTreeMap<String, serde_json::Value>,
 }
@@ -72,6 +84,7 @@ impl Default for SiteConfig {
             title: "Launch".into(),
             base_url: "http://127.0.0.1:8080".into(),
             language: "en".into(),
+            image: None,
             extra: BTreeMap::new(),
         }
     }
@@ -128,6 +141,9 @@ pub struct Form {
     /// e.g. a one-time offer linked to its order.
     #[serde(default)]
     pub links_to: Option<String>,
+    /// The provider's hosted payment page the 303 goes to instead of `thanks`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment: Option<PaymentLink>,
     pub fields: Vec<Field>,
 }
 
@@ -297,6 +313,10 @@ pub struct ServerConfig {
     pub origins: Vec<String>,
     /// Header carrying the client IP when behind a proxy (e.g. `X-Forwarded-For`).
     pub client_ip_header: Option<String>,
+    /// The origins of the forms' payment links, which the CSP's `form-action` must allow:
+    /// derived from `forms.*.payment` when the config loads, never set in the file.
+    #[serde(skip)]
+    pub payment_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -316,6 +336,7 @@ impl Default for ServerConfig {
             stream_threshold_bytes: 1024 * 1024,
             origins: Vec::new(),
             client_ip_header: None,
+            payment_origins: Vec::new(),
         }
     }
 }
@@ -341,6 +362,8 @@ pub struct CollectConfig {
     pub double_submit_window_secs: u64,
     /// The part of each catalog stock cap this node may sell (several nodes split a cap).
     pub stock_share: f64,
+    /// Seconds between the operator's summary lines while posts come in (0: none).
+    pub log_every_secs: u64,
 }
 
 impl Default for CollectConfig {
@@ -356,6 +379,7 @@ impl Default for CollectConfig {
             production: false,
             double_submit_window_secs: 600,
             stock_share: 1.0,
+            log_every_secs: 5,
         }
     }
 }
@@ -372,8 +396,10 @@ impl Site {
     /// Loads `DIR/cofferdam.toml` and validates it.
     pub fn load(root: &Path) -> Result<Site, ConfigError> {
         let config_path = root.join(CONFIG_FILE);
-        let source = std::fs::read_to_string(&config_path)
-            .map_err(|source| ConfigError::Read { path: config_path.clone(), source })?;
+        let source = std::fs::read_to_string(&config_path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => ConfigError::NotASite { dir: root.to_path_buf() },
+            _ => ConfigError::Read { path: config_path.clone(), source },
+        })?;
         let config = Config::parse(&source, &config_path)?;
         Ok(Site { root: root.to_path_buf(), config_path, config })
     }
@@ -395,16 +421,31 @@ impl Site {
 impl Config {
     /// Parses and validates; `path` is only used in messages.
     pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
-        let mut config: Config = toml::from_str(source).map_err(|e| ConfigError::Invalid {
+        let invalid = |e: &toml::de::Error, key: String| ConfigError::Invalid {
             path: path.to_path_buf(),
             line: e.span().map(|s| locate::line_of_offset(source, s.start)),
-            message: e.message().trim_end().to_string(),
-        })?;
+            message: if key.is_empty() {
+                e.message().trim_end().to_string()
+            } else {
+                format!("{key}: {}", e.message().trim_end())
+            },
+        };
+        let de = toml::Deserializer::parse(source).map_err(|e| invalid(&e, String::new()))?;
+        let config: Config =
+            serde_path_to_error::deserialize(de).map_err(|e| invalid(e.inner(), key_path(e.path())))?;
         config.validate().map_err(|(key, message)| ConfigError::Invalid {
             path: path.to_path_buf(),
             line: locate::line_of_key(source, &key),
             message: format!("{}: {message}", key.join(".")),
         })?;
+        let mut config = config;
+        let origins: BTreeSet<String> = config
+            .forms
+            .values()
+            .filter_map(|f| f.payment.as_ref())
+            .flat_map(|p| p.templates().map(|(_, t)| t.origin().to_string()).collect::<Vec<_>>())
+            .collect();
+        config.server.payment_origins = origins.into_iter().collect();
         config.import.mapping = import::compile(&config).map_err(|p| ConfigError::Invalid {
             path: path.to_path_buf(),
             line: p.offset.map(|o| locate::line_of_offset(source, o)).or_else(|| locate::line_of_key(source, &p.key)),
@@ -457,6 +498,12 @@ impl Config {
             };
             if !valid_name(name) {
                 return Err((at(&[]), format!("{name:?} is not a valid form name (letters, digits, `_` and `-`)")));
+            }
+            if name == crate::payment::PAYMENTS_DIR {
+                return Err((
+                    at(&[]),
+                    format!("{name:?} is reserved for the payment log (collected/{name}/): rename the form"),
+                ));
             }
             if !form.thanks.starts_with('/') {
                 return Err((at(&["thanks"]), format!("{:?} must be a site path starting with `/`", form.thanks)));
@@ -517,6 +564,29 @@ impl Config {
                     _ => {}
                 }
             }
+            if let Some(payment) = &form.payment {
+                for (key, template) in payment.templates() {
+                    let mut key_at: Vec<&str> = vec!["payment"];
+                    key_at.extend(key.iter().map(String::as_str));
+                    for part in &template.parts {
+                        if let Part::Field(f) = part {
+                            if !form.fields.iter().any(|x| &x.name == f) {
+                                return Err((at(&key_at), format!("{{field:{f}}}: no field named {f:?} in this form")));
+                            }
+                        }
+                    }
+                }
+                let sku_field = form.fields.iter().find(|f| f.kind == FieldKind::Sku);
+                for sku in payment.sku_links.keys() {
+                    let offered = sku_field.is_some_and(|f| {
+                        (f.options.is_empty() && self.product(sku).is_some())
+                            || f.options.iter().any(|o| o.value() == sku)
+                    });
+                    if !offered {
+                        return Err((at(&["payment", "sku_links"]), format!("{sku:?} is not a SKU this form sells")));
+                    }
+                }
+            }
             if form.fields.iter().filter(|f| f.kind == FieldKind::Sku).count() > 1 {
                 return Err((at(&["fields"]), "a form takes at most one sku field".into()));
             }
@@ -537,6 +607,30 @@ impl Config {
     fn sku_names(&self) -> String {
         self.catalog.iter().map(|p| p.sku.as_str()).collect::<Vec<_>>().join(", ")
     }
+}
+
+/// `catalog.0.price_cents`: where a type error is, in the terms of the file.
+fn key_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let parts: Vec<String> = path
+        .iter()
+        .filter_map(|s| match s {
+            Segment::Seq { index } => Some(index.to_string()),
+            Segment::Map { key } => Some(key.clone()),
+            Segment::Enum { variant } => Some(variant.clone()),
+            Segment::Unknown => None,
+        })
+        .collect();
+    parts.join(".")
+}
+
+/// `.` as "the current folder (/abs/path)", other folders as given.
+fn shown_dir(dir: &Path) -> String {
+    if dir.as_os_str().is_empty() || dir == Path::new(".") {
+        let here = std::env::current_dir().map(|d| format!(" ({})", d.display())).unwrap_or_default();
+        return format!("the current folder{here}");
+    }
+    dir.display().to_string()
 }
 
 /// Names that end up in URLs, file names and references.
