@@ -1329,3 +1329,86 @@ add = { num_items_sold = "sum(line.quantity)", total_sales = "money(total_cents)
     assert_ok(&again);
     assert!(stdout(&again).contains("records: 0 to import, 4 imported before"), "{}", stdout(&again));
 }
+
+/// Saleor's shape (REQUIREMENTS.md §2): orders keyed by a UUID, numbered from a sequence that
+/// stands far above MAX(number), lines keyed by UUIDs, the offer updating its order through
+/// that UUID. The derived keys are the same in another database: a re-run writes the same rows.
+#[tokio::test]
+async fn uuid_keys_with_a_numbered_range_are_written_and_derived_the_same_everywhere() {
+    let Ok(admin) = std::env::var("COFFERDAM_TEST_PG") else {
+        eprintln!("COFFERDAM_TEST_PG is not set: UUID keys are not tried");
+        return;
+    };
+    let mut c = Collected::new("n1");
+    let config = c.path().join("cofferdam.toml");
+    let example = std::fs::read_to_string(&config).unwrap();
+    let mut toml = example[..example.find("[import]").unwrap()].to_string();
+    toml.push_str(
+        r#"[import]
+[import.tables.uorders]
+id = "id"
+range = "number"
+offset = "auto"
+[import.tables.ulines]
+id = "id"
+
+[[import.forms.order]]
+table = "uorders"
+columns = { id = "uuid5(ref)", user_email = "lower(field.email)", total = "money(total_cents)", lines_count = "sum(1)" }
+[[import.forms.order]]
+table = "ulines"
+per = "line"
+columns = { id = "uuid5(ref, line.index)", order_id = "id(uorders)", sku = "line.sku", quantity = "line.quantity", total = "money(line.total_cents)" }
+
+[[import.forms.offer]]
+table = "ulines"
+per = "line"
+columns = { id = "uuid5(ref, line.index)", order_id = "parent(uorders)", sku = "line.sku", quantity = "line.quantity", total = "money(line.total_cents)" }
+[[import.forms.offer]]
+table = "uorders"
+update = "parent"
+add = { total = "money(total_cents)", lines_count = "sum(1)" }
+"#,
+    );
+    std::fs::write(&config, toml).unwrap();
+    let first = c.order("Anna Schmidt", "anna@example.de", "AURORA-EB", 2);
+    c.offer(&first);
+    c.order("Bob Builder", "bob@example.org", "AURORA", 1);
+    c.write();
+
+    let mut dumps = Vec::new();
+    for name in ["uuid_a", "uuid_b"] {
+        let url = scratch_database(&admin, name).await;
+        let db = Db {
+            kind: Kind::Postgres,
+            url: url.clone(),
+            pool: AnyPoolOptions::new().connect(&url).await.unwrap(),
+            _dir: None,
+        };
+        db.exec("CREATE TABLE uorders (id uuid PRIMARY KEY, number integer NOT NULL UNIQUE, user_email varchar(254) NOT NULL, total numeric(20,3) NOT NULL, lines_count integer)").await;
+        db.exec("CREATE SEQUENCE uorders_number_seq OWNED BY uorders.number").await;
+        db.exec("SELECT setval('uorders_number_seq', 3000)").await;
+        db.exec("CREATE TABLE ulines (id uuid PRIMARY KEY, order_id uuid NOT NULL REFERENCES uorders(id), sku varchar(255) NOT NULL, quantity integer NOT NULL, total numeric(20,3) NOT NULL)").await;
+        let out = import(c.path(), &db, &[]);
+        assert_ok(&out);
+        assert!(
+            stdout(&out).contains(
+                "uorders          2 new rows, number 4000..=4001 (auto: above MAX(number) 0 and counter 3000)"
+            ),
+            "{}",
+            stdout(&out)
+        );
+        let orders = db.dump("uorders ORDER BY number", &["id", "number", "user_email", "total", "lines_count"]).await;
+        assert_eq!(
+            orders.iter().map(|o| (o[1].as_str(), o[3].as_str(), o[4].as_str())).collect::<Vec<_>>(),
+            [("4000", "216.000", "2"), ("4001", "119.000", "1")]
+        );
+        let next: i64 = db.text_scalar("SELECT CAST(nextval('uorders_number_seq') AS TEXT)").await.parse().unwrap();
+        assert!(next > 4001, "the shop's next order number is {next}");
+        let lines = db.dump("ulines ORDER BY sku", &["id", "order_id", "sku", "total"]).await;
+        assert_eq!(lines.len(), 3);
+        assert!(lines.iter().filter(|l| l[2] != "AURORA").all(|l| l[1] == orders[0][0]), "{lines:?}");
+        dumps.push((orders, lines));
+    }
+    assert_eq!(dumps[0], dumps[1], "the same records give the same UUIDs");
+}
