@@ -116,10 +116,6 @@ impl Decimal {
         Some(q.rescale(DIGITS)?.trimmed(self.scale.max(b.scale)))
     }
 
-    pub fn neg(self) -> Decimal {
-        Decimal { units: -self.units, scale: self.scale }
-    }
-
     pub fn is_zero(&self) -> bool {
         self.units == 0
     }
@@ -144,6 +140,13 @@ impl Decimal {
 
 fn pow10(n: u32) -> Option<i128> {
     10i128.checked_pow(n)
+}
+
+impl std::ops::Neg for Decimal {
+    type Output = Decimal;
+    fn neg(self) -> Decimal {
+        Decimal { units: -self.units, scale: self.scale }
+    }
 }
 
 impl PartialEq for Decimal {

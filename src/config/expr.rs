@@ -375,7 +375,7 @@ impl<'s> Parser<'s, '_> {
         if self.eat("-") {
             return Ok(match self.unary()? {
                 Expr::Int(n) => Expr::Int(-n),
-                Expr::Dec(d) => Expr::Dec(d.neg()),
+                Expr::Dec(d) => Expr::Dec(-d),
                 e => Expr::Neg(Box::new(e)),
             });
         }
@@ -404,10 +404,7 @@ impl<'s> Parser<'s, '_> {
                 };
                 if self.src[self.pos..].starts_with(':') {
                     self.pos += 1;
-                    return self.legacy(name).map_err(|m| {
-                        self.pos = start;
-                        m
-                    });
+                    return self.legacy(name).inspect_err(|_| self.pos = start);
                 }
                 if self.eat("(") {
                     return self.call(name, start);

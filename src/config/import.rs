@@ -506,22 +506,20 @@ fn depends_on_ids(x: &Expr) -> bool {
 
 fn resolve(x: &mut Expr, place: &Place, tables: &[TableSpec], lookups: &mut Vec<LookupSite>) -> Result<(), String> {
     match x {
-        Expr::Field(name) => {
-            if !place.form.fields.iter().any(|f| &f.name == name) {
-                let names: Vec<&str> = place.form.fields.iter().map(|f| f.name.as_str()).collect();
-                let near = names
-                    .iter()
-                    .map(|n| (crate::suggest::edit_distance(name, n), n))
-                    .filter(|(d, _)| *d <= 2)
-                    .min()
-                    .map(|(_, n)| format!(" (did you mean field.{n}?)"))
-                    .unwrap_or_default();
-                return Err(format!(
-                    "form {:?} has no field {name:?}{near}; its fields: {}",
-                    place.form_name,
-                    names.join(", ")
-                ));
-            }
+        Expr::Field(name) if !place.form.fields.iter().any(|f| &f.name == name) => {
+            let names: Vec<&str> = place.form.fields.iter().map(|f| f.name.as_str()).collect();
+            let near = names
+                .iter()
+                .map(|n| (crate::suggest::edit_distance(name, n), n))
+                .filter(|(d, _)| *d <= 2)
+                .min()
+                .map(|(_, n)| format!(" (did you mean field.{n}?)"))
+                .unwrap_or_default();
+            return Err(format!(
+                "form {:?} has no field {name:?}{near}; its fields: {}",
+                place.form_name,
+                names.join(", ")
+            ));
         }
         Expr::Record(RecordValue::ReservedId) if !place.reserved => {
             return Err(

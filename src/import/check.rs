@@ -57,6 +57,9 @@ pub struct Findings {
     pub ambiguous: Vec<(String, usize)>,
 }
 
+/// Values `truncate` shortened, per (entity, column).
+type Truncations = HashMap<(usize, usize), usize>;
+
 pub fn check(
     mapping: &Mapping,
     snap: &Snapshot,
@@ -76,7 +79,7 @@ pub fn check(
     }
 
     // Every row of every record, on every core.
-    let per_record: Vec<(Vec<Problem>, HashMap<(usize, usize), usize>)> = plan
+    let per_record: Vec<(Vec<Problem>, Truncations)> = plan
         .records
         .par_iter()
         .map(|p| match build(mapping, &layouts, plan, p, located, env, dialect) {
@@ -103,7 +106,7 @@ pub fn check(
             }
         })
         .collect();
-    let mut truncated: HashMap<(usize, usize), usize> = HashMap::new();
+    let mut truncated = Truncations::new();
     for (found, t) in per_record {
         problems.extend(found);
         for (k, n) in t {

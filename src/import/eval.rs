@@ -124,7 +124,7 @@ pub fn eval<'a>(x: &'a Expr, env: &Env<'a>, s: &Scope<'a, '_>) -> Eval<'a> {
         }
         Expr::Neg(e) => match eval(e, env, s)? {
             Value::Null => Value::Null,
-            v => Value::Dec(number(&v, "-")?.neg()).simplified(),
+            v => Value::Dec(-number(&v, "-")?).simplified(),
         },
         Expr::Arith(op, a, b) => arith(*op, eval(a, env, s)?, eval(b, env, s)?)?,
         Expr::Cmp(op, a, b) => Value::Bool(compare(*op, &eval(a, env, s)?, &eval(b, env, s)?)),
@@ -639,10 +639,9 @@ mod tests {
         let r = record();
         let x = parse("token(13, ref)").unwrap();
         let t = std::cell::Cell::new(0);
-        let reference = r.reference.to_string();
         let s = Scope {
             record: &r,
-            reference: &reference,
+            reference: "n1-7",
             entities: &[],
             line: None,
             rows: &[],

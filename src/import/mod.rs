@@ -157,7 +157,7 @@ impl Import {
             if !options.skip_bad || bad.is_empty() || schema {
                 break (plan, findings);
             }
-            skipped.extend(findings.problems.into_iter());
+            skipped.extend(findings.problems);
             excluded.extend(bad);
         };
         tracing::debug!(elapsed = ?started.elapsed(), "planned and checked");

@@ -361,12 +361,12 @@ pub fn make(mapping: &Mapping, located: &[Located], snap: &Snapshot, env: &Env, 
 
     // Pass 2: hand out the IDs and derive the mapped keys, in import order.
     let mut next: Vec<i64> = plan.tables.iter().map(|t| t.range.as_ref().map(|r| r.start).unwrap_or(0)).collect();
-    for i in 0..plan.records.len() {
+    for (i, decided) in decisions.iter().enumerate() {
         let index = plan.records[i].index;
         let r = &located[index].record;
         let entities = &mapping.forms[&r.form];
         let mut rows: Vec<RowId> = Vec::new();
-        let mut d = decisions[i].iter();
+        let mut d = decided.iter();
         let mut error = None;
         for e in entities.iter().filter(|e| !e.update_parent) {
             let spec = &mapping.tables[e.table];

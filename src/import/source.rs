@@ -110,7 +110,9 @@ fn check(config: &Config, r: &Record, folder_form: &str) -> Result<bool, String>
 /// minutes of an earlier record.
 pub fn suspected_duplicates(records: &[Located]) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    let mut last: HashMap<(&str, &BTreeMap<String, String>, Option<&Ref>), (jiff::Timestamp, &str)> = HashMap::new();
+    // (form, fields, parent) → (received, reference) of the latest such record.
+    type Seen<'a> = HashMap<(&'a str, &'a BTreeMap<String, String>, Option<&'a Ref>), (jiff::Timestamp, &'a str)>;
+    let mut last: Seen = HashMap::new();
     for l in records {
         let r = &l.record;
         if let Some(first) = &r.meta.duplicate_of {

@@ -85,10 +85,16 @@ impl Db {
         }
     }
 
-    /// Every row of `table` with every column as text, ordered by ID.
+    /// Every row of `table` with every column as text, ordered by ID (or as `table` says, when it
+    /// is a whole FROM clause with its own ORDER BY or GROUP BY).
     async fn dump(&self, table: &str, columns: &[&str]) -> Vec<Vec<String>> {
         let cols: Vec<String> = columns.iter().map(|c| format!("COALESCE({}, 'NULL')", self.text(c))).collect();
-        let sql = format!("SELECT {} FROM {table} ORDER BY id", cols.join(", "));
+        let order = if table.contains(" ORDER BY ") || table.contains(" GROUP BY ") || table.contains(" JOIN ") {
+            ""
+        } else {
+            " ORDER BY id"
+        };
+        let sql = format!("SELECT {} FROM {table}{order}", cols.join(", "));
         let rows =
             sqlx::query(&sql).fetch_all(&self.pool).await.unwrap_or_else(|e| panic!("{:?}: {sql}: {e}", self.kind));
         rows.iter().map(|r| (0..columns.len()).map(|i| text_at(r, i)).collect()).collect()
@@ -296,7 +302,7 @@ impl Collected {
 
     /// An order of several lines (the order form has one SKU field; a record may hold more).
     fn order_of_lines(&mut self, name: &str, email: &str, lines: &[(&str, u32)]) -> String {
-        let reference = self.order(name, email, lines[0].0, lines[0].1);
+        let reference = self.order(name, email, "AURORA-EB", 1);
         let config = Site::load(self.site.path()).unwrap().config;
         let record = self.segments.get_mut("order").unwrap().last_mut().unwrap();
         record.lines = lines
@@ -905,10 +911,7 @@ async fn offers_add_to_their_orders_totals_in_this_run_or_a_later_one() {
         let sums = db
             .dump(
                 "orders",
-                &[
-                    "total_cents",
-                    &format!("(SELECT SUM(quantity * unit_cents) FROM order_items WHERE order_id = orders.id)"),
-                ],
+                &["total_cents", "(SELECT SUM(quantity * unit_cents) FROM order_items WHERE order_id = orders.id)"],
             )
             .await;
         for s in sums {
@@ -1060,4 +1063,352 @@ async fn dry_run_lists_every_problem_with_its_record_and_writes_nothing() {
             assert_eq!(db.count("users").await + db.count("orders").await, 0, "{:?}", db.kind);
         }
     }
+}
+
+/// The rows a one-time offer's or an order's lines become in WooCommerce: an order item and its
+/// meta, the product found by SKU the way WooCommerce finds it (a variation's parent product).
+fn woocommerce_lines(form: &str, order_id: &str) -> String {
+    let product = "lookup(wp_wc_product_meta_lookup.product_id, sku = line.sku)";
+    let parent = format!("lookup(wp_posts.post_parent, ID = {product})");
+    let net = "round(money(line.total_cents) / 1.19, 2)";
+    let mut toml = format!(
+        "\n[[import.forms.{form}]]\ntable = \"wp_woocommerce_order_items\"\nper = \"line\"\n[import.forms.{form}.columns]\n\
+         order_id = \"{order_id}\"\norder_item_name = \"lookup(wp_posts.post_title, ID = {product})\"\norder_item_type = \"'line_item'\"\n"
+    );
+    for (key, value) in [
+        ("_product_id", format!("if({parent} > 0, {parent}, {product})")),
+        ("_variation_id", format!("if({parent} > 0, {product}, 0)")),
+        ("_qty", "line.quantity".to_string()),
+        ("_line_total", net.to_string()),
+        ("_line_tax", format!("money(line.total_cents) - {net}")),
+    ] {
+        toml.push_str(&format!(
+            "\n[[import.forms.{form}]]\ntable = \"wp_woocommerce_order_itemmeta\"\nper = \"line\"\n[import.forms.{form}.columns]\n\
+             order_item_id = \"id(wp_woocommerce_order_items)\"\nmeta_key = \"'{key}'\"\nmeta_value = \"{value}\"\n"
+        ));
+    }
+    toml
+}
+
+/// The example's orders and one-time offers, imported into WooCommerce's own HPOS tables
+/// (tests/fixtures/shops, REQUIREMENTS.md §1) while its seed's counters stand far above MAX(id):
+/// what the shop's admin reads is there.
+#[tokio::test]
+async fn example_orders_import_into_the_woocommerce_fixture() {
+    let Ok(admin) = std::env::var("COFFERDAM_TEST_MYSQL") else {
+        eprintln!("COFFERDAM_TEST_MYSQL is not set: the WooCommerce import is not tried");
+        return;
+    };
+    let url = scratch_database(&admin, "import_woocommerce").await;
+    let fixtures = repo_root().join("tests/fixtures/shops");
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await.unwrap();
+    load_sql_file(&mut conn, &fixtures.join("woocommerce.mysql.sql")).await;
+    load_sql_file(&mut conn, &fixtures.join("woocommerce.seed.sql")).await;
+    let db = Db {
+        kind: Kind::MySql,
+        url: url.clone(),
+        pool: AnyPoolOptions::new().connect(&url).await.unwrap(),
+        _dir: None,
+    };
+
+    let mut c = Collected::new("n1");
+    let config = c.path().join("cofferdam.toml");
+    let example = std::fs::read_to_string(&config).unwrap();
+    let mut toml = example[..example.find("[import]").unwrap()].to_string();
+    toml.push_str(
+        r#"[import]
+[import.tables.wp_posts]
+id = "ID"
+offset = "auto"
+[import.tables.wp_wc_orders]
+id = "id"
+[import.tables.wp_wc_order_addresses]
+offset = "auto"
+[import.tables.wp_wc_order_operational_data]
+offset = "auto"
+[import.tables.wp_woocommerce_order_items]
+id = "order_item_id"
+offset = "auto"
+[import.tables.wp_woocommerce_order_itemmeta]
+id = "meta_id"
+offset = "auto"
+[import.tables.wp_wc_customer_lookup]
+id = "customer_id"
+offset = "auto"
+key = "email"
+[import.tables.wp_wc_order_stats]
+id = "order_id"
+
+[[import.forms.order]]
+table = "wp_wc_customer_lookup"
+[import.forms.order.columns]
+first_name = "split_name(field.name).given"
+last_name = "split_name(field.name).family"
+email = "lower(trim(field.email))"
+date_last_active = "received_at"
+country = "field.country"
+postcode = "field.postcode"
+city = "field.city"
+
+[[import.forms.order]]
+table = "wp_posts"
+[import.forms.order.columns]
+post_date = "local_time(received_at, 'Europe/Berlin')"
+post_date_gmt = "received_at"
+post_modified = "local_time(received_at, 'Europe/Berlin')"
+post_modified_gmt = "received_at"
+post_content = "''"
+post_title = "''"
+post_excerpt = "''"
+to_ping = "''"
+pinged = "''"
+post_content_filtered = "''"
+post_status = "'draft'"
+comment_status = "'closed'"
+ping_status = "'closed'"
+post_type = "'shop_order_placehold'"
+
+[[import.forms.order]]
+table = "wp_wc_orders"
+[import.forms.order.columns]
+id = "id(wp_posts)"
+status = "'wc-pending'"
+currency = "currency"
+type = "'shop_order'"
+total_amount = "money(total_cents)"
+tax_amount = "money(total_cents) - sum(round(money(line.total_cents) / 1.19, 2))"
+customer_id = "0"
+billing_email = "field.email"
+date_created_gmt = "received_at"
+date_updated_gmt = "received_at"
+parent_order_id = "0"
+payment_method = "'bacs'"
+payment_method_title = "'Direct bank transfer'"
+ip_address = "meta.ip"
+user_agent = "meta.user_agent"
+
+[[import.forms.order]]
+table = "wp_wc_order_addresses"
+[import.forms.order.columns]
+order_id = "id(wp_wc_orders)"
+address_type = "'billing'"
+first_name = "split_name(field.name).given"
+last_name = "split_name(field.name).family"
+address_1 = "field.street"
+city = "field.city"
+postcode = "field.postcode"
+country = "field.country"
+email = "field.email"
+phone = "field.phone"
+
+[[import.forms.order]]
+table = "wp_wc_order_operational_data"
+[import.forms.order.columns]
+order_id = "id(wp_wc_orders)"
+created_via = "'checkout'"
+prices_include_tax = "true"
+order_key = "concat('wc_order_', token(13, ref))"
+cart_hash = "''"
+
+[[import.forms.order]]
+table = "wp_wc_order_stats"
+[import.forms.order.columns]
+order_id = "id(wp_wc_orders)"
+date_created = "local_time(received_at, 'Europe/Berlin')"
+date_created_gmt = "received_at"
+num_items_sold = "sum(line.quantity)"
+total_sales = "money(total_cents)"
+net_total = "sum(round(money(line.total_cents) / 1.19, 2))"
+tax_total = "money(total_cents) - sum(round(money(line.total_cents) / 1.19, 2))"
+returning_customer = "if(created(wp_wc_customer_lookup), 0, 1)"
+status = "'wc-pending'"
+customer_id = "id(wp_wc_customer_lookup)"
+"#,
+    );
+    toml.push_str(&woocommerce_lines("order", "id(wp_wc_orders)"));
+    toml.push_str(&woocommerce_lines("offer", "parent(wp_wc_orders)"));
+    toml.push_str(
+        r#"
+[[import.forms.offer]]
+table = "wp_wc_orders"
+update = "parent"
+add = { total_amount = "money(total_cents)", tax_amount = "money(total_cents) - sum(round(money(line.total_cents) / 1.19, 2))" }
+set = { date_updated_gmt = "received_at" }
+
+[[import.forms.offer]]
+table = "wp_wc_order_stats"
+update = "parent"
+add = { num_items_sold = "sum(line.quantity)", total_sales = "money(total_cents)", net_total = "sum(round(money(line.total_cents) / 1.19, 2))", tax_total = "money(total_cents) - sum(round(money(line.total_cents) / 1.19, 2))" }
+"#,
+    );
+    std::fs::write(&config, toml).unwrap();
+
+    // The shop's registered customer, as she types her address today; a new guest twice.
+    let anna = c.order("Anna Schmidt", "Anna@Example.DE", "AURORA-EB", 2);
+    c.offer(&anna);
+    c.order_of_lines("Bob Builder", "Bob@Example.org", &[("BULB-2PK", 1)]);
+    c.order("Bob Builder", "bob@example.org", "AURORA", 1);
+    c.write();
+
+    let out = import(c.path(), &db, &["--dry-run"]);
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains("wp_posts         3 new rows, ids 5999..=6001 (auto: above MAX(ID) 41 and counter 4999)"),
+        "{}",
+        stdout(&out)
+    );
+    assert_ok(&import(c.path(), &db, &[]));
+
+    // Orders on placeholder posts above the shop's counter, totals in the shop's unit, equal
+    // to their lines (net + tax) including the offer.
+    let orders = db
+        .dump(
+            "wp_wc_orders o JOIN wp_posts p ON p.ID = o.id JOIN wp_wc_order_operational_data d ON d.order_id = o.id",
+            &["o.id", "p.post_type", "CAST(o.total_amount AS CHAR)", "d.order_key", "o.billing_email"],
+        )
+        .await;
+    let ours: Vec<_> = orders.iter().filter(|o| o[0].parse::<i64>().unwrap() >= 5999).collect();
+    assert_eq!(ours.iter().map(|o| o[2].as_str()).collect::<Vec<_>>(), ["216.00000000", "19.00000000", "119.00000000"]);
+    for o in &ours {
+        assert_eq!(o[1], "shop_order_placehold");
+        assert!(
+            o[3].len() == 22 && o[3].starts_with("wc_order_") && o[3][9..].chars().all(|c| c.is_ascii_alphanumeric()),
+            "{o:?}"
+        );
+        let lines = db
+            .dump(
+                &format!(
+                    "wp_woocommerce_order_items i JOIN wp_woocommerce_order_itemmeta m ON m.order_item_id = i.order_item_id \
+                     WHERE i.order_id = {} AND m.meta_key IN ('_line_total', '_line_tax') GROUP BY i.order_id",
+                    o[0]
+                ),
+                &["CAST(SUM(CAST(m.meta_value AS DECIMAL(26,8))) AS CHAR)", "MIN(i.order_id)"],
+            )
+            .await;
+        assert_eq!(lines[0][0], o[2], "order {} against its lines", o[0]);
+    }
+    // Lines point at the shop's own products: a variation's parent and the variation itself.
+    let meta = db
+        .dump(
+            &format!("wp_woocommerce_order_items i JOIN wp_woocommerce_order_itemmeta m ON m.order_item_id = i.order_item_id WHERE i.order_id = {}", ours[0][0]),
+            &["i.order_item_name", "m.meta_key", "m.meta_value", "m.meta_id"],
+        )
+        .await;
+    let has = |name: &str, key: &str, value: &str| meta.iter().any(|m| m[0] == name && m[1] == key && m[2] == value);
+    assert!(
+        has("Aurora lamp - Early bird", "_product_id", "10") && has("Aurora lamp - Early bird", "_variation_id", "11"),
+        "{meta:?}"
+    );
+    assert!(
+        has("Spare daylight bulbs (2-pack)", "_product_id", "13")
+            && has("Spare daylight bulbs (2-pack)", "_variation_id", "0"),
+        "{meta:?}"
+    );
+    assert!(
+        has("Aurora lamp - Early bird", "_line_total", "149.58")
+            && has("Aurora lamp - Early bird", "_line_tax", "28.42"),
+        "{meta:?}"
+    );
+    // Customers: the registered one reused whatever the case, the guest once; the stats know who returned.
+    let stats = db
+        .dump(
+            "wp_wc_order_stats WHERE order_id >= 5999 ORDER BY order_id, customer_id",
+            &["customer_id", "returning_customer", "num_items_sold", "total_sales"],
+        )
+        .await;
+    assert_eq!(stats[0], ["1", "1", "4", "216"], "{stats:?}");
+    assert_eq!(stats[1][1], "0");
+    assert_eq!(stats[2][0], stats[1][0]);
+    assert_eq!(stats[2][1], "1");
+    assert_eq!(db.count("wp_wc_customer_lookup").await, 3);
+
+    // No ID the shop handed out is taken, and its counter never went back.
+    let next_post: i64 = db.text_scalar("SELECT CAST(AUTO_INCREMENT AS CHAR) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'wp_posts'").await.parse().unwrap();
+    assert!(next_post > 6001, "wp_posts counter {next_post}");
+    let again = import(c.path(), &db, &[]);
+    assert_ok(&again);
+    assert!(stdout(&again).contains("records: 0 to import, 4 imported before"), "{}", stdout(&again));
+}
+
+/// Saleor's shape (REQUIREMENTS.md §2): orders keyed by a UUID, numbered from a sequence that
+/// stands far above MAX(number), lines keyed by UUIDs, the offer updating its order through
+/// that UUID. The derived keys are the same in another database: a re-run writes the same rows.
+#[tokio::test]
+async fn uuid_keys_with_a_numbered_range_are_written_and_derived_the_same_everywhere() {
+    let Ok(admin) = std::env::var("COFFERDAM_TEST_PG") else {
+        eprintln!("COFFERDAM_TEST_PG is not set: UUID keys are not tried");
+        return;
+    };
+    let mut c = Collected::new("n1");
+    let config = c.path().join("cofferdam.toml");
+    let example = std::fs::read_to_string(&config).unwrap();
+    let mut toml = example[..example.find("[import]").unwrap()].to_string();
+    toml.push_str(
+        r#"[import]
+[import.tables.uorders]
+id = "id"
+range = "number"
+offset = "auto"
+[import.tables.ulines]
+id = "id"
+
+[[import.forms.order]]
+table = "uorders"
+columns = { id = "uuid5(ref)", user_email = "lower(field.email)", total = "money(total_cents)", lines_count = "sum(1)" }
+[[import.forms.order]]
+table = "ulines"
+per = "line"
+columns = { id = "uuid5(ref, line.index)", order_id = "id(uorders)", sku = "line.sku", quantity = "line.quantity", total = "money(line.total_cents)" }
+
+[[import.forms.offer]]
+table = "ulines"
+per = "line"
+columns = { id = "uuid5(ref, line.index)", order_id = "parent(uorders)", sku = "line.sku", quantity = "line.quantity", total = "money(line.total_cents)" }
+[[import.forms.offer]]
+table = "uorders"
+update = "parent"
+add = { total = "money(total_cents)", lines_count = "sum(1)" }
+"#,
+    );
+    std::fs::write(&config, toml).unwrap();
+    let first = c.order("Anna Schmidt", "anna@example.de", "AURORA-EB", 2);
+    c.offer(&first);
+    c.order("Bob Builder", "bob@example.org", "AURORA", 1);
+    c.write();
+
+    let mut dumps = Vec::new();
+    for name in ["uuid_a", "uuid_b"] {
+        let url = scratch_database(&admin, name).await;
+        let db = Db {
+            kind: Kind::Postgres,
+            url: url.clone(),
+            pool: AnyPoolOptions::new().connect(&url).await.unwrap(),
+            _dir: None,
+        };
+        db.exec("CREATE TABLE uorders (id uuid PRIMARY KEY, number integer NOT NULL UNIQUE, user_email varchar(254) NOT NULL, total numeric(20,3) NOT NULL, lines_count integer)").await;
+        db.exec("CREATE SEQUENCE uorders_number_seq OWNED BY uorders.number").await;
+        db.exec("SELECT setval('uorders_number_seq', 3000)").await;
+        db.exec("CREATE TABLE ulines (id uuid PRIMARY KEY, order_id uuid NOT NULL REFERENCES uorders(id), sku varchar(255) NOT NULL, quantity integer NOT NULL, total numeric(20,3) NOT NULL)").await;
+        let out = import(c.path(), &db, &[]);
+        assert_ok(&out);
+        assert!(
+            stdout(&out).contains(
+                "uorders          2 new rows, number 4000..=4001 (auto: above MAX(number) 0 and counter 3000)"
+            ),
+            "{}",
+            stdout(&out)
+        );
+        let orders = db.dump("uorders ORDER BY number", &["id", "number", "user_email", "total", "lines_count"]).await;
+        assert_eq!(
+            orders.iter().map(|o| (o[1].as_str(), o[3].as_str(), o[4].as_str())).collect::<Vec<_>>(),
+            [("4000", "216.000", "2"), ("4001", "119.000", "1")]
+        );
+        let next: i64 = db.text_scalar("SELECT CAST(nextval('uorders_number_seq') AS TEXT)").await.parse().unwrap();
+        assert!(next > 4001, "the shop's next order number is {next}");
+        let lines = db.dump("ulines ORDER BY sku", &["id", "order_id", "sku", "total"]).await;
+        assert_eq!(lines.len(), 3);
+        assert!(lines.iter().filter(|l| l[2] != "AURORA").all(|l| l[1] == orders[0][0]), "{lines:?}");
+        dumps.push((orders, lines));
+    }
+    assert_eq!(dumps[0], dumps[1], "the same records give the same UUIDs");
 }
