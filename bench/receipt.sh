@@ -40,7 +40,7 @@ wait_http "$URL/"
 
 # One order, as a browser sends it: the 303 sets the receipt cookie.
 COOKIE=$(curl -s -o /dev/null -D - -H "Origin: $URL" -H 'Content-Type: application/x-www-form-urlencoded' \
-  --data 'name=Bench+Buyer&email=bench%40example.org&country=DE&address=Hauptstr.+1%2C+10115+Berlin&sku=AURORA-EB&quantity=2' \
+  --data 'name=Bench+Buyer&email=bench%40example.org&country=DE&street=Hauptstr.+1&postcode=10115&city=Berlin&sku=AURORA-EB&quantity=2' \
   "$URL/submit/order" | tr -d '\r' | awk -F': ' 'tolower($1) == "set-cookie" && $2 ~ /^cofferdam_receipt=/ {split($2, c, ";"); print c[1]}')
 [[ -n $COOKIE ]] || { echo "bench: the order's 303 set no receipt cookie" >&2; exit 1; }
 curl -s -H "Cookie: $COOKIE" "$URL/thanks/" | grep -q 'class="cd-receipt"' ||

@@ -33,7 +33,7 @@ enum Command {
     /// Counts of collected records per form, node and hour; stock left; revenue.
     Stats(cofferdam::collect::StatsArgs),
     /// Replay collected/ into the shop's database with reserved ID ranges, exactly once.
-    Import(cofferdam::import::ImportArgs),
+    Import(cofferdam::cmd::import::ImportArgs),
     /// A bounded load rehearsal on loopback that reports this machine's capacity.
     Rehearse(cofferdam::rehearse::RehearseArgs),
 }
@@ -55,7 +55,7 @@ fn main() -> ExitCode {
         Command::Init(args) => cofferdam::build::init_cli(args),
         Command::Serve(args) => cofferdam::serve::cli(args),
         Command::Stats(args) => cofferdam::collect::stats_cli(args),
-        Command::Import(args) => cofferdam::import::cli(args),
+        Command::Import(args) => cofferdam::cmd::import::cli(args),
         Command::Rehearse(args) => cofferdam::rehearse::cli(args),
     };
     match result {

@@ -40,6 +40,9 @@ pub struct BuildArgs {
 pub struct InitArgs {
     /// Folder to create the new site in.
     pub dir: PathBuf,
+    /// Import into this shop's own tables: the site's [import] is its recipe (README, "Recipes").
+    #[arg(long, value_enum)]
+    pub shop: Option<crate::config::recipe::Shop>,
 }
 
 #[derive(Debug, thiserror::Error)]

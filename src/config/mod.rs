@@ -4,12 +4,16 @@
 //! the key, and say what would be valid.
 
 mod check;
+pub mod expr;
 mod import;
 mod locate;
 mod payments;
+pub mod recipe;
 
 pub use check::CheckConfig;
-pub use import::{EntityMap, ImportConfig, Offset, TableMap};
+pub use import::{
+    Assign, Entity, EntityMap, ImportConfig, KeyColumns, KeyMatch, LookupSite, Mapping, Offset, TableMap, TableSpec,
+};
 pub use payments::{LinkTemplate, Part, PaymentLink, PaymentsConfig, StripeConfig};
 
 use serde::{Deserialize, Serialize};
@@ -442,6 +446,11 @@ impl Config {
             .flat_map(|p| p.templates().map(|(_, t)| t.origin().to_string()).collect::<Vec<_>>())
             .collect();
         config.server.payment_origins = origins.into_iter().collect();
+        config.import.mapping = import::compile(&config).map_err(|p| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line: p.offset.map(|o| locate::line_of_offset(source, o)).or_else(|| locate::line_of_key(source, &p.key)),
+            message: format!("{}: {}", p.key.join("."), p.message),
+        })?;
         Ok(config)
     }
 
@@ -589,55 +598,10 @@ impl Config {
                 }
             }
         }
-        self.validate_import()
-    }
-
-    fn validate_import(&self) -> Result<(), (Vec<String>, String)> {
-        let key = |parts: &[&str]| parts.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        for (table, t) in &self.import.tables {
-            if let Offset::Auto(s) = &t.offset {
-                if s != "auto" {
-                    return Err((
-                        key(&["import", "tables", table, "offset"]),
-                        format!("{s:?}: use a number or \"auto\""),
-                    ));
-                }
-            }
-        }
-        for (form, entities) in &self.import.forms {
-            if !self.forms.contains_key(form) {
-                return Err((
-                    key(&["import", "forms", form]),
-                    format!("unknown form {form:?} (forms: {})", self.form_names()),
-                ));
-            }
-            for (i, e) in entities.iter().enumerate() {
-                let idx = i.to_string();
-                let at = |k: &str| key(&["import", "forms", form, &idx, k]);
-                if !self.import.tables.contains_key(&e.table) {
-                    return Err((
-                        at("table"),
-                        format!("no [import.tables.{}] section gives its ID column and range", e.table),
-                    ));
-                }
-                if let Some(per) = &e.per {
-                    if per != "line" {
-                        return Err((at("per"), format!("{per:?}: the only value is \"line\"")));
-                    }
-                }
-                for (col, expr) in &e.columns {
-                    if let toml::Value::String(s) = expr {
-                        if let Err(m) = check_expr(s, e.per.is_some()) {
-                            return Err((at("columns"), format!("{}.{col}: {m}", e.table)));
-                        }
-                    }
-                }
-            }
-        }
         Ok(())
     }
 
-    fn form_names(&self) -> String {
+    pub(crate) fn form_names(&self) -> String {
         self.forms.keys().cloned().collect::<Vec<_>>().join(", ")
     }
     fn sku_names(&self) -> String {
@@ -674,24 +638,6 @@ pub fn valid_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
-/// Checks an import column expression's form (see `EntityMap::columns`).
-fn check_expr(s: &str, per_line: bool) -> Result<(), String> {
-    if s.starts_with('\'') && s.ends_with('\'') && s.len() >= 2 {
-        return Ok(());
-    }
-    match s.split_once(':') {
-        None if ["ref", "form", "received_at", "total_cents", "currency"].contains(&s) => Ok(()),
-        Some(("field" | "int" | "id" | "parent", rest)) if !rest.is_empty() => Ok(()),
-        Some(("meta", "ip" | "user_agent")) => Ok(()),
-        Some(("line", "sku" | "name" | "quantity" | "unit_cents" | "total_cents")) if per_line => Ok(()),
-        Some(("line", _)) if !per_line => Err(format!("{s:?} needs per = \"line\"")),
-        _ => Err(format!(
-            "{s:?} is not an expression (ref, form, received_at, total_cents, currency, field:NAME, int:NAME, \
-             line:sku|name|quantity|unit_cents|total_cents, id:TABLE, parent:TABLE, meta:ip|user_agent, 'text')"
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -704,7 +650,7 @@ mod tests {
     fn example_site_config_is_valid() {
         let src = include_str!("../../cofferdam.toml");
         let config = parse(src).unwrap();
-        assert_eq!(config.forms["order"].fields.len(), 7);
+        assert_eq!(config.forms["order"].fields.len(), 10);
         assert_eq!(config.forms["offer"].links_to.as_deref(), Some("order"));
         assert_eq!(config.product("AURORA-EB").unwrap().stock, Some(5000));
     }
@@ -735,6 +681,62 @@ mod tests {
         let err = parse(src).unwrap_err();
         assert!(err.starts_with("cofferdam.toml:5: "), "{err}");
         assert!(err.contains("email"), "{err}");
+    }
+
+    /// The example config with `from` replaced by `to`, and the line `to` is on.
+    fn example_with(from: &str, to: &str) -> (String, usize) {
+        let src = include_str!("../../cofferdam.toml");
+        assert!(src.contains(from), "{from}");
+        let changed = src.replacen(from, to, 1);
+        let line = changed[..changed.find(to).unwrap()].matches('\n').count() + 1;
+        (changed, line)
+    }
+
+    #[test]
+    fn mapping_errors_name_file_line_key_and_what_is_valid() {
+        let cases = [
+            (
+                "given_name = \"split_name(field.name).given\"",
+                "given_name = \"split_name(field.nmae).given\"",
+                "import.forms.order.0.columns.given_name: form \"order\" has no field \"nmae\" (did you mean field.name?); its fields: name, email,",
+            ),
+            (
+                "user_id = \"id(users)\"",
+                "user_id = \"id(order_items)\"",
+                "import.forms.order.1.columns.user_id: id(order_items): no earlier entity of form \"order\" writes order_items (earlier: users); entities are written in order",
+            ),
+            (
+                "item_count = \"sum(line.quantity)\"",
+                "item_count = \"line.quantity\"",
+                "import.forms.order.1.columns.item_count: line values need per = \"line\" (one row per order line), or sum(…) over the lines",
+            ),
+            (
+                "number = \"template('R{:09}', reserved_id)\"",
+                "number = \"template('R{:09}' reserved_id)\"",
+                "import.forms.order.1.columns.number: expected `,` or `)` (at \"reserved_id)\" in \"template('R{:09}' reserved_id)\")",
+            ),
+            (
+                "order_id = \"parent(orders)\"",
+                "order_id = \"parent(order)\"",
+                "import.forms.offer.0.columns.order_id: parent(order): the parent form \"order\" writes no order row",
+            ),
+            (
+                "email = \"lower(trim(field.email))\"\ngiven_name",
+                "email = \"lower(trim(id(users)))\"\ngiven_name",
+                "import.forms.order.0.columns.email: id(users): no earlier entity of form \"order\" writes users (earlier: none)",
+            ),
+            (
+                "update = \"parent\"",
+                "update = \"parents\"",
+                "import.forms.offer.1.update: \"parents\": the only value is \"parent\"",
+            ),
+        ];
+        for (from, to, expected) in cases {
+            let (src, line) = example_with(from, to);
+            let err = parse(&src).unwrap_err();
+            let want = format!("cofferdam.toml:{line}: {expected}");
+            assert!(err.starts_with(&want), "\n got: {err}\nwant: {want}");
+        }
     }
 
     #[test]

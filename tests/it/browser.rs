@@ -193,7 +193,9 @@ async fn walk(c: &Client, server: &Server, site: &Path) {
     type_into(c, "order-name", "Ada Browser").await;
     type_into(c, "order-email", "ada@localhost").await;
     choose(c, "order-country", "DE").await;
-    type_into(c, "order-address", "Hauptstr. 1, 10115 Berlin").await;
+    type_into(c, "order-street", "Hauptstr. 1").await;
+    type_into(c, "order-postcode", "10115").await;
+    type_into(c, "order-city", "Berlin").await;
     c.find(Locator::Id("order-sku-AURORA-EB")).await.unwrap().click().await.unwrap();
     let quantity = c.find(Locator::Id("order-quantity")).await.unwrap();
     quantity.clear().await.unwrap();
@@ -203,7 +205,9 @@ async fn walk(c: &Client, server: &Server, site: &Path) {
     let error = c.find(Locator::Id("order-email-error")).await.unwrap().text().await.unwrap();
     assert_eq!(error, "Not an e-mail address");
     assert_eq!(value_of(c, "order-name").await, "Ada Browser", "what was typed is still there");
-    assert_eq!(value_of(c, "order-address").await, "Hauptstr. 1, 10115 Berlin");
+    assert_eq!(value_of(c, "order-street").await, "Hauptstr. 1");
+    assert_eq!(value_of(c, "order-postcode").await, "10115");
+    assert_eq!(value_of(c, "order-city").await, "Berlin");
     assert_eq!(value_of(c, "order-quantity").await, "2");
     assert_eq!(value_of(c, "order-country").await, "DE");
     shots(c, "invalid").await;

@@ -40,7 +40,10 @@ fn build_writes_pages_twins_fingerprinted_css_and_manifest() {
     let m = cofferdam::manifest::Manifest::load(&dist).unwrap();
     let order = &m.forms["order"];
     let names: Vec<&str> = order.fields.iter().map(|f| f.name.as_str()).collect();
-    assert_eq!(names, ["name", "email", "country", "address", "sku", "quantity", "newsletter"]);
+    assert_eq!(
+        names,
+        ["name", "email", "street", "postcode", "city", "country", "phone", "sku", "quantity", "newsletter"]
+    );
     assert_eq!(m.product("AURORA-EB").unwrap().price_cents, 8900);
     assert_eq!(m.page("/order/").unwrap().forms, ["order"]);
     assert_eq!(m.special.invalid.as_deref(), Some("invalid/index.html"));

@@ -12,6 +12,7 @@ mod media;
 mod operator;
 mod payments;
 mod receipt;
+mod recipes;
 mod rehearse;
 mod serve;
 mod shops;
