@@ -66,7 +66,7 @@ wrk() { taskset -c 1 "$(type -P wrk)" "$@"; }
 # One post by hand: it must be a 303 to the thank-you page.
 STATUS=$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' -X POST \
   -H "Origin: http://127.0.0.1:$CD_PORT" -H 'Content-Type: application/x-www-form-urlencoded' \
-  --data 'name=Smoke+Test&email=buyer%40example.org&country=DE&address=Hauptstr.+1%2C+10115+Berlin&sku=AURORA-EB&quantity=1' \
+  --data 'name=Smoke+Test&email=buyer%40example.org&street=Hauptstr.+1&postcode=10115&city=Berlin&country=DE&sku=AURORA-EB&quantity=1' \
   "http://127.0.0.1:$CD_PORT/submit/order")
 echo "bench: one post -> $STATUS"
 [[ $STATUS == 303* ]]

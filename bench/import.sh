@@ -78,8 +78,8 @@ fresh_db
 echo "== psql \\copy of the same rows (CSV), one transaction per table as \\copy does"
 T0=$(date +%s.%N)
 timeout "$LIMIT" psql "$URL" -v ON_ERROR_STOP=1 -q <<SQL
-\copy users (id, email, name, country, created_at) FROM '$SCRATCH/csv/users.csv' WITH (FORMAT csv)
-\copy orders (id, user_id, ref, address, total_cents, currency, status, created_at) FROM '$SCRATCH/csv/orders.csv' WITH (FORMAT csv)
+\copy users (id, email, given_name, family_name, newsletter, created_at) FROM '$SCRATCH/csv/users.csv' WITH (FORMAT csv)
+\copy orders (id, user_id, ref, number, ship_to, street, postcode, city, country, phone, item_count, total_cents, currency, status, created_at) FROM '$SCRATCH/csv/orders.csv' WITH (FORMAT csv)
 \copy order_items (id, order_id, sku, name, quantity, unit_cents) FROM '$SCRATCH/csv/order_items.csv' WITH (FORMAT csv)
 SQL
 T1=$(date +%s.%N)

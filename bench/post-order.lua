@@ -16,7 +16,7 @@ local path = "/submit/order"
 function request()
   counter = counter + 1
   local body = "name=Bench+Buyer+" .. prefix .. "-" .. counter ..
-    "&email=buyer%40example.org&country=DE&address=Hauptstr.+1%2C+10115+Berlin" ..
+    "&email=buyer%40example.org&street=Hauptstr.+1&postcode=10115&city=Berlin&country=DE" ..
     "&sku=AURORA-EB&quantity=1"
   local headers = {
     ["Content-Type"] = "application/x-www-form-urlencoded",

@@ -20,8 +20,9 @@ const NODE: &str = "n1";
 /// The collector's default `collect.segment_max_bytes`.
 const SEGMENT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 /// The example config's reserved ranges (`[import.tables.*] offset`) for the CSV rows;
-/// users get `auto`, i.e. from 1 in an empty database.
+/// users get `auto`: `import.gap` above an empty table.
 const ORDER_ID_OFFSET: u64 = 1_000_000;
+const USER_ID_START: u64 = 1_000;
 const COUNTRIES: &[&str] = &["AT", "BE", "CH", "DE", "ES", "FR", "IT", "NL", "PL", "SE"];
 
 fn main() -> std::io::Result<()> {
@@ -85,7 +86,10 @@ fn order(seq: u64, start: jiff::Timestamp) -> Record {
     fields.insert("name".to_string(), format!("Buyer Number {seq}"));
     fields.insert("email".to_string(), format!("buyer{seq}@example.org"));
     fields.insert("country".to_string(), COUNTRIES[(seq % COUNTRIES.len() as u64) as usize].to_string());
-    fields.insert("address".to_string(), format!("Hauptstr. {}, 10115 Berlin", 1 + seq % 200));
+    fields.insert("street".to_string(), format!("Hauptstr. {}", 1 + seq % 200));
+    fields.insert("postcode".to_string(), format!("{:05}", 10115 + seq % 900));
+    fields.insert("city".to_string(), "Berlin".to_string());
+    fields.insert("phone".to_string(), if seq.is_multiple_of(3) { format!("+49 30 {seq}") } else { String::new() });
     fields.insert("sku".to_string(), sku.to_string());
     fields.insert("quantity".to_string(), quantity.to_string());
     fields.insert("newsletter".to_string(), if seq.is_multiple_of(2) { "true" } else { "false" }.to_string());
@@ -128,24 +132,35 @@ impl CsvRows {
             users: open("users.csv")?,
             orders: open("orders.csv")?,
             items: open("order_items.csv")?,
-            next_item: ORDER_ID_OFFSET + 1,
+            next_item: ORDER_ID_OFFSET,
         })
     }
 
     fn write(&mut self, seq: u64, r: &Record) -> std::io::Result<()> {
         let f = |k: &str| r.fields.get(k).map(String::as_str).unwrap_or("");
         let at = r.received_at.to_string();
-        let user_id = seq.to_string();
-        let order_id = (ORDER_ID_OFFSET + seq).to_string();
-        self.users.write_record([user_id.as_str(), f("email"), f("name"), f("country"), &at])?;
+        let user_id = (USER_ID_START + seq - 1).to_string();
+        let order_id = ORDER_ID_OFFSET + seq - 1;
+        let (given, family) = f("name").rsplit_once(' ').unwrap_or((f("name"), ""));
+        let newsletter = if f("newsletter") == "true" { "true" } else { "false" };
+        self.users.write_record([user_id.as_str(), &f("email").to_lowercase(), given, family, newsletter, &at])?;
         let total = r.total_cents.unwrap_or(0).to_string();
         let reference = r.reference.to_string();
         let currency = r.currency.as_deref().unwrap_or("");
+        let items: u32 = r.lines.iter().map(|l| l.quantity).sum();
+        let order_id = order_id.to_string();
         self.orders.write_record([
             order_id.as_str(),
             &user_id,
             &reference,
-            f("address"),
+            &format!("R{:09}", ORDER_ID_OFFSET + seq - 1),
+            f("name"),
+            f("street"),
+            &f("postcode").to_uppercase(),
+            f("city"),
+            f("country"),
+            f("phone"),
+            &items.to_string(),
             &total,
             currency,
             "new",

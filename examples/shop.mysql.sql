@@ -2,15 +2,23 @@
 CREATE TABLE users (
   id BIGINT AUTO_INCREMENT PRIMARY KEY,
   email VARCHAR(254) NOT NULL UNIQUE,
-  name VARCHAR(200) NOT NULL,
-  country VARCHAR(2),
+  given_name VARCHAR(100) NOT NULL,
+  family_name VARCHAR(100) NOT NULL,
+  newsletter TINYINT(1) NOT NULL DEFAULT 0,
   created_at DATETIME(6) NOT NULL
 ) ENGINE=InnoDB;
 CREATE TABLE orders (
   id BIGINT AUTO_INCREMENT PRIMARY KEY,
   user_id BIGINT NOT NULL,
   ref VARCHAR(100) UNIQUE,
-  address TEXT,
+  number VARCHAR(20) UNIQUE,
+  ship_to VARCHAR(100),
+  street VARCHAR(100),
+  postcode VARCHAR(10),
+  city VARCHAR(60),
+  country CHAR(2),
+  phone VARCHAR(30),
+  item_count INT NOT NULL DEFAULT 0,
   total_cents BIGINT NOT NULL,
   currency CHAR(3) NOT NULL,
   status VARCHAR(20) NOT NULL DEFAULT 'new',

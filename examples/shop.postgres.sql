@@ -2,15 +2,23 @@
 CREATE TABLE users (
   id BIGSERIAL PRIMARY KEY,
   email TEXT NOT NULL UNIQUE,
-  name TEXT NOT NULL,
-  country TEXT,
+  given_name VARCHAR(100) NOT NULL,
+  family_name VARCHAR(100) NOT NULL,
+  newsletter BOOLEAN NOT NULL DEFAULT FALSE,
   created_at TIMESTAMPTZ NOT NULL
 );
 CREATE TABLE orders (
   id BIGSERIAL PRIMARY KEY,
   user_id BIGINT NOT NULL REFERENCES users(id),
   ref TEXT UNIQUE,
-  address TEXT,
+  number VARCHAR(20) UNIQUE,
+  ship_to VARCHAR(100),
+  street VARCHAR(100),
+  postcode VARCHAR(10),
+  city VARCHAR(60),
+  country CHAR(2),
+  phone VARCHAR(30),
+  item_count INTEGER NOT NULL DEFAULT 0,
   total_cents BIGINT NOT NULL,
   currency CHAR(3) NOT NULL,
   status TEXT NOT NULL DEFAULT 'new',

@@ -1,16 +1,26 @@
 -- The example shop's schema (SQLite). The importer of the example site maps into it.
+-- SQLite does not enforce declared lengths, but `cofferdam import` holds values to them all the same,
+-- so a dry run against this file says what PostgreSQL or MariaDB would refuse.
 CREATE TABLE users (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   email TEXT NOT NULL UNIQUE,
-  name TEXT NOT NULL,
-  country TEXT,
+  given_name VARCHAR(100) NOT NULL,
+  family_name VARCHAR(100) NOT NULL,
+  newsletter INTEGER NOT NULL DEFAULT 0,
   created_at TEXT NOT NULL
 );
 CREATE TABLE orders (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   user_id INTEGER NOT NULL REFERENCES users(id),
   ref TEXT UNIQUE,
-  address TEXT,
+  number VARCHAR(20) UNIQUE,
+  ship_to VARCHAR(100),
+  street VARCHAR(100),
+  postcode VARCHAR(10),
+  city VARCHAR(60),
+  country CHAR(2),
+  phone VARCHAR(30),
+  item_count INTEGER NOT NULL DEFAULT 0,
   total_cents INTEGER NOT NULL,
   currency TEXT NOT NULL,
   status TEXT NOT NULL DEFAULT 'new',

@@ -6,10 +6,13 @@
 
 pub mod build;
 pub mod check;
+pub mod cmd;
 pub mod collect;
 pub mod config;
+pub mod decimal;
 pub mod import;
 pub mod manifest;
+pub mod payment;
 pub mod record;
 pub mod rehearse;
 pub mod replicate;

@@ -1,6 +1,7 @@
 //! The `cofferdam` command line: parse, call the library, map errors to exit codes.
 
 use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 /// Keeps a shop's launch alive through a traffic spike.
@@ -10,6 +11,11 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "cofferdam", version, about, long_about)]
 struct Cli {
+    /// The site folder (holding cofferdam.toml), before or after the command.
+    // Global, so `cofferdam --site x build` works too; clap hands the value to the command's own
+    // `--site`, which is what the commands read.
+    #[arg(long, global = true, default_value = ".", value_name = "SITE")]
+    site: std::path::PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -27,7 +33,7 @@ enum Command {
     /// Counts of collected records per form, node and hour; stock left; revenue.
     Stats(cofferdam::collect::StatsArgs),
     /// Replay collected/ into the shop's database with reserved ID ranges, exactly once.
-    Import(cofferdam::import::ImportArgs),
+    Import(cofferdam::cmd::import::ImportArgs),
     /// A bounded load rehearsal on loopback that reports this machine's capacity.
     Rehearse(cofferdam::rehearse::RehearseArgs),
 }
@@ -40,6 +46,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never into a log file.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let result = match &cli.command {
         Command::Build(args) => cofferdam::build::cli(args),
@@ -47,7 +55,7 @@ fn main() -> ExitCode {
         Command::Init(args) => cofferdam::build::init_cli(args),
         Command::Serve(args) => cofferdam::serve::cli(args),
         Command::Stats(args) => cofferdam::collect::stats_cli(args),
-        Command::Import(args) => cofferdam::import::cli(args),
+        Command::Import(args) => cofferdam::cmd::import::cli(args),
         Command::Rehearse(args) => cofferdam::rehearse::cli(args),
     };
     match result {

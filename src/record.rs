@@ -317,6 +317,9 @@ pub fn list_segments(collected: &Path) -> std::io::Result<Vec<Segment>> {
             continue;
         }
         let form = form_dir.file_name().to_string_lossy().into_owned();
+        if form == crate::payment::PAYMENTS_DIR {
+            continue; // the payment log, read by `payment::read_payments`
+        }
         for entry in std::fs::read_dir(form_dir.path())? {
             let entry = entry?;
             let file_name = entry.file_name().to_string_lossy().into_owned();
@@ -440,6 +443,7 @@ mod tests {
             honeypot: "website".into(),
             quantity_field: None,
             links_to: None,
+            payment: None,
             fields: vec![field("name"), field("note")],
         }
     }

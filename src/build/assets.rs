@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 /// Files that must keep their well-known name.
 const VERBATIM: &[&str] = &["robots.txt", "favicon.ico", "humans.txt"];
 
+#[derive(Clone)]
 pub struct Assets {
     /// Source path relative to `content/` → output path relative to the output folder.
     pub map: BTreeMap<String, String>,

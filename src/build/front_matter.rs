@@ -17,6 +17,9 @@ pub struct FrontMatter {
     /// ...or several.
     #[serde(default)]
     pub forms: Vec<String>,
+    /// The social preview image (`og:image`): a file of `content/`, relative to the page, or
+    /// an absolute URL; default `site.image`.
+    pub image: Option<String>,
     /// Old paths that redirect (301) here.
     #[serde(default)]
     pub aliases: Vec<String>,
@@ -24,7 +27,7 @@ pub struct FrontMatter {
     pub extra: BTreeMap<String, serde_json::Value>,
 }
 
-const KEYS: &[&str] = &["title", "description", "template", "form", "forms", "aliases", "extra"];
+const KEYS: &[&str] = &["title", "description", "template", "form", "forms", "image", "aliases", "extra"];
 
 impl FrontMatter {
     pub fn template(&self) -> &str {

@@ -15,7 +15,7 @@ mod init;
 mod markdown;
 mod render;
 
-pub use forms::{esc as escape_html, format_price};
+pub use forms::{esc as escape_html, format_price, render as render_form, render_filled as render_filled_form, Filled};
 pub use init::init_cli;
 
 use crate::config::{ConfigError, Site};
@@ -40,6 +40,9 @@ pub struct BuildArgs {
 pub struct InitArgs {
     /// Folder to create the new site in.
     pub dir: PathBuf,
+    /// Import into this shop's own tables: the site's [import] is its recipe (README, "Recipes").
+    #[arg(long, value_enum)]
+    pub shop: Option<crate::config::recipe::Shop>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -4,8 +4,8 @@
 //! missing or older than its sources), scans every page with a small tag scanner ([`html`]),
 //! and runs one file of rules per concern: [`landing`] (weight, requests and external calls of
 //! the landing path), [`links`] (broken links, missing assets, cache-busting), [`forms`] (forms
-//! that need JavaScript, honeypots, thank-you pages), [`images`] and [`settings`] (stock caps,
-//! signing key, special pages). Any error-level finding makes the command exit 1.
+//! that need JavaScript, honeypots, thank-you pages), [`images`], [`social`] (the preview a shared
+//! link shows) and [`settings`] (stock caps, signing key, the public address, special pages). Any error-level finding makes the command exit 1.
 
 mod findings;
 mod forms;
@@ -14,6 +14,7 @@ mod images;
 mod landing;
 mod links;
 mod settings;
+mod social;
 
 pub use findings::{Budget, Finding, PageWeight, Report, Severity};
 
@@ -104,6 +105,7 @@ pub fn check_site(site: &Site, build: bool) -> Result<Report, CheckError> {
     forms::check(&ctx, &mut findings);
     images::check(&ctx, &path, &mut findings);
     settings::check(&ctx, &mut findings);
+    social::check(&ctx, &mut findings);
     let c = &site.config.check;
     let budget =
         Budget { page_weight_bytes: c.page_weight_budget, requests: c.request_budget, image_bytes: c.image_budget };

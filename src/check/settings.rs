@@ -1,5 +1,6 @@
-//! Settings that bite on the day: products without a stock cap, the example signing key, and
-//! the pages the server answers with on its own (busy, sold out).
+//! Settings that bite on the day: products without a stock cap, the example signing key, a
+//! public address that is not one, and the pages the server answers with on its own (busy, sold
+//! out).
 
 use super::findings::{Finding, Severity};
 use super::Ctx;
@@ -77,6 +78,56 @@ pub(crate) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
         }),
     }
 
+    if let Some(why) = not_public(&config.site.base_url) {
+        // The example site runs on loopback by design; production mode is the launch.
+        let severity = if c.production { Severity::Error } else { Severity::Warning };
+        out.push(Finding {
+            severity,
+            code: "base-url-not-public",
+            page: "[site]".into(),
+            location: Some(ctx.config_key_location("[site]", "base_url")),
+            message: format!(
+                "site.base_url is {:?}, {why}: posts from the public address are refused by the Origin check, \
+                 and shared links and og:url/og:image point at it{}",
+                config.site.base_url,
+                if c.production { "" } else { " (an error once collect.production is on)" }
+            ),
+            fix: format!(
+                "set site.base_url in {config_file} to the public https:// address, e.g. \"https://shop.example\""
+            ),
+        });
+    }
+
+    let paying: Vec<&String> = config.forms.iter().filter(|(_, f)| f.payment.is_some()).map(|(n, _)| n).collect();
+    match &config.payments.stripe {
+        None if !paying.is_empty() => out.push(Finding {
+            severity: Severity::Warning,
+            code: "payment-unconfirmed",
+            page: format!("form {}", paying[0]),
+            location: Some(ctx.config_location(|l| l == format!("[forms.{}.payment]", paying[0]))),
+            message: format!(
+                "{} hand buyers to a payment page, but no webhook confirms the payments: `stats` and `import` see every order unpaid",
+                paying.iter().map(|n| format!("form {n:?}")).collect::<Vec<_>>().join(", ")
+            ),
+            fix: format!(
+                "add [payments.stripe] to {config_file} and point the provider's webhook at POST /hook/stripe"
+            ),
+        }),
+        Some(stripe) if stripe.secrets().is_empty() => out.push(Finding {
+            severity: if c.production { Severity::Error } else { Severity::Warning },
+            code: "no-webhook-secret",
+            page: "[payments.stripe]".into(),
+            location: Some(ctx.config_location(|l| l == "[payments.stripe]")),
+            message: format!(
+                "${} is not set here: the webhook refuses every event (400){}",
+                stripe.secret_env,
+                if c.production { ", and in production `cofferdam serve` refuses to start" } else { "" }
+            ),
+            fix: format!("set ${} on the server to the endpoint's signing secret (`whsec_…`)", stripe.secret_env),
+        }),
+        _ => {}
+    }
+
     let special = &ctx.manifest.special;
     if special.busy.is_none() {
         out.push(Finding {
@@ -100,5 +151,39 @@ pub(crate) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             message: "stock is capped but there is no sold-out page to show once it is gone".into(),
             fix: "add content/sold-out.md".into(),
         });
+    }
+}
+
+/// Why `base_url` is not the address of a launched site: loopback, or not https.
+fn not_public(base_url: &str) -> Option<&'static str> {
+    let rest = base_url.strip_prefix("https://").or_else(|| base_url.strip_prefix("http://"))?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
+    if loopback {
+        Some("a loopback address")
+    } else if base_url.starts_with("http://") {
+        Some("plain http")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::not_public;
+
+    #[test]
+    fn loopback_and_plain_http_are_not_a_public_address() {
+        assert_eq!(not_public("http://127.0.0.1:8080"), Some("a loopback address"));
+        assert_eq!(not_public("https://localhost"), Some("a loopback address"));
+        assert_eq!(not_public("http://[::1]:8080/"), Some("a loopback address"));
+        assert_eq!(not_public("http://shop.example"), Some("plain http"));
+        assert_eq!(not_public("https://shop.example"), None);
+        assert_eq!(not_public("https://shop.example:8443/x"), None);
     }
 }

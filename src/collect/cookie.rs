@@ -33,17 +33,26 @@ impl Signer {
     }
 
     pub fn sign(&self, form: &str, reference: &Ref) -> String {
-        let r = reference.to_string();
-        let tag = self.mac(form, &r).finalize().into_bytes();
-        format!("{r}.{}", URL_SAFE_NO_PAD.encode(tag))
+        self.sign_text(form, &reference.to_string())
     }
 
     /// The reference in `value` if its signature is right (compared in constant time).
     pub fn verify(&self, form: &str, value: &str) -> Option<Ref> {
-        let (r, tag) = value.rsplit_once('.')?;
+        self.verify_text(form, value)?.parse().ok()
+    }
+
+    /// `{text}.{tag}` for a cookie-safe `text`, signed under `context` (a form's name, or a
+    /// context no form can be named, such as `cofferdam:receipt`).
+    pub fn sign_text(&self, context: &str, text: &str) -> String {
+        let tag = self.mac(context, text).finalize().into_bytes();
+        format!("{text}.{}", URL_SAFE_NO_PAD.encode(tag))
+    }
+
+    pub fn verify_text<'v>(&self, context: &str, value: &'v str) -> Option<&'v str> {
+        let (text, tag) = value.rsplit_once('.')?;
         let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
-        self.mac(form, r).verify_slice(&tag).ok()?;
-        r.parse().ok()
+        self.mac(context, text).verify_slice(&tag).ok()?;
+        Some(text)
     }
 }
 

@@ -1,6 +1,7 @@
 //! `POST /submit/{form}`: check where it comes from and what it is, validate, queue to the
 //! writer, and answer `303` only once the record is durable.
 
+use super::answer::{self, After};
 use super::cookie::{self, Signer};
 use super::validate::{self, Valid};
 use super::writer::{Job, Msg, Outcome};
@@ -8,8 +9,8 @@ use super::Collector;
 use crate::record::{Meta, Ref};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
-use axum::response::{IntoResponse, Response};
-use http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use http::{header, HeaderMap, StatusCode};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -57,7 +58,7 @@ pub async fn submit(State(c): State<Arc<Collector>>, Path(form_name): Path<Strin
     if posted.get(&form.honeypot).is_some_and(|v| !v.trim().is_empty()) {
         // A bot: tell it all went well, store nothing.
         rejected("honeypot");
-        return see_other(&form.thanks, None);
+        return answer::see_other(&form.thanks, Vec::new());
     }
     let valid: Valid = match validate::validate(form, &c.catalog, &posted) {
         Ok(v) => v,
@@ -67,7 +68,8 @@ pub async fn submit(State(c): State<Arc<Collector>>, Path(form_name): Path<Strin
                 .get(header::ACCEPT)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|a| a.contains("application/json"));
-            return c.pages.invalid(&errors, json);
+            let referer = headers.get(header::REFERER).and_then(|v| v.to_str().ok());
+            return c.pages.invalid(&form_name, &posted, &errors, json, referer);
         }
     };
     let parent_ref = match &form.links_to {
@@ -107,6 +109,7 @@ pub async fn submit(State(c): State<Arc<Collector>>, Path(form_name): Path<Strin
     if c.closed.load(Ordering::Relaxed) {
         return c.pages.busy();
     }
+    let after = After::new(rt, &valid, parent_ref.as_ref());
     let (reply, answer) = oneshot::channel();
     let job =
         Job { form: rt.name.clone(), valid, parent_ref, meta, received_at: jiff::Timestamp::now(), dedupe_key, reply };
@@ -114,14 +117,16 @@ pub async fn submit(State(c): State<Arc<Collector>>, Path(form_name): Path<Strin
         Ok(()) => {}
         Err(TrySendError::Full(_)) | Err(TrySendError::Closed(_)) => {
             rejected("busy");
+            c.oplog.shed();
             return c.pages.busy();
         }
     }
     match answer.await {
-        Ok(Outcome::Accepted(r)) | Ok(Outcome::Duplicate(r)) => {
-            let cookie = rt.sets_cookie.then(|| set_cookie(&c, &form_name, &r));
-            see_other(&form.thanks, cookie)
+        Ok(Outcome::Accepted(r)) => {
+            c.oplog.accepted(&rt.name);
+            after.see_other(&c, rt, &r, headers)
         }
+        Ok(Outcome::Duplicate(r)) => after.see_other(&c, rt, &r, headers),
         Ok(Outcome::SoldOut) => {
             rejected("sold_out");
             c.pages.sold_out()
@@ -150,25 +155,6 @@ async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, StatusCode>
             Err(StatusCode::BAD_REQUEST)
         }
     }
-}
-
-fn see_other(location: &str, cookie: Option<HeaderValue>) -> Response {
-    let mut r = (StatusCode::SEE_OTHER, [(header::CACHE_CONTROL, "no-store")]).into_response();
-    r.headers_mut().insert(header::LOCATION, HeaderValue::from_str(location).unwrap_or(HeaderValue::from_static("/")));
-    if let Some(c) = cookie {
-        r.headers_mut().insert(header::SET_COOKIE, c);
-    }
-    r
-}
-
-fn set_cookie(c: &Collector, form: &str, r: &Ref) -> HeaderValue {
-    let secure = if c.secure_cookie { "; Secure" } else { "" };
-    let value = format!(
-        "{}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age=86400{secure}",
-        Signer::cookie_name(form),
-        c.signer.sign(form, r)
-    );
-    HeaderValue::from_str(&value).expect("refs and base64url are header-safe")
 }
 
 fn linked_ref(signer: &Signer, parent: &str, headers: &HeaderMap) -> Option<Ref> {

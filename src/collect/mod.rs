@@ -1,26 +1,34 @@
 //! Form posts → durable, rotated logs in `collected/` (group commit), stock caps, recovery.
 //!
-//! The server hands `POST /submit/{form}` to [`Collector::router`]; nothing else is dynamic.
-//! A post is validated ([`validate`]), queued to the [`writer`], and answered `303` only once
-//! its record is on disk.
+//! The server hands `POST /submit/{form}` (and the payment webhook, [`crate::payment`]) to
+//! [`Collector::router`]. A post is validated ([`validate`]), queued to the [`writer`], and
+//! answered `303` only once its record is on disk ([`answer`]: to the thank-you or payment page,
+//! with the signed reference and [`receipt`] cookies); a refused one gets its form back
+//! ([`pages`]). The [`oplog`] sums up what flows in for the operator.
 
+mod answer;
 mod cookie;
 mod handler;
+mod oplog;
 mod pages;
-mod recover;
-mod segment;
+mod receipt;
+pub(crate) mod recover;
+pub(crate) mod segment;
 mod stats;
 mod stock;
 mod validate;
 mod writer;
 
 pub use cookie::{Signer, EXAMPLE_KEY};
+pub use receipt::{Receipt, COOKIE as RECEIPT_COOKIE};
 pub use stats::{stats_cli, StatsArgs};
 pub use validate::{validate, FieldError};
 
 use crate::config::{FieldKind, Form, Product, Site};
 use crate::manifest::Manifest;
+use crate::payment::Payments;
 use crate::replicate;
+use oplog::OpLog;
 use pages::Pages;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -47,7 +55,10 @@ pub struct Collector {
     secure_cookie: bool,
     /// Route → the SKUs whose selling out turns that page into the sold-out page.
     sold_out_routes: HashMap<String, BTreeSet<String>>,
-    closed: AtomicBool,
+    closed: Arc<AtomicBool>,
+    /// The payment webhook and its log, when a provider is configured.
+    payments: Option<Arc<Payments>>,
+    oplog: Arc<OpLog>,
 }
 
 struct FormRuntime {
@@ -73,6 +84,8 @@ pub enum CollectError {
     Thread(std::io::Error),
     #[error("collect.replicate: {0}")]
     Replicate(crate::replicate::ReplicateError),
+    #[error(transparent)]
+    Payments(#[from] crate::payment::PaymentError),
 }
 
 impl Collector {
@@ -148,6 +161,13 @@ impl Collector {
                 (name.clone(), rt)
             })
             .collect();
+        let payments = Payments::start(site)?;
+        let oplog = Arc::new(OpLog::new(manifest.forms.keys()));
+        let closed = Arc::new(AtomicBool::new(false));
+        if c.log_every_secs > 0 {
+            let every = Duration::from_secs(c.log_every_secs);
+            tokio::spawn(oplog::run(oplog.clone(), shared.clone(), closed.clone(), every));
+        }
         let mut origins = vec![origin_of(&config.site.base_url)];
         origins.extend(config.server.origins.iter().map(|o| origin_of(o)));
         Ok(Arc::new(Collector {
@@ -164,13 +184,27 @@ impl Collector {
             max_body_bytes: config.server.max_body_bytes,
             client_ip_header: config.server.client_ip_header.as_deref().and_then(|h| h.parse().ok()),
             secure_cookie: config.site.base_url.starts_with("https://"),
-            closed: AtomicBool::new(false),
+            closed,
+            payments,
+            oplog,
         }))
     }
 
     /// `POST /submit/{form}`, as routes the server adds its own state and fallback to.
+    /// `POST /hook/{provider}` too when a payment webhook is configured.
     pub fn router<S: Clone + Send + Sync + 'static>(self: &Arc<Self>) -> axum::Router<S> {
-        axum::Router::new().route("/submit/{form}", axum::routing::post(handler::submit)).with_state(self.clone())
+        let router =
+            axum::Router::new().route("/submit/{form}", axum::routing::post(handler::submit)).with_state(self.clone());
+        match &self.payments {
+            Some(p) => router.merge(p.router()),
+            None => router,
+        }
+    }
+
+    /// The buyer's receipt as HTML, from the request's signed receipt cookie; none without
+    /// one that verifies.
+    pub fn receipt_html(&self, headers: &http::HeaderMap) -> Option<String> {
+        Receipt::from_headers(&self.signer, headers).map(|r| r.to_html(&self.catalog))
     }
 
     /// Whether the writer can write (false after a write error until a write succeeds again).
@@ -206,6 +240,9 @@ impl Collector {
         let shipper = self.shipper.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(s) = shipper {
             let _ = s.await;
+        }
+        if let Some(p) = &self.payments {
+            p.shutdown().await;
         }
     }
 }

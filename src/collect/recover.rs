@@ -60,9 +60,14 @@ fn count(out: &mut Recovered, r: &Record) {
 fn cut_torn_tail(path: &Path, format: StoreFormat) -> std::io::Result<Option<(PathBuf, usize)>> {
     let bytes = std::fs::read(path)?;
     let good = match format {
-        StoreFormat::Jsonl => good_jsonl_len(&bytes),
+        StoreFormat::Jsonl => good_jsonl_len(&bytes, |line| serde_json::from_slice::<Record>(line).is_ok()),
         StoreFormat::Csv => good_csv_len(&bytes),
     };
+    quarantine_tail(path, &bytes, good)
+}
+
+/// Moves `bytes[good..]` of the file at `path` to `{path}.quarantine` and cuts the file there.
+pub(crate) fn quarantine_tail(path: &Path, bytes: &[u8], good: usize) -> std::io::Result<Option<(PathBuf, usize)>> {
     if good == bytes.len() {
         return Ok(None);
     }
@@ -80,13 +85,13 @@ fn cut_torn_tail(path: &Path, format: StoreFormat) -> std::io::Result<Option<(Pa
     Ok(Some((quarantine, bytes.len() - good)))
 }
 
-/// Length up to the end of the last line that is complete and a record.
-fn good_jsonl_len(bytes: &[u8]) -> usize {
+/// Length up to the end of the last line that is complete and `is_item` (a record, a payment).
+pub(crate) fn good_jsonl_len(bytes: &[u8], is_item: impl Fn(&[u8]) -> bool) -> usize {
     let mut end = bytes.len();
     loop {
         let Some(nl) = bytes[..end].iter().rposition(|&b| b == b'\n') else { return 0 };
         let start = bytes[..nl].iter().rposition(|&b| b == b'\n').map(|i| i + 1).unwrap_or(0);
-        if end == nl + 1 && serde_json::from_slice::<Record>(&bytes[start..nl]).is_ok() {
+        if end == nl + 1 && is_item(&bytes[start..nl]) {
             return end;
         }
         if end != nl + 1 {
@@ -139,10 +144,11 @@ mod tests {
         bytes.push(b'\n');
         let one = bytes.len();
         bytes.extend_from_slice(&rec[..30]);
-        assert_eq!(good_jsonl_len(&bytes), one);
+        let is_record = |l: &[u8]| serde_json::from_slice::<Record>(l).is_ok();
+        assert_eq!(good_jsonl_len(&bytes, is_record), one);
         bytes.extend_from_slice(b"\n");
-        assert_eq!(good_jsonl_len(&bytes), one, "a complete line that is no record");
-        assert_eq!(good_jsonl_len(b"{\"v\""), 0);
+        assert_eq!(good_jsonl_len(&bytes, is_record), one, "a complete line that is no record");
+        assert_eq!(good_jsonl_len(b"{\"v\"", is_record), 0);
     }
 
     #[test]

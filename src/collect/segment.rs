@@ -27,17 +27,31 @@ impl Segment {
         format: StoreFormat,
         form: &Form,
     ) -> std::io::Result<Segment> {
+        let header = (format == StoreFormat::Csv).then(|| (CsvCodec::header(form), CsvCodec::header_line(form)));
+        Segment::create_with(dir, node, first_seq, format, header)
+    }
+
+    /// Creates a segment, written with `header` (cells and line) first when it has one.
+    pub fn create_with(
+        dir: &Path,
+        node: &str,
+        first_seq: u64,
+        format: StoreFormat,
+        header: Option<(Vec<String>, Vec<u8>)>,
+    ) -> std::io::Result<Segment> {
         std::fs::create_dir_all(dir)?;
         let name = SegmentName { node: node.to_string(), first_seq, format, sealed: false };
         let path = dir.join(name.file_name());
         let mut file = OpenOptions::new().create_new(true).append(true).open(&path)?;
-        let header = (format == StoreFormat::Csv).then(|| CsvCodec::header(form));
         let mut len = 0;
-        if format == StoreFormat::Csv {
-            let line = CsvCodec::header_line(form);
-            file.write_all(&line)?;
-            len = line.len() as u64;
-        }
+        let header = match header {
+            Some((cells, line)) => {
+                file.write_all(&line)?;
+                len = line.len() as u64;
+                Some(cells)
+            }
+            None => None,
+        };
         file.sync_data()?;
         sync_dir(dir)?;
         Ok(Segment { path, file, len, opened: Instant::now(), header })

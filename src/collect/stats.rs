@@ -2,7 +2,8 @@
 
 use super::writer::primary;
 use crate::config::Site;
-use crate::record;
+use crate::payment::{Ledger, PaymentStatus};
+use crate::record::{self, Ref};
 use crate::replicate::Cursor;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -31,6 +32,23 @@ pub struct Stats {
     /// `ack = "local"`: per node, where its shipper is (`{node}.shipped`) and the records on
     /// disk it has not sent to the stream yet.
     pub shipping: BTreeMap<String, (Cursor, u64)>,
+    /// Per form taking payment (or named by a payment): paid, unpaid, mismatched amounts.
+    pub payments: BTreeMap<String, Payments>,
+    /// Orders whose paid amount is not their catalog total: (ref, paid, total, currency).
+    pub mismatches: Vec<(Ref, u64, u64, String)>,
+    /// Payment events read, and those that name no order of these logs.
+    pub payment_events: usize,
+    pub unmatched_payments: usize,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Payments {
+    pub paid: u64,
+    pub unpaid: u64,
+    /// Paid, then refunded in full.
+    pub refunded: u64,
+    /// Paid, but not the order's catalog total (also counted as paid).
+    pub mismatched: u64,
 }
 
 pub fn collect_stats(site: &Site, dir: &std::path::Path) -> std::io::Result<Stats> {
@@ -42,6 +60,10 @@ pub fn collect_stats(site: &Site, dir: &std::path::Path) -> std::io::Result<Stat
             s.shipping.insert(node, (c, 0));
         }
     }
+    let ledger = Ledger::read(&[dir.to_path_buf()])?;
+    s.payment_events = ledger.events;
+    s.bad.extend(ledger.bad.iter().cloned());
+    let mut known = std::collections::HashSet::new();
     for seg in record::list_segments(dir)? {
         let counted = site.config.forms.get(&seg.form).map(primary).unwrap_or(crate::config::StoreFormat::Jsonl);
         if seg.name.format != counted {
@@ -68,8 +90,28 @@ pub fn collect_stats(site: &Site, dir: &std::path::Path) -> std::io::Result<Stat
             if let (Some(t), Some(c)) = (r.total_cents, &r.currency) {
                 *s.revenue.entry(c.clone()).or_default() += t;
             }
+            let takes_payment = site.config.forms.get(&r.form).is_some_and(|f| f.payment.is_some());
+            let paid = ledger.get(&r.reference);
+            if takes_payment || paid.is_some() {
+                let p = s.payments.entry(r.form.clone()).or_default();
+                match paid.map(|o| o.status) {
+                    Some(PaymentStatus::Paid) => p.paid += 1,
+                    Some(PaymentStatus::Refunded) => p.refunded += 1,
+                    _ => p.unpaid += 1,
+                }
+                if let Some(o) = paid.filter(|o| o.status == PaymentStatus::Paid) {
+                    let total = r.total_cents.unwrap_or(0);
+                    let currency = r.currency.clone().unwrap_or_default();
+                    if o.paid_cents != total || o.currency.as_deref().is_some_and(|c| c != currency) {
+                        p.mismatched += 1;
+                        s.mismatches.push((r.reference.clone(), o.paid_cents, total, currency));
+                    }
+                }
+            }
+            known.insert(r.reference);
         }
     }
+    s.unmatched_payments = ledger.unmatched.len() + ledger.iter().filter(|(r, _)| !known.contains(*r)).count();
     Ok(s)
 }
 
@@ -100,6 +142,28 @@ pub fn stats_cli(args: &StatsArgs) -> anyhow::Result<ExitCode> {
     }
     for (node, (c, behind)) in &s.shipping {
         println!("\nshipped to stream {}: node {node} up to {node}-{}, {behind} records behind", c.stream, c.shipped);
+    }
+    if !s.payments.is_empty() || s.payment_events > 0 {
+        println!("\npayments ({} events in {}):", s.payment_events, dir.join(crate::payment::PAYMENTS_DIR).display());
+        for (form, p) in &s.payments {
+            println!(
+                "  {form:<16} paid {:>8}  unpaid {:>8}  refunded {:>6}  amount mismatches {:>6}",
+                p.paid, p.unpaid, p.refunded, p.mismatched
+            );
+        }
+        for (r, paid, total, currency) in s.mismatches.iter().take(20) {
+            println!(
+                "  mismatch: {r} paid {}, its catalog total is {}",
+                crate::build::format_price(*paid, currency),
+                crate::build::format_price(*total, currency)
+            );
+        }
+        if s.mismatches.len() > 20 {
+            println!("  … and {} more mismatches", s.mismatches.len() - 20);
+        }
+        if s.unmatched_payments > 0 {
+            println!("  payment events naming no order of these logs: {}", s.unmatched_payments);
+        }
     }
     if !s.bad.is_empty() {
         println!("\n{} unreadable lines:", s.bad.len());

@@ -227,7 +227,9 @@ mod tests {
             ("name", "Ada Lovelace"),
             ("email", "ada@example.org"),
             ("country", "DE"),
-            ("address", "Hauptstr. 1, 10115 Berlin"),
+            ("street", "Hauptstr. 1"),
+            ("postcode", "10115"),
+            ("city", "Berlin"),
             ("sku", "AURORA-EB"),
             ("quantity", "2"),
         ]

@@ -56,6 +56,8 @@ pub struct Shared {
     pub healthy: AtomicBool,
     pub any_sold_out: AtomicBool,
     pub sold_out: RwLock<HashSet<String>>,
+    /// Units left per capped SKU, for the operator's log.
+    pub remaining: RwLock<BTreeMap<String, u64>>,
 }
 
 pub struct Settings {
@@ -406,6 +408,8 @@ impl Writer {
         }
         self.shared.any_sold_out.store(!gone.is_empty(), Ordering::Relaxed);
         *self.shared.sold_out.write().unwrap_or_else(|e| e.into_inner()) = gone;
+        *self.shared.remaining.write().unwrap_or_else(|e| e.into_inner()) =
+            self.stock.remaining().map(|(s, n)| (s.to_string(), n)).collect();
     }
 }
 

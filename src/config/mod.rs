@@ -4,12 +4,18 @@
 //! the key, and say what would be valid.
 
 mod check;
+pub mod expr;
 mod import;
 mod locate;
+mod payments;
+pub mod recipe;
 mod replicate;
 
 pub use check::CheckConfig;
-pub use import::{EntityMap, ImportConfig, Offset, TableMap};
+pub use import::{
+    Assign, Entity, EntityMap, ImportConfig, KeyColumns, KeyMatch, LookupSite, Mapping, Offset, TableMap, TableSpec,
+};
+pub use payments::{LinkTemplate, Part, PaymentLink, PaymentsConfig, StripeConfig};
 pub use replicate::{AckPolicy, ReplicateConfig};
 
 use serde::{Deserialize, Serialize};
@@ -21,6 +27,11 @@ pub const CONFIG_FILE: &str = "cofferdam.toml";
 /// A configuration error, located as precisely as the source allows.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    #[error(
+        "no {CONFIG_FILE} in {}: run `cofferdam init DIR` to make a new site, or pass `--site DIR` to name the folder holding one",
+        shown_dir(.dir)
+    )]
+    NotASite { dir: PathBuf },
     #[error("{path}: cannot read: {source}")]
     Read {
         path: PathBuf,
@@ -51,6 +62,8 @@ pub struct Config {
     pub import: ImportConfig,
     #[serde(default)]
     pub check: CheckConfig,
+    #[serde(default)]
+    pub payments: PaymentsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -60,6 +73,9 @@ pub struct SiteConfig {
     /// The public origin (`https://shop.example`): used for absolute links and the `Origin` check.
     pub base_url: String,
     pub language: String,
+    /// The default social preview image (`og:image`) of every page: a file of `content/` or an
+    /// absolute URL. A page's front matter `image` wins.
+    pub image: Option<String>,
     /// Free values handed to every template as `site.extra`.
     pub extra: BTreeMap<String, serde_json::Value>,
 }
@@ -70,6 +86,7 @@ impl Default for SiteConfig {
             title: "Launch".into(),
             base_url: "http://127.0.0.1:8080".into(),
             language: "en".into(),
+            image: None,
             extra: BTreeMap::new(),
         }
     }
@@ -126,6 +143,9 @@ pub struct Form {
     /// e.g. a one-time offer linked to its order.
     #[serde(default)]
     pub links_to: Option<String>,
+    /// The provider's hosted payment page the 303 goes to instead of `thanks`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment: Option<PaymentLink>,
     pub fields: Vec<Field>,
 }
 
@@ -295,6 +315,10 @@ pub struct ServerConfig {
     pub origins: Vec<String>,
     /// Header carrying the client IP when behind a proxy (e.g. `X-Forwarded-For`).
     pub client_ip_header: Option<String>,
+    /// The origins of the forms' payment links, which the CSP's `form-action` must allow:
+    /// derived from `forms.*.payment` when the config loads, never set in the file.
+    #[serde(skip)]
+    pub payment_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -314,6 +338,7 @@ impl Default for ServerConfig {
             stream_threshold_bytes: 1024 * 1024,
             origins: Vec::new(),
             client_ip_header: None,
+            payment_origins: Vec::new(),
         }
     }
 }
@@ -341,6 +366,8 @@ pub struct CollectConfig {
     pub stock_share: f64,
     /// Replicate every record to NATS JetStream and share stock caps across nodes.
     pub replicate: Option<ReplicateConfig>,
+    /// Seconds between the operator's summary lines while posts come in (0: none).
+    pub log_every_secs: u64,
 }
 
 impl Default for CollectConfig {
@@ -357,6 +384,7 @@ impl Default for CollectConfig {
             double_submit_window_secs: 600,
             stock_share: 1.0,
             replicate: None,
+            log_every_secs: 5,
         }
     }
 }
@@ -373,8 +401,10 @@ impl Site {
     /// Loads `DIR/cofferdam.toml` and validates it.
     pub fn load(root: &Path) -> Result<Site, ConfigError> {
         let config_path = root.join(CONFIG_FILE);
-        let source = std::fs::read_to_string(&config_path)
-            .map_err(|source| ConfigError::Read { path: config_path.clone(), source })?;
+        let source = std::fs::read_to_string(&config_path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => ConfigError::NotASite { dir: root.to_path_buf() },
+            _ => ConfigError::Read { path: config_path.clone(), source },
+        })?;
         let config = Config::parse(&source, &config_path)?;
         Ok(Site { root: root.to_path_buf(), config_path, config })
     }
@@ -396,15 +426,35 @@ impl Site {
 impl Config {
     /// Parses and validates; `path` is only used in messages.
     pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(source).map_err(|e| ConfigError::Invalid {
+        let invalid = |e: &toml::de::Error, key: String| ConfigError::Invalid {
             path: path.to_path_buf(),
             line: e.span().map(|s| locate::line_of_offset(source, s.start)),
-            message: e.message().trim_end().to_string(),
-        })?;
+            message: if key.is_empty() {
+                e.message().trim_end().to_string()
+            } else {
+                format!("{key}: {}", e.message().trim_end())
+            },
+        };
+        let de = toml::Deserializer::parse(source).map_err(|e| invalid(&e, String::new()))?;
+        let config: Config =
+            serde_path_to_error::deserialize(de).map_err(|e| invalid(e.inner(), key_path(e.path())))?;
         config.validate().map_err(|(key, message)| ConfigError::Invalid {
             path: path.to_path_buf(),
             line: locate::line_of_key(source, &key),
             message: format!("{}: {message}", key.join(".")),
+        })?;
+        let mut config = config;
+        let origins: BTreeSet<String> = config
+            .forms
+            .values()
+            .filter_map(|f| f.payment.as_ref())
+            .flat_map(|p| p.templates().map(|(_, t)| t.origin().to_string()).collect::<Vec<_>>())
+            .collect();
+        config.server.payment_origins = origins.into_iter().collect();
+        config.import.mapping = import::compile(&config).map_err(|p| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line: p.offset.map(|o| locate::line_of_offset(source, o)).or_else(|| locate::line_of_key(source, &p.key)),
+            message: format!("{}: {}", p.key.join("."), p.message),
         })?;
         Ok(config)
     }
@@ -462,6 +512,12 @@ impl Config {
             };
             if !valid_name(name) {
                 return Err((at(&[]), format!("{name:?} is not a valid form name (letters, digits, `_` and `-`)")));
+            }
+            if name == crate::payment::PAYMENTS_DIR {
+                return Err((
+                    at(&[]),
+                    format!("{name:?} is reserved for the payment log (collected/{name}/): rename the form"),
+                ));
             }
             if !form.thanks.starts_with('/') {
                 return Err((at(&["thanks"]), format!("{:?} must be a site path starting with `/`", form.thanks)));
@@ -522,6 +578,29 @@ impl Config {
                     _ => {}
                 }
             }
+            if let Some(payment) = &form.payment {
+                for (key, template) in payment.templates() {
+                    let mut key_at: Vec<&str> = vec!["payment"];
+                    key_at.extend(key.iter().map(String::as_str));
+                    for part in &template.parts {
+                        if let Part::Field(f) = part {
+                            if !form.fields.iter().any(|x| &x.name == f) {
+                                return Err((at(&key_at), format!("{{field:{f}}}: no field named {f:?} in this form")));
+                            }
+                        }
+                    }
+                }
+                let sku_field = form.fields.iter().find(|f| f.kind == FieldKind::Sku);
+                for sku in payment.sku_links.keys() {
+                    let offered = sku_field.is_some_and(|f| {
+                        (f.options.is_empty() && self.product(sku).is_some())
+                            || f.options.iter().any(|o| o.value() == sku)
+                    });
+                    if !offered {
+                        return Err((at(&["payment", "sku_links"]), format!("{sku:?} is not a SKU this form sells")));
+                    }
+                }
+            }
             if form.fields.iter().filter(|f| f.kind == FieldKind::Sku).count() > 1 {
                 return Err((at(&["fields"]), "a form takes at most one sku field".into()));
             }
@@ -533,55 +612,10 @@ impl Config {
                 }
             }
         }
-        self.validate_import()
-    }
-
-    fn validate_import(&self) -> Result<(), (Vec<String>, String)> {
-        let key = |parts: &[&str]| parts.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        for (table, t) in &self.import.tables {
-            if let Offset::Auto(s) = &t.offset {
-                if s != "auto" {
-                    return Err((
-                        key(&["import", "tables", table, "offset"]),
-                        format!("{s:?}: use a number or \"auto\""),
-                    ));
-                }
-            }
-        }
-        for (form, entities) in &self.import.forms {
-            if !self.forms.contains_key(form) {
-                return Err((
-                    key(&["import", "forms", form]),
-                    format!("unknown form {form:?} (forms: {})", self.form_names()),
-                ));
-            }
-            for (i, e) in entities.iter().enumerate() {
-                let idx = i.to_string();
-                let at = |k: &str| key(&["import", "forms", form, &idx, k]);
-                if !self.import.tables.contains_key(&e.table) {
-                    return Err((
-                        at("table"),
-                        format!("no [import.tables.{}] section gives its ID column and range", e.table),
-                    ));
-                }
-                if let Some(per) = &e.per {
-                    if per != "line" {
-                        return Err((at("per"), format!("{per:?}: the only value is \"line\"")));
-                    }
-                }
-                for (col, expr) in &e.columns {
-                    if let toml::Value::String(s) = expr {
-                        if let Err(m) = check_expr(s, e.per.is_some()) {
-                            return Err((at("columns"), format!("{}.{col}: {m}", e.table)));
-                        }
-                    }
-                }
-            }
-        }
         Ok(())
     }
 
-    fn form_names(&self) -> String {
+    pub(crate) fn form_names(&self) -> String {
         self.forms.keys().cloned().collect::<Vec<_>>().join(", ")
     }
     fn sku_names(&self) -> String {
@@ -589,27 +623,33 @@ impl Config {
     }
 }
 
+/// `catalog.0.price_cents`: where a type error is, in the terms of the file.
+fn key_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let parts: Vec<String> = path
+        .iter()
+        .filter_map(|s| match s {
+            Segment::Seq { index } => Some(index.to_string()),
+            Segment::Map { key } => Some(key.clone()),
+            Segment::Enum { variant } => Some(variant.clone()),
+            Segment::Unknown => None,
+        })
+        .collect();
+    parts.join(".")
+}
+
+/// `.` as "the current folder (/abs/path)", other folders as given.
+fn shown_dir(dir: &Path) -> String {
+    if dir.as_os_str().is_empty() || dir == Path::new(".") {
+        let here = std::env::current_dir().map(|d| format!(" ({})", d.display())).unwrap_or_default();
+        return format!("the current folder{here}");
+    }
+    dir.display().to_string()
+}
+
 /// Names that end up in URLs, file names and references.
 pub fn valid_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-}
-
-/// Checks an import column expression's form (see `EntityMap::columns`).
-fn check_expr(s: &str, per_line: bool) -> Result<(), String> {
-    if s.starts_with('\'') && s.ends_with('\'') && s.len() >= 2 {
-        return Ok(());
-    }
-    match s.split_once(':') {
-        None if ["ref", "form", "received_at", "total_cents", "currency"].contains(&s) => Ok(()),
-        Some(("field" | "int" | "id" | "parent", rest)) if !rest.is_empty() => Ok(()),
-        Some(("meta", "ip" | "user_agent")) => Ok(()),
-        Some(("line", "sku" | "name" | "quantity" | "unit_cents" | "total_cents")) if per_line => Ok(()),
-        Some(("line", _)) if !per_line => Err(format!("{s:?} needs per = \"line\"")),
-        _ => Err(format!(
-            "{s:?} is not an expression (ref, form, received_at, total_cents, currency, field:NAME, int:NAME, \
-             line:sku|name|quantity|unit_cents|total_cents, id:TABLE, parent:TABLE, meta:ip|user_agent, 'text')"
-        )),
-    }
 }
 
 #[cfg(test)]
@@ -624,7 +664,7 @@ mod tests {
     fn example_site_config_is_valid() {
         let src = include_str!("../../cofferdam.toml");
         let config = parse(src).unwrap();
-        assert_eq!(config.forms["order"].fields.len(), 7);
+        assert_eq!(config.forms["order"].fields.len(), 10);
         assert_eq!(config.forms["offer"].links_to.as_deref(), Some("order"));
         assert_eq!(config.product("AURORA-EB").unwrap().stock, Some(5000));
     }
@@ -655,6 +695,62 @@ mod tests {
         let err = parse(src).unwrap_err();
         assert!(err.starts_with("cofferdam.toml:5: "), "{err}");
         assert!(err.contains("email"), "{err}");
+    }
+
+    /// The example config with `from` replaced by `to`, and the line `to` is on.
+    fn example_with(from: &str, to: &str) -> (String, usize) {
+        let src = include_str!("../../cofferdam.toml");
+        assert!(src.contains(from), "{from}");
+        let changed = src.replacen(from, to, 1);
+        let line = changed[..changed.find(to).unwrap()].matches('\n').count() + 1;
+        (changed, line)
+    }
+
+    #[test]
+    fn mapping_errors_name_file_line_key_and_what_is_valid() {
+        let cases = [
+            (
+                "given_name = \"split_name(field.name).given\"",
+                "given_name = \"split_name(field.nmae).given\"",
+                "import.forms.order.0.columns.given_name: form \"order\" has no field \"nmae\" (did you mean field.name?); its fields: name, email,",
+            ),
+            (
+                "user_id = \"id(users)\"",
+                "user_id = \"id(order_items)\"",
+                "import.forms.order.1.columns.user_id: id(order_items): no earlier entity of form \"order\" writes order_items (earlier: users); entities are written in order",
+            ),
+            (
+                "item_count = \"sum(line.quantity)\"",
+                "item_count = \"line.quantity\"",
+                "import.forms.order.1.columns.item_count: line values need per = \"line\" (one row per order line), or sum(…) over the lines",
+            ),
+            (
+                "number = \"template('R{:09}', reserved_id)\"",
+                "number = \"template('R{:09}' reserved_id)\"",
+                "import.forms.order.1.columns.number: expected `,` or `)` (at \"reserved_id)\" in \"template('R{:09}' reserved_id)\")",
+            ),
+            (
+                "order_id = \"parent(orders)\"",
+                "order_id = \"parent(order)\"",
+                "import.forms.offer.0.columns.order_id: parent(order): the parent form \"order\" writes no order row",
+            ),
+            (
+                "email = \"lower(trim(field.email))\"\ngiven_name",
+                "email = \"lower(trim(id(users)))\"\ngiven_name",
+                "import.forms.order.0.columns.email: id(users): no earlier entity of form \"order\" writes users (earlier: none)",
+            ),
+            (
+                "update = \"parent\"",
+                "update = \"parents\"",
+                "import.forms.offer.1.update: \"parents\": the only value is \"parent\"",
+            ),
+        ];
+        for (from, to, expected) in cases {
+            let (src, line) = example_with(from, to);
+            let err = parse(&src).unwrap_err();
+            let want = format!("cofferdam.toml:{line}: {expected}");
+            assert!(err.starts_with(&want), "\n got: {err}\nwant: {want}");
+        }
     }
 
     #[test]

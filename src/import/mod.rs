@@ -1,40 +1,44 @@
 //! `cofferdam import`: `collected/` → the shop's database, with reserved ID ranges, exactly once.
 //!
-//! [`source`] reads and orders the records, [`plan`] gives every row its ID, [`db`] speaks the
-//! target's dialect. Rows and their ledger entries are written in the same transaction, one
-//! batch at a time, so a re-run imports nothing twice and a killed run resumes.
+//! [`Import::prepare`] reads the records ([`source`]), asks the target everything it needs once
+//! ([`snapshot`]), plans every row's ID ([`plan`]) and checks every row against the live schema
+//! ([`check`]); the dry run stops there and shows the [`Report`]. [`Import::execute`] refuses on
+//! the same findings before writing anything, then writes batch by batch ([`write`]), each
+//! batch's rows and ledger entries in one transaction, so a re-run imports nothing twice and a
+//! killed run resumes with the IDs an uninterrupted run would have given.
 
+mod check;
 mod db;
+mod eval;
 mod plan;
+mod rows;
+mod snapshot;
 mod source;
 mod stream;
+mod value;
+mod write;
 
+pub use crate::record::BadLine;
+pub use check::{Findings, Problem, RecordAt, Sample};
+pub use plan::{RangeHow, RangePlan, TablePlan};
+
+use crate::config::expr::{Expr, Func};
 use crate::config::{ConfigError, Site};
-use db::Target;
-use std::io::IsTerminal;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
-use std::process::ExitCode;
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct ImportArgs {
-    /// The site folder (holding cofferdam.toml).
-    #[arg(long, default_value = ".")]
+/// What to import, from where, to where.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
     pub site: PathBuf,
-    /// Target database URL (default: `import.to`; a relative sqlite path is below the site).
-    #[arg(long)]
+    /// Target URL; default `import.to` (a relative sqlite path is below the site).
     pub to: Option<String>,
-    /// Print the plan and write nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Collected folders to merge, one per node (default: `collect.dir`), or the JetStream
-    /// stream every node replicated to: `nats://HOST:PORT/STREAM`.
-    #[arg(long)]
+    /// Collected folders, one per node, or JetStream streams (`nats://HOST:PORT/STREAM`);
+    /// default `collect.dir`.
     pub from: Vec<PathBuf>,
-    /// Import the good records even when some are bad (the bad ones are reported).
-    #[arg(long)]
+    /// Leave bad records out (they are reported) instead of refusing the import.
     pub skip_bad: bool,
-    /// Records per transaction (default: `import.batch_size`).
-    #[arg(long)]
+    /// Records per transaction; default `import.batch_size`.
     pub batch_size: Option<usize>,
 }
 
@@ -48,16 +52,64 @@ pub enum ImportError {
     Target(String),
     #[error("{0}")]
     Stream(String),
-    #[error("the database refused, table {table}: {detail} (nothing of this batch was written)")]
-    Refused { table: String, detail: String },
+    #[error("the database refused{}, table {table}: {detail}", .record.as_ref().map(|r| format!(" record {r}")).unwrap_or_default())]
+    Refused { table: String, record: Option<String>, detail: String },
     #[error("{at}: {message}")]
     Record { at: String, message: String },
-    #[error("{0} bad records (listed above): nothing was imported; fix them, or import the good ones with --skip-bad")]
+    #[error("{0} bad record{s} (listed above): nothing was imported; fix them, or import the good ones with --skip-bad", s = plural(*.0))]
     Bad(usize),
-    #[error(
-        "the reserved range of {table} ({from}..{to}) holds {found} rows that are not ours: choose another offset"
-    )]
-    RangeTaken { table: String, from: i64, to: i64, found: i64 },
+    #[error("{0} problem{s} with the mapping or the target's schema (listed above): nothing was imported", s = plural(*.0))]
+    Schema(usize),
+}
+
+/// What an import found and would do: everything the dry run shows.
+pub struct Report {
+    /// The target, without its password.
+    pub target: String,
+    /// Records to import, per form.
+    pub per_form: BTreeMap<String, usize>,
+    pub pending: usize,
+    /// Records the ledger shows as imported before.
+    pub done: usize,
+    /// Records of forms the mapping does not import, per form.
+    pub unmapped: BTreeMap<String, usize>,
+    /// The same reference found in two folders (kept once).
+    pub repeated: usize,
+    /// Records in a stream that their node refused after publishing them (left out).
+    pub voided: usize,
+    /// Lines that are not valid records.
+    pub bad_lines: Vec<BadLine>,
+    /// Per table, in write order, and its key column.
+    pub tables: Vec<(TablePlan, String)>,
+    pub findings: Findings,
+    /// Records `--skip-bad` leaves out, and why.
+    pub skipped: Vec<Problem>,
+    pub duplicates: Vec<(String, String)>,
+}
+
+impl Report {
+    /// Problems with the mapping or schema as a whole: no record can be imported.
+    pub fn schema_problems(&self) -> usize {
+        self.findings.problems.iter().filter(|p| p.record.is_none()).count()
+    }
+
+    /// Bad records: unreadable lines and records that would not fit.
+    pub fn bad_records(&self) -> usize {
+        let records: HashSet<usize> =
+            self.findings.problems.iter().filter_map(|p| p.record.as_ref().map(|r| r.index)).collect();
+        self.bad_lines.len() + records.len()
+    }
+
+    /// What the real run does with this report: refuse (and why), or go ahead.
+    pub fn refusal(&self, skip_bad: bool) -> Option<ImportError> {
+        if self.schema_problems() > 0 {
+            Some(ImportError::Schema(self.schema_problems()))
+        } else if self.bad_records() > 0 && !skip_bad {
+            Some(ImportError::Bad(self.bad_records()))
+        } else {
+            None
+        }
+    }
 }
 
 /// What an import did.
@@ -65,77 +117,238 @@ pub enum ImportError {
 pub struct Summary {
     pub imported: usize,
     pub already: usize,
+    /// Bad lines and records left out with `--skip-bad`.
     pub bad: usize,
 }
 
-pub fn cli(args: &ImportArgs) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let summary = runtime.block_on(run(args))?;
-    Ok(if summary.bad > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
+/// A prepared import: the records, what the target knew, the plan and its check.
+pub struct Import {
+    options: Options,
+    batch_size: usize,
+    mapping: crate::config::Mapping,
+    target: db::Target,
+    located: Vec<source::Located>,
+    snap: snapshot::Snapshot,
+    plan: plan::Plan,
+    secret: Vec<u8>,
+    report: Report,
 }
 
-pub async fn run(args: &ImportArgs) -> Result<Summary, ImportError> {
-    let site = Site::load(&args.site)?;
-    let config = &site.config;
-    let url = resolve_url(&site, args.to.as_deref().unwrap_or(&config.import.to));
-    let (streams, folders): (Vec<PathBuf>, Vec<PathBuf>) =
-        args.from.iter().cloned().partition(|f| stream::is_stream(f));
-    let folders = if args.from.is_empty() { vec![site.collected_dir()] } else { folders };
-    let started = std::time::Instant::now();
-    let mut streamed = Vec::new();
-    for url in &streams {
-        let (records, voided) = stream::fetch(url).await.map_err(ImportError::Stream)?;
-        if voided > 0 {
-            println!(
-                "{}: {voided} records were refused by their node after reaching the stream: not imported",
-                url.display()
-            );
+impl Import {
+    pub async fn prepare(options: &Options) -> Result<Import, ImportError> {
+        let site = Site::load(&options.site)?;
+        let config = &site.config;
+        let mapping = config.import.mapping.clone();
+        let url = resolve_url(&site, options.to.as_deref().unwrap_or(&config.import.to));
+        let (streams, folders): (Vec<PathBuf>, Vec<PathBuf>) =
+            options.from.iter().cloned().partition(|f| stream::is_stream(f));
+        let folders = if options.from.is_empty() { vec![site.collected_dir()] } else { folders };
+        let started = std::time::Instant::now();
+        let (mut streamed, mut voided) = (Vec::new(), 0);
+        for url in &streams {
+            let (records, refused) = stream::fetch(url).await.map_err(ImportError::Stream)?;
+            streamed.extend(records);
+            voided += refused;
         }
-        streamed.extend(records);
-    }
-    let src = source::read(config, &folders, streamed)?;
-    tracing::debug!(records = src.records.len(), elapsed = ?started.elapsed(), "read and checked");
-    for bad in &src.bad {
-        eprintln!("bad record: {bad}");
-    }
-    if !src.bad.is_empty() && !args.skip_bad && !args.dry_run {
-        return Err(ImportError::Bad(src.bad.len()));
-    }
-    let target = Target::connect(&url).await?;
-    let done = target.ledger_refs().await?;
-    let plan = plan::make(config, &target, &src.records, &done).await?;
-    tracing::debug!(elapsed = ?started.elapsed(), "planned");
+        let src = source::read(config, &folders, streamed)?;
+        tracing::debug!(records = src.records.len(), elapsed = ?started.elapsed(), "read and checked");
+        let secret = secret(config, &mapping)?;
 
-    print_plan(&db::redact(&url), &src, &plan);
-    for t in &plan.tables {
-        let Some((first, last)) = t.range().filter(|_| t.count > t.count_done) else {
-            continue;
+        let target = db::Target::connect(&url).await?;
+        let snap = snapshot::gather(&target, &mapping, &src.records, config.import.gap, &secret).await?;
+        tracing::debug!(elapsed = ?started.elapsed(), "asked the target");
+        let env = eval::Env { lookups: &snap.lookups, secret: &secret };
+
+        // With --skip-bad, bad records (and the records that need them) are planned out, and
+        // the rest planned again, until no record is bad.
+        let mut excluded = HashSet::new();
+        let mut skipped = Vec::new();
+        let (plan, findings) = loop {
+            let plan = plan::make(&mapping, &src.records, &snap, &env, &excluded);
+            let findings = check::check(&mapping, &snap, &plan, &src.records, &env, target.dialect);
+            let bad: Vec<usize> = findings.problems.iter().filter_map(|p| p.record.as_ref().map(|r| r.index)).collect();
+            let schema = findings.problems.iter().any(|p| p.record.is_none());
+            if !options.skip_bad || bad.is_empty() || schema {
+                break (plan, findings);
+            }
+            skipped.extend(findings.problems);
+            excluded.extend(bad);
         };
-        let found = target.count_in(&t.name, &t.id_column, first, last + 1).await? - t.count_done;
-        if found > 0 {
-            return Err(ImportError::RangeTaken { table: t.name.clone(), from: first, to: last, found });
+        tracing::debug!(elapsed = ?started.elapsed(), "planned and checked");
+
+        let mut per_form = BTreeMap::new();
+        for p in &plan.records {
+            *per_form.entry(src.records[p.index].record.form.clone()).or_default() += 1;
         }
-        println!("  range {} {first}..={last} is free", t.name);
+        let tables = plan
+            .tables
+            .iter()
+            .zip(&mapping.tables)
+            .map(|(t, spec)| {
+                (t.clone(), spec.id_column().map(String::from).unwrap_or_else(|| spec.key.columns().join(", ")))
+            })
+            .collect();
+        let report = Report {
+            target: db::redact(&url),
+            per_form,
+            pending: plan.records.len(),
+            done: plan.done,
+            unmapped: src.unmapped.clone(),
+            repeated: src.repeated,
+            voided,
+            bad_lines: src.bad,
+            tables,
+            findings,
+            skipped,
+            duplicates: source::suspected_duplicates(&src.records),
+        };
+        Ok(Import {
+            options: options.clone(),
+            batch_size: options.batch_size.unwrap_or(config.import.batch_size).max(1),
+            mapping,
+            target,
+            located: src.records,
+            snap,
+            plan,
+            secret,
+            report,
+        })
     }
-    let summary =
-        Summary { imported: plan.pending(), already: plan.records.len() - plan.pending(), bad: src.bad.len() };
-    if args.dry_run {
-        println!("dry run: nothing written");
-        return Ok(summary);
+
+    pub fn report(&self) -> &Report {
+        &self.report
     }
-    target.ensure_bookkeeping().await?;
-    let starts = plan.tables.iter().map(|t| (t.name.clone(), t.start)).collect();
-    target.store_ranges(&starts, &plan.stored_ranges).await?;
-    // Before the first row: from now on the shop's own inserts land above the reserved range,
-    // even while this import runs or if it is killed halfway.
-    for t in &plan.tables {
-        if let Some((_, last)) = t.range() {
-            target.bump_sequence(&t.name, &t.id_column, last).await?;
+
+    /// Writes the plan, unless its check found what the database would refuse. `progress`
+    /// hears (records written, records to write) after every batch.
+    pub fn execute(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Summary, ImportError> {
+        if let Some(refused) = self.report.refusal(self.options.skip_bad) {
+            return Err(refused);
+        }
+        let summary = Summary {
+            imported: self.plan.records.len(),
+            already: self.plan.done,
+            bad: self.report.bad_lines.len()
+                + self
+                    .report
+                    .skipped
+                    .iter()
+                    .filter_map(|p| p.record.as_ref().map(|r| r.index))
+                    .collect::<HashSet<_>>()
+                    .len(),
+        };
+        if self.plan.records.is_empty() {
+            return Ok(summary);
+        }
+        runtime.block_on(self.reserve())?;
+        let layouts = rows::Layouts::new(&self.mapping, &self.snap);
+        let maker = write::Maker {
+            mapping: &self.mapping,
+            layouts: &layouts,
+            plan: &self.plan,
+            located: &self.located,
+            env: eval::Env { lookups: &self.snap.lookups, secret: &self.secret },
+            dialect: self.target.dialect,
+        };
+        let imported_at = jiff::Timestamp::now().to_string();
+        let all: Vec<usize> = (0..self.plan.records.len()).collect();
+        let chunks: Vec<&[usize]> = all.chunks(self.batch_size).collect();
+        let total = all.len();
+        std::thread::scope(|s| {
+            // The next batch is made while this one is written.
+            let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+            let maker = &maker;
+            let chunks = &chunks;
+            s.spawn(move || {
+                for c in chunks {
+                    if tx.blocking_send(maker.batch(c)).is_err() {
+                        break;
+                    }
+                }
+            });
+            runtime.block_on(async move {
+                let mut written = 0;
+                let mut batches = 0;
+                while let Some(batch) = rx.recv().await {
+                    let batch = batch?;
+                    if let Err((table, e)) = self.target.write(&batch, &imported_at).await {
+                        return Err(self.name_refusal(maker, &batch, table, e, batches, &imported_at).await);
+                    }
+                    written += batch.records.len();
+                    batches += 1;
+                    progress(written, total);
+                }
+                Ok(())
+            })
+        })?;
+        Ok(summary)
+    }
+
+    /// Before the first row: the ranges are recorded and every counter moved past them, so
+    /// the shop's own inserts land above them even while the import runs or if it is killed.
+    async fn reserve(&self) -> Result<(), ImportError> {
+        self.target.ensure_bookkeeping().await?;
+        for (t, tp) in self.plan.tables.iter().enumerate() {
+            let Some(r) = &tp.range else { continue };
+            let name = &self.mapping.tables[t].name;
+            self.target.store_range(name, r.reserved_from, r.start, r.end).await?;
+            if let Some(col) = self.snap.tables[t].column(&r.column) {
+                self.target.bump_counter(name, col, r.end - 1).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A refused batch, with the record the database refuses found by writing the batch's
+    /// records one by one (then rolled back).
+    async fn name_refusal(
+        &self,
+        maker: &write::Maker<'_>,
+        batch: &write::Batch,
+        table: String,
+        e: sqlx::Error,
+        before: usize,
+        imported_at: &str,
+    ) -> ImportError {
+        let singles: Result<Vec<write::Batch>, ImportError> =
+            batch.records.iter().map(|r| maker.batch(&[*r])).collect();
+        let found = match &singles {
+            Ok(singles) => self.target.find_refused(singles, imported_at).await,
+            Err(_) => None,
+        };
+        let note = format!(" (nothing of its batch was written; {before} batches before it were)");
+        match found {
+            Some((i, (table, e))) => {
+                let p = &self.plan.records[batch.records[i]];
+                let l = &self.located[p.index];
+                let record = format!("{} ({}:{})", l.record.reference, l.path.display(), l.line);
+                let mut err = write::refusal(table, Some(record), &e);
+                if let ImportError::Refused { detail, .. } = &mut err {
+                    detail.push_str(&note);
+                }
+                err
+            }
+            None => {
+                let mut err = write::refusal(table, None, &e);
+                if let ImportError::Refused { detail, .. } = &mut err {
+                    detail.push_str(&note);
+                }
+                err
+            }
         }
     }
-    write(&target, &plan, &src.records, args.batch_size.unwrap_or(config.import.batch_size).max(1)).await?;
-    println!("imported {} records ({} were imported before)", summary.imported, summary.already);
-    Ok(summary)
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
 }
 
 /// `sqlite://main.db` is relative to the site folder, not to wherever the command runs.
@@ -148,94 +361,21 @@ fn resolve_url(site: &Site, url: &str) -> String {
     }
 }
 
-fn print_plan(url: &str, src: &source::Source, plan: &plan::Plan) {
-    let mut per_form = std::collections::BTreeMap::<&str, usize>::new();
-    for p in plan.records.iter().filter(|p| !p.already) {
-        *per_form.entry(src.records[p.index].record.form.as_str()).or_default() += 1;
-    }
-    println!("import plan → {url}");
-    println!(
-        "  records: {} to import, {} imported before, {} bad",
-        plan.pending(),
-        plan.records.len() - plan.pending(),
-        src.bad.len()
-    );
-    for (form, n) in per_form {
-        println!("    {form:<16} {n}");
-    }
-    if src.repeated > 0 {
-        println!("    {} records found twice (the same reference in two folders): each is imported once", src.repeated);
-    }
-    for (form, n) in &src.unmapped {
-        println!("    {form:<16} {n} not imported: no [import.forms.{form}] mapping");
-    }
-    for t in &plan.tables {
-        let range = t.range().map(|(a, b)| format!("{a}..={b}")).unwrap_or_else(|| "-".into());
-        println!(
-            "  {:<16} {} new rows, ids {range} ({}), {} reused by natural key",
-            t.name,
-            t.count - t.count_done,
-            if t.auto { "auto" } else { "offset" },
-            t.reused
-        );
-    }
-    let dups = source::suspected_duplicates(&src.records);
-    if !dups.is_empty() {
-        println!("  suspected double submits: {}", dups.len());
-        for (r, first) in dups.iter().take(20) {
-            println!("    {r} looks like {first}");
-        }
-    }
-}
-
-/// Writes the pending records in transactions of `batch_size` records: their rows, table by
-/// table (parents first), and their ledger entries, so a batch is in completely or not at all.
-async fn write(
-    target: &Target,
-    plan: &plan::Plan,
-    located: &[source::Located],
-    batch_size: usize,
-) -> Result<(), ImportError> {
-    let pending: Vec<&plan::PlannedRecord> = plan.records.iter().filter(|r| !r.already).collect();
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let bar = indicatif::ProgressBar::new(pending.len() as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} records  {per_sec}  eta {eta}")
-                .expect("static template"),
-        );
-        bar
+/// The key of derived values (`token`, `uuid5`, …): the site's signing key, the environment's
+/// first, as `serve` reads it. Needed only when the mapping derives values.
+fn secret(config: &crate::config::Config, mapping: &crate::config::Mapping) -> Result<Vec<u8>, ImportError> {
+    let derives = mapping.forms.values().flatten().flat_map(|e| &e.columns).any(|a| {
+        a.expr.any(&|x| matches!(x, Expr::Call(Func::Uuid5 | Func::Token(_) | Func::Hex(_) | Func::Letters(_), _)))
     });
-    let imported_at = jiff::Timestamp::now().to_string();
-    let mut written = 0;
-    for batch in pending.chunks(batch_size) {
-        let mut by_table: Vec<Vec<plan::Row>> = plan.tables.iter().map(|_| Vec::new()).collect();
-        for p in batch {
-            for row in plan.rows(p, located)? {
-                by_table[row.entity.table].push(row);
-            }
-        }
-        let ledger: Vec<db::LedgerEntry> = batch
-            .iter()
-            .map(|p| db::LedgerEntry {
-                reference: located[p.index].record.reference.to_string(),
-                form: located[p.index].record.form.clone(),
-                ids: plan.ledger_ids(p),
-            })
-            .collect();
-        target.write_batch(&plan.tables, &by_table, &ledger, &imported_at).await?;
-        let before = written;
-        written += batch.len();
-        match &bar {
-            Some(b) => b.set_position(written as u64),
-            // Off a terminal, a line per tenth is enough for a log.
-            None if before * 10 / pending.len() != written * 10 / pending.len() => {
-                println!("  imported {written}/{}", pending.len())
-            }
-            None => {}
-        }
+    let c = &config.collect;
+    let key = std::env::var(&c.signing_key_env).ok().filter(|k| !k.is_empty()).or_else(|| c.signing_key.clone());
+    match key {
+        Some(k) => Ok(k.into_bytes()),
+        None if derives => Err(ImportError::Target(format!(
+            "the mapping derives values (uuid5, token, hex, letters) from the site's signing key, and none is set: \
+             set ${} (or collect.signing_key) to the key the site was served with",
+            c.signing_key_env
+        ))),
+        None => Ok(Vec::new()),
     }
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    Ok(())
 }

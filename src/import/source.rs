@@ -3,9 +3,9 @@
 //! import order (receive time, node, sequence).
 
 use crate::config::{Config, StoreFormat};
-use crate::record::{self, BadLine, Record};
+use crate::record::{self, BadLine, Record, Ref};
 use rayon::prelude::*;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -20,6 +20,8 @@ pub struct Source {
 
 pub struct Located {
     pub record: Record,
+    /// `record.reference` as text, made once.
+    pub reference: String,
     /// Shared by every record of a segment.
     pub path: Arc<Path>,
     pub line: usize,
@@ -56,7 +58,12 @@ pub fn read(config: &Config, folders: &[PathBuf], streamed: Vec<super::stream::F
                         Ok(false) => *src.unmapped.entry(r.form.clone()).or_default() += 1,
                         Ok(true) => {
                             if seen.insert(r.reference.clone()) {
-                                src.records.push(Located { record: r, path: path.clone(), line });
+                                src.records.push(Located {
+                                    reference: r.reference.to_string(),
+                                    record: r,
+                                    path: path.clone(),
+                                    line,
+                                });
                             } else {
                                 src.repeated += 1;
                             }
@@ -78,7 +85,7 @@ pub fn read(config: &Config, folders: &[PathBuf], streamed: Vec<super::stream::F
             Ok((false, r)) => *src.unmapped.entry(r.form.clone()).or_default() += 1,
             Ok((true, r)) => {
                 if seen.insert(r.reference.clone()) {
-                    src.records.push(Located { record: r, path: origin, line });
+                    src.records.push(Located { reference: r.reference.to_string(), record: r, path: origin, line });
                 } else {
                     src.repeated += 1;
                 }
@@ -118,24 +125,27 @@ fn check(config: &Config, r: &Record, folder_form: &str) -> Result<bool, String>
     Ok(config.import.forms.contains_key(&r.form))
 }
 
-/// References that look like double submits: flagged by the collector, or the same form and
-/// fields within ten minutes of an earlier record.
+/// References that look like double submits: flagged by the collector, or the same form,
+/// fields and parent (a one-time offer is the same offer only for the same order) within ten
+/// minutes of an earlier record.
 pub fn suspected_duplicates(records: &[Located]) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    let mut last: BTreeMap<(String, String), (jiff::Timestamp, String)> = BTreeMap::new();
+    // (form, fields, parent) → (received, reference) of the latest such record.
+    type Seen<'a> = HashMap<(&'a str, &'a BTreeMap<String, String>, Option<&'a Ref>), (jiff::Timestamp, &'a str)>;
+    let mut last: Seen = HashMap::new();
     for l in records {
         let r = &l.record;
         if let Some(first) = &r.meta.duplicate_of {
-            out.push((r.reference.to_string(), first.to_string()));
+            out.push((l.reference.clone(), first.to_string()));
             continue;
         }
-        let key = (r.form.clone(), serde_json::to_string(&r.fields).unwrap_or_default());
+        let key = (r.form.as_str(), &r.fields, r.parent_ref.as_ref());
         if let Some((at, first)) = last.get(&key) {
             if r.received_at.duration_since(*at).as_secs() < 600 {
-                out.push((r.reference.to_string(), first.clone()));
+                out.push((l.reference.clone(), first.to_string()));
             }
         }
-        last.insert(key, (r.received_at, r.reference.to_string()));
+        last.insert(key, (r.received_at, &l.reference));
     }
     out
 }

@@ -237,6 +237,10 @@ pub async fn visit(addr: SocketAddr, steps: &[Step], body: String, until: Instan
                     Ok((StatusCode::SEE_OTHER, Some(to), took)) => {
                         tally.post_micros.push(micros(took));
                         tally.orders += 1;
+                        if !to.starts_with('/') {
+                            // A payment provider's page: not this server's to load.
+                            return;
+                        }
                         // Follow the redirect to the thank-you page.
                         match conn.send(Method::GET, &to, None, t).await {
                             Ok((s, _, took)) => {

@@ -20,7 +20,14 @@ pub fn add_security(h: &mut HeaderMap, config: &ServerConfig) {
     let set = |h: &mut HeaderMap, name: HeaderName, value: HeaderValue| {
         h.entry(name).or_insert(value);
     };
-    set(h, header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    let csp = if config.payment_origins.is_empty() {
+        HeaderValue::from_static(CSP)
+    } else {
+        // A form whose 303 goes to a payment page submits to it, as far as the CSP goes.
+        let to = format!("form-action 'self' {}", config.payment_origins.join(" "));
+        HeaderValue::from_str(&CSP.replacen("form-action 'self'", &to, 1)).expect("origins are checked URLs")
+    };
+    set(h, header::CONTENT_SECURITY_POLICY, csp);
     set(h, header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     set(h, header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     set(h, header::REFERRER_POLICY, HeaderValue::from_static("strict-origin-when-cross-origin"));

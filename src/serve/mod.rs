@@ -12,6 +12,7 @@ mod metrics;
 mod negotiate;
 mod range;
 mod ratelimit;
+mod receipt;
 mod site;
 mod stream;
 
@@ -215,6 +216,9 @@ fn fast_path(app: Arc<App>) -> conn::FastPath {
         if entry.is_html && app.collector.shows_sold_out(path) {
             return None;
         }
+        if entry.receipt.is_some() && h.contains_key(header::COOKIE) {
+            return None;
+        }
         match respond(&app, entry, h, head, StatusCode::OK) {
             Reply::Ready(response) => Some(response),
             Reply::Disk(_) => None,
@@ -307,6 +311,9 @@ fn answer(app: &App, req: &Request) -> Reply {
                 m.sold_out_pages.inc();
                 return respond(app, sold_out, req.headers(), head, StatusCode::OK);
             }
+        }
+        if let Some(page) = entry.receipt.as_ref().and_then(|slot| receipt::respond(app, slot, req)) {
+            return page.into();
         }
         return respond(app, entry, req.headers(), head, StatusCode::OK);
     }

@@ -45,6 +45,8 @@ pub struct Entry {
     pub br: Option<Representation>,
     pub gzip: Option<Representation>,
     pub is_html: bool,
+    /// The page has a receipt slot: a request with a receipt cookie gets it filled.
+    pub receipt: Option<super::receipt::Slot>,
 }
 
 impl Entry {
@@ -117,12 +119,25 @@ impl StaticSite {
             };
             let br = twin("br", file.br_size)?;
             let gz = twin("gz", file.gz_size)?;
-            let entry = Entry {
-                is_html: file.content_type.starts_with("text/html"),
+            let is_html = file.content_type.starts_with("text/html");
+            let receipt = match &identity {
+                Source::Memory(b) if is_html => super::receipt::Slot::find(b),
+                _ => None,
+            };
+            let mut entry = Entry {
+                is_html,
                 br: br.map(|b| representation(file, b, Some("br"), config)),
                 gzip: gz.map(|b| representation(file, b, Some("gzip"), config)),
                 identity: representation(file, identity, None, config),
+                receipt,
             };
+            if entry.receipt.is_some() {
+                // Its address also answers with one buyer's receipt: no shared cache may keep it.
+                for rep in [Some(&mut entry.identity), entry.br.as_mut(), entry.gzip.as_mut()].into_iter().flatten() {
+                    rep.headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(super::receipt::CACHE_CONTROL));
+                    rep.headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding, Cookie"));
+                }
+            }
             by_file.insert(file.path.as_str(), Arc::new(entry));
         }
         let mut routes = HashMap::new();

@@ -40,7 +40,10 @@ fn build_writes_pages_twins_fingerprinted_css_and_manifest() {
     let m = cofferdam::manifest::Manifest::load(&dist).unwrap();
     let order = &m.forms["order"];
     let names: Vec<&str> = order.fields.iter().map(|f| f.name.as_str()).collect();
-    assert_eq!(names, ["name", "email", "country", "address", "sku", "quantity", "newsletter"]);
+    assert_eq!(
+        names,
+        ["name", "email", "street", "postcode", "city", "country", "phone", "sku", "quantity", "newsletter"]
+    );
     assert_eq!(m.product("AURORA-EB").unwrap().price_cents, 8900);
     assert_eq!(m.page("/order/").unwrap().forms, ["order"]);
     assert_eq!(m.special.invalid.as_deref(), Some("invalid/index.html"));
@@ -129,7 +132,12 @@ fn unknown_form_is_named_with_the_known_ones() {
 fn template_syntax_error_names_template_and_line() {
     assert_build_fails(
         |s| edit(s, "templates/plain.html", "{% endblock %}", "{% endblok %}"),
-        &["templates/plain.html:2: template syntax error"],
+        // On several lines, as pest draws it: the line, then a caret under the spot.
+        &[
+            "templates/plain.html:2: template syntax error:\n",
+            "\n  2 | {% block body_class %}plain{% endblok %}\n",
+            "^---",
+        ],
     );
 }
 
@@ -161,13 +169,22 @@ fn duplicate_routes_name_both_files() {
 
 #[test]
 fn config_type_error_names_file_line_and_key() {
+    let config = std::fs::read_to_string(repo_root().join("cofferdam.toml")).unwrap();
+    let line_of = |text: &str| config.lines().position(|l| l == text).unwrap() + 1;
+    let price = line_of("price_cents = 8900");
     assert_build_fails(
-        |s| edit(s, "cofferdam.toml", "price_cents = 8900", "price_cents = \"89\""),
-        &["cofferdam.toml:27: invalid type: string \"89\", expected u64"],
+        |s| edit(s, "cofferdam.toml", "price_cents = 8900", "price_cents = \"89.00\""),
+        &[&format!("./cofferdam.toml:{price}: catalog.0.price_cents: invalid type: string \"89.00\", expected u64")],
     );
+    let options = line_of("options = [\"BULB-2PK\"]");
     assert_build_fails(
         |s| edit(s, "cofferdam.toml", "options = [\"BULB-2PK\"]", "options = [\"BULB-3PK\"]"),
-        &["cofferdam.toml:137: forms.offer.fields.0.options: unknown SKU \"BULB-3PK\""],
+        &[&format!("cofferdam.toml:{options}: forms.offer.fields.0.options: unknown SKU \"BULB-3PK\"")],
+    );
+    // An unknown key is named with its table.
+    assert_build_fails(
+        |s| edit(s, "cofferdam.toml", "html_max_age = 60", "html_max_ag = 60"),
+        &["server.html_max_ag: unknown field `html_max_ag`, expected one of"],
     );
 }
 
@@ -183,4 +200,20 @@ fn init_writes_a_site_that_builds_and_refuses_to_overwrite() {
     let again = run(dir.path(), &["init", "launch"]);
     assert!(!again.status.success());
     assert!(stderr(&again).contains("not empty"), "{}", stderr(&again));
+}
+
+#[test]
+fn template_rendering_error_names_the_template_line() {
+    let line = std::fs::read_to_string(repo_root().join("templates/landing.html"))
+        .unwrap()
+        .lines()
+        .position(|l| l.contains("<h1>{{ page.title }}</h1>"))
+        .unwrap()
+        + 1;
+    assert_build_fails(
+        |s| edit(s, "templates/landing.html", "<h1>{{ page.title }}</h1>", "<h1>{{ page.titel }}</h1>"),
+        &[&format!(
+            "templates/landing.html:{line}: rendering content/index.md: Variable `page.titel` not found in context"
+        )],
+    );
 }

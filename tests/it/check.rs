@@ -324,7 +324,81 @@ fn example_signing_key_in_production_is_an_error() {
     assert_eq!(out.status.code(), Some(1), "{text}");
     let line = text.lines().find(|l| l.contains("[example-signing-key]")).unwrap_or_else(|| panic!("{text}"));
     assert!(line.starts_with("error") && line.contains("refuses to start"), "{line}");
-    assert!(text.contains("1 error,"), "nothing else is wrong: {text}");
+    // The example's loopback base_url is a launch error too, once in production.
+    let url = text.lines().find(|l| l.contains("[base-url-not-public]")).unwrap_or_else(|| panic!("{text}"));
+    assert!(url.starts_with("error") && url.contains("\"http://127.0.0.1:8080\", a loopback address"), "{url}");
+    assert!(text.contains("2 errors,"), "nothing else is wrong: {text}");
+}
+
+#[test]
+fn base_url_must_be_public_https_for_launch() {
+    let site = example_site();
+    // Outside production mode, a warning: the example site must stay checkable as it is.
+    let (code, findings) = report(site.path());
+    assert_eq!(code, 0);
+    let url = &with_code(&findings, "base-url-not-public")[0];
+    assert_eq!(url["severity"], "warning");
+    let line = std::fs::read_to_string(site.path().join("cofferdam.toml"))
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with("base_url"))
+        .unwrap()
+        + 1;
+    assert_eq!(url["location"], format!("cofferdam.toml:{line}"));
+    assert!(url["fix"].as_str().unwrap().contains("https://"), "{url}");
+    // In production with a real key: plain http is an error; the public https address passes.
+    edit(site.path(), "cofferdam.toml", "production = false", "production = true");
+    edit(site.path(), "cofferdam.toml", "base_url = \"http://127.0.0.1:8080\"", "base_url = \"http://shop.example\"");
+    let run = |dir: &Path| {
+        Command::new(bin())
+            .args(["check", "--format", "json"])
+            .current_dir(dir)
+            .env("COFFERDAM_SIGNING_KEY", "a-long-random-secret-0123456789abcdef")
+            .output()
+            .unwrap()
+    };
+    let out = run(site.path());
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let url = &with_code(json["findings"].as_array().unwrap(), "base-url-not-public")[0];
+    assert_eq!(url["severity"], "error");
+    assert!(url["message"].as_str().unwrap().contains("plain http"), "{url}");
+    edit(site.path(), "cofferdam.toml", "http://shop.example", "https://shop.example");
+    let out = run(site.path());
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+}
+
+#[test]
+fn landing_page_without_social_preview_tags_is_a_warning() {
+    let site = example_site();
+    let (_, findings) = report(site.path());
+    assert!(!findings.iter().any(|f| f["code"] == "no-social-preview"), "the example has them: {findings:?}");
+    let built = std::fs::read_to_string(site.path().join("dist/index.html")).unwrap();
+    assert!(
+        built.contains("<meta property=\"og:image\" content=\"http:&#x2F;&#x2F;127.0.0.1:8080&#x2F;share."),
+        "{built}"
+    );
+    assert!(built.contains("<meta name=\"twitter:card\" content=\"summary_large_image\">"), "{built}");
+    // A page's front matter image wins over site.image.
+    let order = std::fs::read_to_string(site.path().join("dist/order/index.html")).unwrap();
+    assert!(order.contains("og:url\" content=\"http:&#x2F;&#x2F;127.0.0.1:8080&#x2F;order&#x2F;\""), "{order}");
+    std::fs::copy(site.path().join("content/share.png"), site.path().join("content/order.png")).unwrap();
+    edit(site.path(), "content/order.md", "form = \"order\"", "form = \"order\"\nimage = \"order.png\"");
+    edit(site.path(), "templates/base.html", "<meta property=\"og:type\" content=\"website\">", "");
+    edit(
+        site.path(),
+        "templates/base.html",
+        "{% if page.image %}<meta property=\"og:image\" content=\"{{ page.image }}\">",
+        "{% if page.image %}<meta name=\"x-image\" content=\"{{ page.image }}\">",
+    );
+    let (code, findings) = report(site.path());
+    assert_eq!(code, 0, "a warning, not an error");
+    let social = &with_code(&findings, "no-social-preview")[0];
+    assert_eq!(social["severity"], "warning");
+    assert_eq!(social["page"], "/");
+    assert!(social["message"].as_str().unwrap().contains("og:image"), "{social}");
+    let order = std::fs::read_to_string(site.path().join("dist/order/index.html")).unwrap();
+    assert!(order.contains("&#x2F;order."), "the page's own image: {order}");
 }
 
 #[test]

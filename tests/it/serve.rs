@@ -64,7 +64,7 @@ async fn fingerprinted_assets_are_immutable_and_html_is_short_lived() {
     assert_eq!(header(&r, "cache-control"), "public, max-age=31536000, immutable");
     assert_eq!(header(&r, "content-type"), "text/css; charset=utf-8");
     assert_eq!(header(&r, "content-encoding"), "gzip");
-    let html = get(&s.url("/thanks/"), &[]).await;
+    let html = get(&s.url("/order/"), &[]).await;
     assert_eq!(header(&html, "cache-control"), "public, max-age=60");
     let svg = get(&s.url(&format!("/{}", m.assets["lamp.svg"])), &[]).await;
     assert_eq!(header(&svg, "content-type"), "image/svg+xml");

@@ -185,7 +185,7 @@ pub fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
 /// A valid order post for the example site.
 pub fn order_body(name: &str) -> String {
     format!(
-        "name={}&email=buyer%40example.org&country=DE&address=Hauptstr.+1%2C+10115+Berlin&sku=AURORA-EB&quantity=1",
+        "name={}&email=buyer%40example.org&street=Hauptstr.+1&postcode=10115&city=Berlin&country=DE&sku=AURORA-EB&quantity=1",
         name.replace(' ', "+")
     )
 }

@@ -1,0 +1,3 @@
+//! The commands: each parses its arguments, calls the library, and renders what it returns.
+
+pub mod import;

@@ -1,0 +1,72 @@
+//! The `303` once a record is durable: where it sends the buyer (the thank-you page, or the
+//! provider's payment page carrying the reference) and the cookies it sets (the signed
+//! reference a follow-up form links to, and the buyer's receipt).
+
+use super::receipt::{Receipt, Unplaced};
+use super::validate::Valid;
+use super::{Collector, FormRuntime};
+use crate::collect::cookie::Signer;
+use crate::payment::link;
+use crate::record::Ref;
+use axum::response::{IntoResponse, Response};
+use http::{header, HeaderMap, HeaderValue, StatusCode};
+
+/// What the answer needs of a post, kept before the post goes to the writer.
+pub struct After {
+    receipt: Option<Unplaced>,
+    /// For the payment link: the post as validated.
+    order: Option<Valid>,
+    parent: Option<Ref>,
+}
+
+impl After {
+    pub fn new(rt: &FormRuntime, valid: &Valid, parent: Option<&Ref>) -> After {
+        After {
+            receipt: Unplaced::of(&rt.name, valid),
+            order: rt.form.payment.as_ref().map(|_| valid.clone()),
+            parent: parent.cloned(),
+        }
+    }
+
+    /// The 303 for the record `reference`.
+    pub fn see_other(self, c: &Collector, rt: &FormRuntime, reference: &Ref, request: &HeaderMap) -> Response {
+        let location = match (&rt.form.payment, &self.order) {
+            (Some(payment), Some(v)) => link::url(
+                payment,
+                &link::Order {
+                    reference,
+                    fields: &v.fields,
+                    lines: &v.lines,
+                    total_cents: v.total_cents,
+                    currency: v.currency.as_deref(),
+                },
+            ),
+            _ => rt.form.thanks.clone(),
+        };
+        let mut cookies = Vec::new();
+        if rt.sets_cookie {
+            cookies.push(cookie(c, &Signer::cookie_name(&rt.name), &c.signer.sign(&rt.name, reference)));
+        }
+        if let Some(unplaced) = self.receipt {
+            let previous = Receipt::from_headers(&c.signer, request);
+            let receipt = Receipt::after(previous, unplaced.placed(reference.clone()), self.parent.as_ref());
+            cookies.push(cookie(c, super::receipt::COOKIE, &receipt.encode(&c.signer)));
+        }
+        see_other(&location, cookies)
+    }
+}
+
+pub fn see_other(location: &str, cookies: Vec<HeaderValue>) -> Response {
+    let mut r = (StatusCode::SEE_OTHER, [(header::CACHE_CONTROL, "no-store")]).into_response();
+    r.headers_mut().insert(header::LOCATION, HeaderValue::from_str(location).unwrap_or(HeaderValue::from_static("/")));
+    for c in cookies {
+        r.headers_mut().append(header::SET_COOKIE, c);
+    }
+    r
+}
+
+fn cookie(c: &Collector, name: &str, value: &str) -> HeaderValue {
+    let secure = if c.secure_cookie { "; Secure" } else { "" };
+    let value = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age=86400{secure}");
+    HeaderValue::from_str(&value).expect("names, refs and base64url are header-safe")
+}
