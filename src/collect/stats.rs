@@ -4,6 +4,7 @@ use super::writer::primary;
 use crate::config::Site;
 use crate::payment::{Ledger, PaymentStatus};
 use crate::record::{self, Ref};
+use crate::replicate::Cursor;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +29,9 @@ pub struct Stats {
     pub revenue: BTreeMap<String, u64>,
     pub bad: Vec<record::BadLine>,
     pub segments: usize,
+    /// `ack = "local"`: per node, where its shipper is (`{node}.shipped`) and the records on
+    /// disk it has not sent to the stream yet.
+    pub shipping: BTreeMap<String, (Cursor, u64)>,
     /// Per form taking payment (or named by a payment): paid, unpaid, mismatched amounts.
     pub payments: BTreeMap<String, Payments>,
     /// Orders whose paid amount is not their catalog total: (ref, paid, total, currency).
@@ -49,6 +53,13 @@ pub struct Payments {
 
 pub fn collect_stats(site: &Site, dir: &std::path::Path) -> std::io::Result<Stats> {
     let mut s = Stats::default();
+    let nodes: std::collections::BTreeSet<String> =
+        record::list_segments(dir)?.into_iter().map(|seg| seg.name.node).collect();
+    for node in nodes {
+        if let Some(c) = Cursor::load(dir, &node) {
+            s.shipping.insert(node, (c, 0));
+        }
+    }
     let ledger = Ledger::read(&[dir.to_path_buf()])?;
     s.payment_events = ledger.events;
     s.bad.extend(ledger.bad.iter().cloned());
@@ -70,6 +81,9 @@ pub fn collect_stats(site: &Site, dir: &std::path::Path) -> std::io::Result<Stat
             let hour = r.received_at.strftime("%Y-%m-%dT%H:00Z").to_string();
             *s.per_hour.entry((r.form.clone(), r.reference.node.clone(), hour)).or_default() += 1;
             *s.per_form.entry(r.form.clone()).or_default() += 1;
+            if let Some((c, behind)) = s.shipping.get_mut(&r.reference.node) {
+                *behind += u64::from(r.reference.seq > c.shipped);
+            }
             for l in &r.lines {
                 *s.sold.entry(l.sku.clone()).or_default() += l.quantity as u64;
             }
@@ -125,6 +139,9 @@ pub fn stats_cli(args: &StatsArgs) -> anyhow::Result<ExitCode> {
     println!("\nrevenue:");
     for (cur, cents) in &s.revenue {
         println!("  {}", crate::build::format_price(*cents, cur));
+    }
+    for (node, (c, behind)) in &s.shipping {
+        println!("\nshipped to stream {}: node {node} up to {node}-{}, {behind} records behind", c.stream, c.shipped);
     }
     if !s.payments.is_empty() || s.payment_events > 0 {
         println!("\npayments ({} events in {}):", s.payment_events, dir.join(crate::payment::PAYMENTS_DIR).display());

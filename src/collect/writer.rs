@@ -3,11 +3,15 @@
 //! each (duplicate, sold out, accepted), writes the batch, fsyncs once per touched file, and
 //! only then answers. Under load batches grow, so fsyncs per second stay flat while records
 //! per second rise. A failed write answers the whole batch "failed" and cuts the files back.
+//! With `[collect.replicate]`, a written batch goes to the [`Replicator`] before it is answered,
+//! and is cut back out of its segments if the stream refuses it.
 
 use super::segment::Segment;
+use super::stock::Stock;
 use super::validate::Valid;
 use crate::config::{Form, StoreFormat};
 use crate::record::{CsvCodec, Meta, Record, Ref, RECORD_VERSION};
+use crate::replicate::Replicator;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,8 +73,9 @@ pub struct Settings {
 pub struct Writer {
     settings: Settings,
     next_seq: u64,
-    /// Units left per capped SKU.
-    remaining: HashMap<String, u64>,
+    stock: Stock,
+    /// Where every committed batch also goes (`[collect.replicate]`).
+    replicator: Option<Replicator>,
     open: HashMap<String, Vec<Segment>>,
     recent: HashMap<[u8; 32], (Ref, Instant)>,
     recent_order: VecDeque<([u8; 32], Instant)>,
@@ -79,12 +84,25 @@ pub struct Writer {
 
 const DEDUPE_CAP: usize = 200_000;
 
+/// The lengths a form's segments had before a batch was appended.
+struct Mark {
+    form: String,
+    lens: Vec<u64>,
+}
+
 impl Writer {
-    pub fn new(settings: Settings, next_seq: u64, remaining: HashMap<String, u64>, shared: Arc<Shared>) -> Writer {
+    pub fn new(
+        settings: Settings,
+        next_seq: u64,
+        stock: Stock,
+        replicator: Option<Replicator>,
+        shared: Arc<Shared>,
+    ) -> Writer {
         let w = Writer {
             settings,
             next_seq,
-            remaining,
+            stock,
+            replicator,
             open: HashMap::new(),
             recent: HashMap::new(),
             recent_order: VecDeque::new(),
@@ -126,18 +144,39 @@ impl Writer {
                     }
                 }
                 self.seal_all();
+                self.stock.release();
                 let _ = done.send(());
                 return;
             }
             self.roll_old();
         }
         self.seal_all();
+        self.stock.release();
     }
 
     fn commit(&mut self, batch: Vec<Job>) {
         let started = Instant::now();
         let now = Instant::now();
         self.forget_old(now);
+        if let Some(r) = &self.replicator {
+            // The stream is out of reach: refuse the batch before anything is written.
+            match r.floor() {
+                Ok(floor) => self.next_seq = self.next_seq.max(floor),
+                Err(e) => {
+                    self.shared.healthy.store(false, Ordering::Relaxed);
+                    tracing::error!("collector: {} posts answered 503: replication: {e}", batch.len());
+                    for job in batch {
+                        let _ = job.reply.send(Outcome::Failed);
+                    }
+                    return;
+                }
+            }
+        }
+        let mut demand: HashMap<String, u64> = HashMap::new();
+        for l in batch.iter().flat_map(|j| &j.valid.lines) {
+            *demand.entry(l.sku.clone()).or_default() += l.quantity as u64;
+        }
+        let unreachable = self.stock.reserve(&demand).0;
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut taken: HashMap<String, u64> = HashMap::new();
         let mut batch_keys: HashMap<[u8; 32], Ref> = HashMap::new();
@@ -153,16 +192,17 @@ impl Writer {
                 outcomes.push(Outcome::Duplicate(r));
                 continue;
             }
-            let fits = job.valid.lines.iter().all(|l| match self.remaining.get(&l.sku) {
-                Some(left) => taken.get(&l.sku).copied().unwrap_or(0) + l.quantity as u64 <= *left,
+            let fits = job.valid.lines.iter().all(|l| match self.stock.left(&l.sku) {
+                Some(left) => taken.get(&l.sku).copied().unwrap_or(0) + l.quantity as u64 <= left,
                 None => true,
             });
             if !fits {
-                outcomes.push(Outcome::SoldOut);
+                let unknown = job.valid.lines.iter().any(|l| unreachable.contains(&l.sku));
+                outcomes.push(if unknown { Outcome::Failed } else { Outcome::SoldOut });
                 continue;
             }
             for l in &job.valid.lines {
-                if self.remaining.contains_key(&l.sku) {
+                if self.stock.left(&l.sku).is_some() {
                     *taken.entry(l.sku.clone()).or_default() += l.quantity as u64;
                 }
             }
@@ -173,13 +213,15 @@ impl Writer {
             outcomes.push(Outcome::Accepted(reference));
         }
 
-        let written = if records.is_empty() { Ok(()) } else { self.write(&records) };
+        let written = if records.is_empty() {
+            Ok(())
+        } else {
+            self.write(&records).and_then(|marks| self.replicate(&records, marks))
+        };
         match written {
             Ok(()) => {
                 for (sku, n) in taken {
-                    if let Some(left) = self.remaining.get_mut(&sku) {
-                        *left -= n;
-                    }
+                    self.stock.sell(&sku, n);
                 }
                 for (key, r) in batch_keys {
                     self.recent.insert(key, (r, now));
@@ -216,15 +258,18 @@ impl Writer {
         }
     }
 
-    /// Appends the records to their forms' segments and fsyncs each touched file once.
-    fn write(&mut self, records: &[(usize, Record)]) -> std::io::Result<()> {
+    /// Appends the records to their forms' segments and fsyncs each touched file once. Returns
+    /// where each touched segment ended before, so a batch the stream refuses can be cut back.
+    fn write(&mut self, records: &[(usize, Record)]) -> std::io::Result<Vec<Mark>> {
         let mut by_form: BTreeMap<&str, Vec<&Record>> = BTreeMap::new();
         for (_, r) in records {
             by_form.entry(r.form.as_str()).or_default().push(r);
         }
+        let mut marks = Vec::new();
         let result = (|| {
             for (form, recs) in &by_form {
                 self.ensure_open(form, recs[0].reference.seq)?;
+                marks.push(Mark { form: form.to_string(), lens: self.open[*form].iter().map(|s| s.len).collect() });
                 for seg in self.open.get_mut(*form).expect("just opened") {
                     let mut buf = Vec::with_capacity(recs.len() * 512);
                     for r in recs {
@@ -254,15 +299,38 @@ impl Writer {
                     }
                 }
             }
-        } else {
-            for form in by_form.keys() {
-                let too_big = self.open[*form].iter().any(|s| s.len >= self.settings.segment_max_bytes);
-                if too_big {
-                    self.seal(form);
+        }
+        result.map(|()| marks)
+    }
+
+    /// Hands a written batch to the replicator (if any); if the stream refuses it, cuts it
+    /// back out of every segment it was written to, so nothing unacknowledged stays on disk.
+    /// Then rolls the segments that have grown too big.
+    fn replicate(&mut self, records: &[(usize, Record)], marks: Vec<Mark>) -> std::io::Result<()> {
+        if let Some(r) = &self.replicator {
+            let batch: Vec<Record> = records.iter().map(|(_, r)| r.clone()).collect();
+            if let Err(e) = r.commit(&batch) {
+                for mark in &marks {
+                    let Some(segs) = self.open.get_mut(&mark.form) else { continue };
+                    let cut = segs.iter_mut().zip(&mark.lens).map(|(s, len)| s.cut_to(*len));
+                    if cut.collect::<Vec<_>>().iter().any(|r| r.is_err()) {
+                        // Left open: the next start-up quarantines what could not be cut.
+                        self.open.remove(&mark.form);
+                    }
                 }
+                return Err(std::io::Error::other(format!("replication: {e}")));
             }
         }
-        result
+        for mark in &marks {
+            let too_big = self
+                .open
+                .get(&mark.form)
+                .is_some_and(|segs| segs.iter().any(|s| s.len >= self.settings.segment_max_bytes));
+            if too_big {
+                self.seal(&mark.form);
+            }
+        }
+        Ok(())
     }
 
     fn ensure_open(&mut self, form: &str, first_seq: u64) -> std::io::Result<()> {
@@ -334,14 +402,14 @@ impl Writer {
     }
 
     fn publish_stock(&self) {
-        let gone: HashSet<String> = self.remaining.iter().filter(|(_, n)| **n == 0).map(|(s, _)| s.clone()).collect();
-        for (sku, left) in &self.remaining {
-            metrics::gauge!("cofferdam_stock_remaining", "sku" => sku.clone()).set(*left as f64);
+        let gone = self.stock.sold_out();
+        for (sku, left) in self.stock.remaining() {
+            metrics::gauge!("cofferdam_stock_remaining", "sku" => sku.to_string()).set(left as f64);
         }
         self.shared.any_sold_out.store(!gone.is_empty(), Ordering::Relaxed);
         *self.shared.sold_out.write().unwrap_or_else(|e| e.into_inner()) = gone;
         *self.shared.remaining.write().unwrap_or_else(|e| e.into_inner()) =
-            self.remaining.iter().map(|(s, n)| (s.clone(), *n)).collect();
+            self.stock.remaining().map(|(s, n)| (s.to_string(), n)).collect();
     }
 }
 

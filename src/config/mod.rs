@@ -9,12 +9,14 @@ mod import;
 mod locate;
 mod payments;
 pub mod recipe;
+mod replicate;
 
 pub use check::CheckConfig;
 pub use import::{
     Assign, Entity, EntityMap, ImportConfig, KeyColumns, KeyMatch, LookupSite, Mapping, Offset, TableMap, TableSpec,
 };
 pub use payments::{LinkTemplate, Part, PaymentLink, PaymentsConfig, StripeConfig};
+pub use replicate::{AckPolicy, ReplicateConfig};
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -362,6 +364,8 @@ pub struct CollectConfig {
     pub double_submit_window_secs: u64,
     /// The part of each catalog stock cap this node may sell (several nodes split a cap).
     pub stock_share: f64,
+    /// Replicate every record to NATS JetStream and share stock caps across nodes.
+    pub replicate: Option<ReplicateConfig>,
     /// Seconds between the operator's summary lines while posts come in (0: none).
     pub log_every_secs: u64,
 }
@@ -379,6 +383,7 @@ impl Default for CollectConfig {
             production: false,
             double_submit_window_secs: 600,
             stock_share: 1.0,
+            replicate: None,
             log_every_secs: 5,
         }
     }
@@ -476,6 +481,15 @@ impl Config {
         }
         if !(self.collect.stock_share > 0.0 && self.collect.stock_share <= 1.0) {
             return Err((key(&["collect", "stock_share"]), "must be in (0, 1]".into()));
+        }
+        if let Some(r) = &self.collect.replicate {
+            r.validate().map_err(|(k, m)| (key(&["collect", "replicate", k]), m))?;
+            if self.collect.stock_share != 1.0 {
+                return Err((
+                    key(&["collect", "stock_share"]),
+                    "with [collect.replicate] every node sells from one shared cap: remove stock_share".into(),
+                ));
+            }
         }
         let mut skus = BTreeSet::new();
         for (i, p) in self.catalog.iter().enumerate() {

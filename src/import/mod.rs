@@ -14,6 +14,7 @@ mod plan;
 mod rows;
 mod snapshot;
 mod source;
+mod stream;
 mod value;
 mod write;
 
@@ -32,7 +33,8 @@ pub struct Options {
     pub site: PathBuf,
     /// Target URL; default `import.to` (a relative sqlite path is below the site).
     pub to: Option<String>,
-    /// Collected folders, one per node; default `collect.dir`.
+    /// Collected folders, one per node, or JetStream streams (`nats://HOST:PORT/STREAM`);
+    /// default `collect.dir`.
     pub from: Vec<PathBuf>,
     /// Leave bad records out (they are reported) instead of refusing the import.
     pub skip_bad: bool,
@@ -48,6 +50,8 @@ pub enum ImportError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Target(String),
+    #[error("{0}")]
+    Stream(String),
     #[error("the database refused{}, table {table}: {detail}", .record.as_ref().map(|r| format!(" record {r}")).unwrap_or_default())]
     Refused { table: String, record: Option<String>, detail: String },
     #[error("{at}: {message}")]
@@ -71,6 +75,8 @@ pub struct Report {
     pub unmapped: BTreeMap<String, usize>,
     /// The same reference found in two folders (kept once).
     pub repeated: usize,
+    /// Records in a stream that their node refused after publishing them (left out).
+    pub voided: usize,
     /// Lines that are not valid records.
     pub bad_lines: Vec<BadLine>,
     /// Per table, in write order, and its key column.
@@ -134,9 +140,17 @@ impl Import {
         let config = &site.config;
         let mapping = config.import.mapping.clone();
         let url = resolve_url(&site, options.to.as_deref().unwrap_or(&config.import.to));
-        let folders = if options.from.is_empty() { vec![site.collected_dir()] } else { options.from.clone() };
+        let (streams, folders): (Vec<PathBuf>, Vec<PathBuf>) =
+            options.from.iter().cloned().partition(|f| stream::is_stream(f));
+        let folders = if options.from.is_empty() { vec![site.collected_dir()] } else { folders };
         let started = std::time::Instant::now();
-        let src = source::read(config, &folders)?;
+        let (mut streamed, mut voided) = (Vec::new(), 0);
+        for url in &streams {
+            let (records, refused) = stream::fetch(url).await.map_err(ImportError::Stream)?;
+            streamed.extend(records);
+            voided += refused;
+        }
+        let src = source::read(config, &folders, streamed)?;
         tracing::debug!(records = src.records.len(), elapsed = ?started.elapsed(), "read and checked");
         let secret = secret(config, &mapping)?;
 
@@ -181,6 +195,7 @@ impl Import {
             done: plan.done,
             unmapped: src.unmapped.clone(),
             repeated: src.repeated,
+            voided,
             bad_lines: src.bad,
             tables,
             findings,

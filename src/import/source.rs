@@ -1,5 +1,6 @@
 //! The collected records to import: read through `record::read_segment` from one or more
-//! `collected/` folders (one per node), in the import order (receive time, node, sequence).
+//! `collected/` folders (one per node) and JetStream streams ([`super::stream`]), in the
+//! import order (receive time, node, sequence).
 
 use crate::config::{Config, StoreFormat};
 use crate::record::{self, BadLine, Record, Ref};
@@ -26,7 +27,7 @@ pub struct Located {
     pub line: usize,
 }
 
-pub fn read(config: &Config, folders: &[PathBuf]) -> std::io::Result<Source> {
+pub fn read(config: &Config, folders: &[PathBuf], streamed: Vec<super::stream::Fetched>) -> std::io::Result<Source> {
     let mut src = Source { records: Vec::new(), bad: Vec::new(), unmapped: BTreeMap::new(), repeated: 0 };
     let mut seen = HashSet::new();
     for folder in folders {
@@ -68,6 +69,25 @@ pub fn read(config: &Config, folders: &[PathBuf]) -> std::io::Result<Source> {
                             }
                         }
                     },
+                }
+            }
+        }
+    }
+    // A stream holds every node's records: each is checked against its own form, and a
+    // reference also found in a folder (or in another stream) is kept once.
+    let checked: Vec<_> = streamed
+        .into_par_iter()
+        .map(|f| (f.record.and_then(|r| check(config, &r, &r.form).map(|ok| (ok, r))), f.origin, f.seq as usize))
+        .collect();
+    for (item, origin, line) in checked {
+        match item {
+            Err(message) => src.bad.push(BadLine { path: origin.to_path_buf(), line, message }),
+            Ok((false, r)) => *src.unmapped.entry(r.form.clone()).or_default() += 1,
+            Ok((true, r)) => {
+                if seen.insert(r.reference.clone()) {
+                    src.records.push(Located { reference: r.reference.to_string(), record: r, path: origin, line });
+                } else {
+                    src.repeated += 1;
                 }
             }
         }

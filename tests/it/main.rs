@@ -14,5 +14,6 @@ mod payments;
 mod receipt;
 mod recipes;
 mod rehearse;
+mod replicate;
 mod serve;
 mod shops;

@@ -1,0 +1,102 @@
+//! What the writer may still sell, per capped SKU. The writer alone decides each post against
+//! [`Stock::left`]; where the cap is shared by several nodes (`[collect.replicate]`), `left` is
+//! what this node has taken from the shared pool, topped up before each batch is decided.
+//! Without replication `left` is this node's share of the cap, less what its log has sold.
+
+use crate::replicate::{Pool, ReplicateError};
+use std::collections::{HashMap, HashSet};
+
+pub struct Stock {
+    left: HashMap<String, u64>,
+    shared: Option<Shared>,
+}
+
+struct Shared {
+    pool: Pool,
+    /// Units taken ahead of demand (`collect.replicate.stock_block`).
+    block: u64,
+}
+
+/// Why a batch's posts for some SKUs cannot be decided now.
+pub struct Unreachable(pub HashSet<String>);
+
+impl Stock {
+    /// This node's own caps.
+    pub fn local(left: HashMap<String, u64>) -> Stock {
+        Stock { left, shared: None }
+    }
+
+    /// Caps of `skus` shared with every other node through `pool`; nothing is taken yet.
+    pub fn shared(skus: impl IntoIterator<Item = String>, pool: Pool, block: u64) -> Stock {
+        Stock { left: skus.into_iter().map(|s| (s, 0)).collect(), shared: Some(Shared { pool, block }) }
+    }
+
+    /// Before a batch is decided: takes from the shared pool what `demand` needs beyond what
+    /// this node holds. Returns the SKUs whose pool could not be reached: their posts are
+    /// refused (try again), never sold past the cap and never called sold out.
+    pub fn reserve(&mut self, demand: &HashMap<String, u64>) -> Unreachable {
+        let mut unreachable = HashSet::new();
+        let Some(shared) = &mut self.shared else { return Unreachable(unreachable) };
+        for (sku, need) in demand {
+            let Some(held) = self.left.get_mut(sku) else { continue };
+            if *held >= *need {
+                continue;
+            }
+            match shared.pool.take(sku, *need - *held + shared.block) {
+                Ok(n) => *held += n,
+                Err(e) => {
+                    log_unreachable(sku, &e);
+                    unreachable.insert(sku.clone());
+                }
+            }
+        }
+        Unreachable(unreachable)
+    }
+
+    /// Units of `sku` this node may sell now; `None` when it has no cap.
+    pub fn left(&self, sku: &str) -> Option<u64> {
+        self.left.get(sku).copied()
+    }
+
+    pub fn sell(&mut self, sku: &str, n: u64) {
+        if let Some(left) = self.left.get_mut(sku) {
+            *left -= n;
+        }
+    }
+
+    /// Units left per capped SKU: this node's, plus the shared pool's as last seen.
+    pub fn remaining(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.left.iter().map(|(sku, n)| {
+            let pool = self.shared.as_ref().and_then(|s| s.pool.left(sku)).unwrap_or(0);
+            (sku.as_str(), n + pool)
+        })
+    }
+
+    /// SKUs with nothing left here, nor in the shared pool when last asked.
+    pub fn sold_out(&self) -> HashSet<String> {
+        self.left
+            .iter()
+            .filter(|(sku, n)| **n == 0 && self.shared.as_ref().is_none_or(|s| s.pool.left(sku) == Some(0)))
+            .map(|(s, _)| s.clone())
+            .collect()
+    }
+
+    /// At shutdown: puts what this node took but did not sell back into the shared pool.
+    pub fn release(&mut self) {
+        let Some(shared) = &mut self.shared else { return };
+        for (sku, held) in self.left.iter_mut().filter(|(_, n)| **n > 0) {
+            match shared.pool.give_back(sku, *held) {
+                Ok(()) => {
+                    tracing::info!("stock: gave {held} unsold {sku} back to the shared pool");
+                    *held = 0;
+                }
+                Err(e) => tracing::warn!("stock: cannot give {held} unsold {sku} back to the shared pool: {e}"),
+            }
+        }
+    }
+}
+
+fn log_unreachable(sku: &str, e: &ReplicateError) {
+    metrics::counter!("cofferdam_stock_unreachable_total").increment(1);
+    tracing::warn!("stock: cannot take {sku} from the shared pool: {e}");
+}

@@ -1,0 +1,235 @@
+//! One node's connection to JetStream: the stream its records go to, the stock bucket, and
+//! pipelined publishing with the record's reference as the message ID (JetStream keeps one
+//! message per ID, so a re-sent record is stored once).
+
+use super::ReplicateError;
+use crate::config::ReplicateConfig;
+use crate::record::{Record, Ref};
+use async_nats::jetstream::{self, kv, stream};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::OnceCell;
+
+pub struct Link {
+    pub config: ReplicateConfig,
+    pub node: String,
+    subject: String,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    pub timeout: Duration,
+    /// Capped SKUs and their catalog caps: the initial values of the stock bucket.
+    caps: Vec<(String, u64)>,
+    ready: OnceCell<Ready>,
+    /// References refused after their publish was sent, not yet voided in the stream.
+    voids: std::sync::Mutex<Vec<Ref>>,
+    voids_waiting: tokio::sync::Notify,
+}
+
+/// What is known once the stream (and the stock bucket) exist.
+pub struct Ready {
+    /// The highest sequence of this node's references found in the stream (0: none).
+    pub floor: u64,
+    pub stock: Option<kv::Store>,
+}
+
+impl Link {
+    /// Starts connecting in the background and returns at once: a node starts whether or not
+    /// the cluster is up, and the client reconnects by itself for as long as the node runs.
+    pub async fn connect(
+        config: &ReplicateConfig,
+        node: &str,
+        caps: Vec<(String, u64)>,
+    ) -> Result<Link, ReplicateError> {
+        let addrs = config
+            .servers
+            .iter()
+            .map(|s| s.parse::<async_nats::ServerAddr>().map_err(|e| ReplicateError::Stream(format!("{s}: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let timeout = Duration::from_millis(config.timeout_ms);
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("cofferdam {node}"))
+            .retry_on_initial_connect()
+            .connection_timeout(timeout)
+            // A launch wants its stream back within a second of the cluster's return, not the
+            // client's default backoff of up to 4 s.
+            .reconnect_delay_callback(|attempts| Duration::from_millis((attempts as u64 * 100).min(1000)))
+            .connect(addrs)
+            .await
+            .map_err(|e| ReplicateError::Stream(e.to_string()))?;
+        let js = jetstream::ContextBuilder::new().timeout(timeout).build(client.clone());
+        Ok(Link {
+            subject: config.subject(node),
+            config: config.clone(),
+            node: node.to_string(),
+            client,
+            js,
+            timeout,
+            caps,
+            ready: OnceCell::new(),
+            voids: Default::default(),
+            voids_waiting: tokio::sync::Notify::new(),
+        })
+    }
+
+    pub fn connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Makes sure the stream (and the stock bucket) exist, once; until that has worked, every
+    /// call tries again.
+    pub async fn ready(&self) -> Result<&Ready, ReplicateError> {
+        if !self.connected() {
+            return Err(ReplicateError::Disconnected);
+        }
+        let prepare = async {
+            self.ensure_stream().await?;
+            let floor = self.floor().await?;
+            let stock = if self.caps.is_empty() { None } else { Some(self.ensure_stock().await?) };
+            Ok::<_, ReplicateError>(Ready { floor, stock })
+        };
+        let bounded = async {
+            tokio::time::timeout(self.timeout * 2, prepare).await.map_err(|_| ReplicateError::Timeout(self.timeout))?
+        };
+        self.ready.get_or_try_init(|| bounded).await
+    }
+
+    async fn ensure_stream(&self) -> Result<(), ReplicateError> {
+        let c = &self.config;
+        let mut stream = self
+            .js
+            .get_or_create_stream(stream::Config {
+                name: c.stream.clone(),
+                subjects: vec![format!("{}.>", c.stream)],
+                num_replicas: c.replicas,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| ReplicateError::Stream(format!("stream {}: {e}", c.stream)))?;
+        let has = stream.info().await.map_err(|e| ReplicateError::Stream(e.to_string()))?.config.num_replicas;
+        if has < c.replicas {
+            return Err(ReplicateError::TooFewReplicas { stream: c.stream.clone(), has, want: c.replicas });
+        }
+        Ok(())
+    }
+
+    /// The highest sequence of this node in the stream: references below it must never be
+    /// handed out again, or JetStream would fold a new record into an old message of the same ID.
+    async fn floor(&self) -> Result<u64, ReplicateError> {
+        let stream =
+            self.js.get_stream(&self.config.stream).await.map_err(|e| ReplicateError::Stream(e.to_string()))?;
+        match stream.get_last_raw_message_by_subject(&self.subject).await {
+            Ok(m) => serde_json::from_slice::<Record>(&m.payload).map(|r| r.reference.seq).map_err(|e| {
+                ReplicateError::Stream(format!("the last message on {} is not a record: {e}", self.subject))
+            }),
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(0),
+            Err(e) => Err(ReplicateError::Stream(e.to_string())),
+        }
+    }
+
+    async fn ensure_stock(&self) -> Result<kv::Store, ReplicateError> {
+        let c = &self.config;
+        let store = match self.js.get_key_value(c.stock_bucket()).await {
+            Ok(s) => s,
+            Err(_) => self
+                .js
+                .create_key_value(kv::Config {
+                    bucket: c.stock_bucket(),
+                    history: 1,
+                    num_replicas: c.replicas,
+                    storage: stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| ReplicateError::Stream(format!("bucket {}: {e}", c.stock_bucket())))?,
+        };
+        // The first node to start puts each cap; later nodes (and restarts) find it there.
+        for (sku, cap) in &self.caps {
+            match store.create(sku, cap.to_string().into()).await {
+                Ok(_) => tracing::info!("stock: {sku} starts at {cap} in {}", c.stock_bucket()),
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
+                Err(e) => return Err(ReplicateError::Stream(format!("stock {sku}: {e}"))),
+            }
+        }
+        Ok(store)
+    }
+
+    /// Publishes the records in order, all in flight at once, and waits (bounded) for every
+    /// acknowledgement. Returns how many of the first records were acknowledged in a row, and
+    /// the error that stopped the rest, if any.
+    pub async fn publish(&self, records: &[Record]) -> (usize, Option<ReplicateError>) {
+        // Publishing while disconnected would queue the messages in the client and send them
+        // after a reconnect, long after the post was refused: refuse without sending instead.
+        if !self.connected() {
+            return (0, Some(ReplicateError::Disconnected));
+        }
+        let mut pending = Vec::with_capacity(records.len());
+        for r in records {
+            let msg = jetstream::message::PublishMessage::build()
+                .message_id(r.reference.to_string())
+                .payload(serde_json::to_vec(r).expect("a record always serializes").into());
+            match self.js.send_publish(self.subject.clone(), msg).await {
+                Ok(ack) => pending.push(ack),
+                Err(e) => {
+                    drop(pending);
+                    return (0, Some(ReplicateError::Stream(e.to_string())));
+                }
+            }
+        }
+        let mut acked = 0;
+        let wait = async {
+            for ack in pending {
+                match ack.await {
+                    Ok(a) if a.stream == self.config.stream => acked += 1,
+                    Ok(a) => {
+                        return Some(ReplicateError::Stream(format!(
+                            "{} is stored by stream {}, not {}",
+                            self.subject, a.stream, self.config.stream
+                        )))
+                    }
+                    Err(e) => return Some(ReplicateError::Stream(e.to_string())),
+                }
+            }
+            None
+        };
+        let error = match tokio::time::timeout(self.timeout, wait).await {
+            Ok(e) => e,
+            Err(_) => Some(ReplicateError::Timeout(self.timeout)),
+        };
+        (acked, error)
+    }
+
+    /// Queues references to be voided in the stream by [`send_voids`].
+    pub fn void(&self, refs: impl Iterator<Item = Ref>) {
+        self.voids.lock().unwrap_or_else(|e| e.into_inner()).extend(refs);
+        self.voids_waiting.notify_one();
+    }
+}
+
+/// Publishes queued voids, retrying until the stream has them, for as long as the node runs.
+pub async fn send_voids(link: Arc<Link>) {
+    loop {
+        link.voids_waiting.notified().await;
+        loop {
+            let refs = link.voids.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if refs.is_empty() {
+                break;
+            }
+            let void = super::Void { v: 1, void: refs.clone() };
+            let msg = jetstream::message::PublishMessage::build()
+                .message_id(format!("void-{}-{}", refs[0], refs.len()))
+                .payload(serde_json::to_vec(&void).expect("a void serializes").into());
+            let sent = async { link.js.send_publish(format!("{}.void", link.subject), msg).await?.await };
+            match sent.await {
+                Ok(_) => {
+                    tracing::warn!("replicate: voided {} refused references in the stream", refs.len());
+                    link.voids.lock().unwrap_or_else(|e| e.into_inner()).drain(..refs.len());
+                }
+                Err(e) => {
+                    tracing::warn!("replicate: cannot void {} refused references yet: {e}", refs.len());
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+}
