@@ -79,7 +79,7 @@ echo "== psql \\copy of the same rows (CSV), one transaction per table as \\copy
 T0=$(date +%s.%N)
 timeout "$LIMIT" psql "$URL" -v ON_ERROR_STOP=1 -q <<SQL
 \copy users (id, email, given_name, family_name, newsletter, created_at) FROM '$SCRATCH/csv/users.csv' WITH (FORMAT csv)
-\copy orders (id, user_id, ref, number, ship_to, street, postcode, city, country, phone, item_count, total_cents, currency, status, created_at) FROM '$SCRATCH/csv/orders.csv' WITH (FORMAT csv)
+\copy orders (id, user_id, ref, number, ship_to, street, postcode, city, country, phone, item_count, total_cents, currency, status, paid_cents, payment_provider, payment_id, paid_at, created_at) FROM '$SCRATCH/csv/orders.csv' WITH (FORMAT csv)
 \copy order_items (id, order_id, sku, name, quantity, unit_cents) FROM '$SCRATCH/csv/order_items.csv' WITH (FORMAT csv)
 SQL
 T1=$(date +%s.%N)

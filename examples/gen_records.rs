@@ -163,7 +163,13 @@ impl CsvRows {
             &items.to_string(),
             &total,
             currency,
-            "new",
+            // No payment events in the benchmark: unpaid, nothing paid, no provider IDs (an
+            // empty CSV cell is NULL to \copy).
+            "pending",
+            "0",
+            "",
+            "",
+            "",
             &at,
         ])?;
         for l in &r.lines {

@@ -22,6 +22,12 @@ CREATE TABLE orders (
   total_cents BIGINT NOT NULL,
   currency CHAR(3) NOT NULL,
   status TEXT NOT NULL DEFAULT 'new',
+  -- What the payment log says (payment.status, .amount, .provider, .id): minor units paid, the
+  -- provider and its payment ID, when it was confirmed.
+  paid_cents BIGINT NOT NULL DEFAULT 0,
+  payment_provider VARCHAR(20),
+  payment_id VARCHAR(255),
+  paid_at TIMESTAMPTZ,
   created_at TIMESTAMPTZ NOT NULL
 );
 CREATE TABLE order_items (

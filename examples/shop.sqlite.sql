@@ -24,6 +24,12 @@ CREATE TABLE orders (
   total_cents INTEGER NOT NULL,
   currency TEXT NOT NULL,
   status TEXT NOT NULL DEFAULT 'new',
+  -- What the payment log says (payment.status, .amount, .provider, .id): minor units paid, the
+  -- provider and its payment ID, when it was confirmed.
+  paid_cents INTEGER NOT NULL DEFAULT 0,
+  payment_provider VARCHAR(20),
+  payment_id VARCHAR(255),
+  paid_at TEXT,
   created_at TEXT NOT NULL
 );
 CREATE TABLE order_items (

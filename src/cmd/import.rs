@@ -104,6 +104,13 @@ pub fn render(r: &Report) -> String {
     for (form, n) in &r.unmapped {
         let _ = writeln!(o, "    {form:<16} {n} not imported: no [import.forms.{form}] mapping");
     }
+    if let Some(p) = &r.payments {
+        let _ = writeln!(
+            o,
+            "  payments: {} events, naming {} of the records read ({} name no order of these folders)",
+            p.events, p.orders, p.unmatched
+        );
+    }
     for (t, id) in &r.tables {
         let new = if t.by_database { "new rows, ids by the database".to_string() } else { "new rows".to_string() };
         let counter = t.counter.map(|c| c.to_string()).unwrap_or_else(|| "none".into());

@@ -10,8 +10,12 @@
 //! call    := name "(" (arg ("," arg)*)? ")"      arg := expr | name "=" expr
 //! path    := ref | form | received_at | total_cents | currency | parent_ref | reserved_id | null | true | false
 //!          | field.NAME | line.(sku|name|quantity|unit_cents|total_cents|index) | meta.(ip|user_agent)
-//!          | let.NAME
+//!          | payment.(status|amount|refunded|currency|provider|id|checkout|event|paid_at|email) | let.NAME
 //! ```
+//!
+//! `payment.VALUE` is what the payment log says of the record's own reference (the
+//! `payments/` folder of each collected folder given to the import, joined by
+//! `payment::Ledger`): a pure function of the logs, so a re-run or a resume writes the same.
 //!
 //! `let.NAME` stands for an expression named in `[import.let]` (a tax rate, a line's net
 //! amount), written once and used in many columns; it is replaced by that expression when
@@ -39,6 +43,8 @@ pub enum Expr {
     Field(String),
     Meta(MetaValue),
     Line(LineValue),
+    /// What the payment log says of this record (its own reference).
+    Payment(PaymentValue),
     /// The ID this record's row got in a table written by an earlier entity of the same form
     /// (the same line's row when both entities are per line).
     Id(TableRef),
@@ -81,6 +87,31 @@ pub enum LineValue {
     TotalCents,
     /// 1-based position of the line in its record.
     Index,
+}
+
+/// `payment.VALUE`: the record's payment as the payment log has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentValue {
+    /// `paid`, `unpaid`, `failed`, `expired` or `refunded`; `unpaid` when no event names the order.
+    Status,
+    /// Minor units (cents) the shop holds: paid minus refunded, 0 when nothing was paid.
+    Amount,
+    /// Minor units refunded.
+    Refunded,
+    /// ISO 4217 of the payment (`EUR`), null without one.
+    Currency,
+    /// `stripe`, null without a payment.
+    Provider,
+    /// The provider's payment ID (`pi_…`), else its checkout ID (`cs_…`).
+    Id,
+    /// The provider's checkout (session) ID (`cs_…`).
+    Checkout,
+    /// The provider's ID of the event that gave the order its status (`evt_…`).
+    Event,
+    /// When the provider confirmed the payment (UTC), null when unpaid.
+    PaidAt,
+    /// The e-mail the buyer gave the provider.
+    Email,
 }
 
 /// A table named in `id(…)`/`parent(…)`, and the entity it was resolved to.
@@ -231,9 +262,11 @@ const VALUES: &[&str] = &[
     "field",
     "line",
     "meta",
+    "payment",
     "let",
 ];
 const LINE_VALUES: &str = "sku, name, quantity, unit_cents, total_cents, index";
+const PAYMENT_VALUES: &str = "status, amount, refunded, currency, provider, id, checkout, event, paid_at, email";
 
 /// Reads one expression. The error says where in the text and what would be valid.
 pub fn parse(src: &str) -> Result<Expr, String> {
@@ -488,6 +521,7 @@ impl<'s> Parser<'s, '_> {
             "field" => Expr::Field(member(self, "NAME")?.into()),
             "line" => Expr::Line(line_value(member(self, "sku")?)?),
             "meta" => Expr::Meta(meta_value(member(self, "ip")?)?),
+            "payment" => Expr::Payment(payment_value(member(self, "status")?)?),
             "let" => {
                 let n = member(self, "NAME")?;
                 match self.lets.get(n) {
@@ -511,7 +545,7 @@ impl<'s> Parser<'s, '_> {
                 };
                 return Err(format!(
                     "unknown name `{other}`{hint}; values are ref, form, received_at, total_cents, currency, \
-                     parent_ref, reserved_id, field.NAME, line.VALUE, meta.ip, meta.user_agent, let.NAME, null, true, false, 'text', numbers"
+                     parent_ref, reserved_id, field.NAME, line.VALUE, meta.ip, meta.user_agent, payment.VALUE, let.NAME, null, true, false, 'text', numbers"
                 ));
             }
         };
@@ -636,6 +670,22 @@ fn line_value(s: &str) -> Parsed<LineValue> {
         "total_cents" => LineValue::TotalCents,
         "index" => LineValue::Index,
         other => return Err(format!("unknown line value {other:?} (line values: {LINE_VALUES})")),
+    })
+}
+
+fn payment_value(s: &str) -> Parsed<PaymentValue> {
+    Ok(match s {
+        "status" => PaymentValue::Status,
+        "amount" => PaymentValue::Amount,
+        "refunded" => PaymentValue::Refunded,
+        "currency" => PaymentValue::Currency,
+        "provider" => PaymentValue::Provider,
+        "id" => PaymentValue::Id,
+        "checkout" => PaymentValue::Checkout,
+        "event" => PaymentValue::Event,
+        "paid_at" => PaymentValue::PaidAt,
+        "email" => PaymentValue::Email,
+        other => return Err(format!("unknown payment value {other:?} (payment values: {PAYMENT_VALUES})")),
     })
 }
 
@@ -918,6 +968,10 @@ mod tests {
         assert!(matches!(ok("-3"), Expr::Int(-3)));
         assert!(matches!(ok("1.19"), Expr::Dec(d) if d.to_string() == "1.19"));
         assert!(matches!(ok("null"), Expr::Null));
+        assert!(matches!(ok("payment.status"), Expr::Payment(PaymentValue::Status)));
+        assert!(
+            matches!(ok("money(payment.amount)"), Expr::Call(Func::Money { .. }, a) if matches!(a[0], Expr::Payment(PaymentValue::Amount)))
+        );
     }
 
     #[test]
@@ -985,6 +1039,8 @@ mod tests {
         );
         let e = err("feild.email");
         assert!(e.contains("unknown name `feild` (did you mean `field`?)"), "{e}");
+        let e = err("payment.state");
+        assert!(e.contains("unknown payment value \"state\"") && e.contains("status, amount"), "{e}");
         let e = err("line.price");
         assert!(e.contains("unknown line value \"price\"") && e.contains("unit_cents"), "{e}");
         let e = err("lookup(products.id)");

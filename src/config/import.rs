@@ -172,6 +172,13 @@ pub struct Mapping {
     pub lookups: Vec<LookupSite>,
 }
 
+impl Mapping {
+    /// True when an expression anywhere in the mapping (a column, a condition) holds `pred`.
+    pub fn uses(&self, pred: &dyn Fn(&Expr) -> bool) -> bool {
+        self.forms.values().flatten().any(|e| e.columns.iter().map(|a| &a.expr).chain(&e.when).any(|x| x.any(pred)))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct TableSpec {
     pub name: String,

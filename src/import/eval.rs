@@ -4,9 +4,12 @@
 use super::plan::{Key, RowId};
 use super::snapshot::Lookups;
 use super::value::Value;
-use crate::config::expr::{ArithOp, CmpOp, Expr, Func, LineValue, MetaValue, NamePart, Piece, RecordValue};
+use crate::config::expr::{
+    ArithOp, CmpOp, Expr, Func, LineValue, MetaValue, NamePart, PaymentValue, Piece, RecordValue,
+};
 use crate::config::Entity;
 use crate::decimal::Decimal;
+use crate::payment::{Ledger, PaymentStatus};
 use crate::record::Record;
 use hmac::Mac;
 use sha1::Digest;
@@ -17,6 +20,8 @@ pub struct Env<'a> {
     pub lookups: &'a Lookups,
     /// Key of the derived values (`token`, `uuid5`, …): the site's signing key.
     pub secret: &'a [u8],
+    /// The payment logs joined to the orders, for `payment.…`.
+    pub payments: &'a Ledger,
 }
 
 /// One record, one row being made.
@@ -63,6 +68,7 @@ pub fn eval<'a>(x: &'a Expr, env: &Env<'a>, s: &Scope<'a, '_>) -> Eval<'a> {
         Expr::Field(name) => opt_text(r.fields.get(name).map(String::as_str)),
         Expr::Meta(MetaValue::Ip) => opt_text(r.meta.ip.as_deref()),
         Expr::Meta(MetaValue::UserAgent) => opt_text(r.meta.user_agent.as_deref()),
+        Expr::Payment(v) => payment(*v, env.payments, r),
         Expr::Line(v) => {
             let i = s.line.ok_or("a line value outside a line")?;
             let l = &r.lines[i];
@@ -130,6 +136,30 @@ pub fn eval<'a>(x: &'a Expr, env: &Env<'a>, s: &Scope<'a, '_>) -> Eval<'a> {
         Expr::Cmp(op, a, b) => Value::Bool(compare(*op, &eval(a, env, s)?, &eval(b, env, s)?)),
         Expr::Call(f, args) => call(f, args, env, s)?,
     })
+}
+
+/// What the payment log says of record `r`; an order no event names is unpaid, with nothing
+/// paid and no provider IDs.
+fn payment<'a>(v: PaymentValue, payments: &'a Ledger, r: &Record) -> Value<'a> {
+    let Some(p) = payments.get(&r.reference) else {
+        return match v {
+            PaymentValue::Status => Value::Text(Cow::Borrowed(PaymentStatus::Unpaid.name())),
+            PaymentValue::Amount | PaymentValue::Refunded => Value::Int(0),
+            _ => Value::Null,
+        };
+    };
+    match v {
+        PaymentValue::Status => Value::Text(Cow::Borrowed(p.status.name())),
+        PaymentValue::Amount => Value::Int(p.paid_cents.saturating_sub(p.refunded_cents) as i64),
+        PaymentValue::Refunded => Value::Int(p.refunded_cents as i64),
+        PaymentValue::Currency => opt_text(p.currency.as_deref()),
+        PaymentValue::Provider => Value::Text(Cow::Borrowed(p.provider.name())),
+        PaymentValue::Id => opt_text(p.payment_id.as_deref().or(p.checkout_id.as_deref())),
+        PaymentValue::Checkout => opt_text(p.checkout_id.as_deref()),
+        PaymentValue::Event => opt_text(p.event_id.as_deref()),
+        PaymentValue::PaidAt => p.paid_at.map(Value::Time).unwrap_or(Value::Null),
+        PaymentValue::Email => opt_text(p.email.as_deref()),
+    }
 }
 
 fn opt_text(v: Option<&str>) -> Value<'_> {
@@ -537,6 +567,32 @@ mod tests {
         }
     }
 
+    /// The record `n1-7` paid €176.00 and €20.00 of it refunded; `n1-8` left the payment page.
+    fn payments() -> Ledger {
+        use crate::payment::{Payment, Provider, PAYMENT_VERSION};
+        let event = |id: &str, reference: &str, status: PaymentStatus, amount: u64, minute: u8, pi: &str| Payment {
+            v: PAYMENT_VERSION,
+            provider: Provider::Stripe,
+            event_id: id.into(),
+            event_type: "checkout.session.completed".into(),
+            received_at: format!("2026-12-01T09:{minute:02}:30Z").parse().unwrap(),
+            created_at: Some(format!("2026-12-01T09:{minute:02}:00Z").parse().unwrap()),
+            reference: (!reference.is_empty()).then(|| reference.parse().unwrap()),
+            status,
+            amount_cents: Some(amount),
+            currency: Some("EUR".into()),
+            checkout_id: Some(format!("cs_{reference}")),
+            payment_id: Some(pi.into()),
+            email: Some("ada@example.org".into()),
+            livemode: false,
+        };
+        Ledger::from_payments(vec![
+            event("evt_paid", "n1-7", PaymentStatus::Paid, 17600, 1, "pi_7"),
+            event("evt_refund", "", PaymentStatus::Refunded, 2000, 2, "pi_7"),
+            event("evt_gone", "n1-8", PaymentStatus::Expired, 8900, 3, "pi_8"),
+        ])
+    }
+
     fn run(src: &str) -> Result<String, String> {
         run_on(&record(), src)
     }
@@ -544,7 +600,8 @@ mod tests {
     fn run_on(r: &Record, src: &str) -> Result<String, String> {
         let x = parse(src).unwrap();
         let lookups = Lookups::default();
-        let env = Env { lookups: &lookups, secret: b"test secret" };
+        let payments = payments();
+        let env = Env { lookups: &lookups, secret: b"test secret", payments: &payments };
         let truncated = std::cell::Cell::new(0);
         let reference = r.reference.to_string();
         let s = Scope {
@@ -650,8 +707,38 @@ mod tests {
             column_len: None,
             truncated: &t,
         };
-        let other_key = eval(&x, &Env { lookups: &lookups, secret: b"another" }, &s).unwrap();
+        let payments = Ledger::default();
+        let other_key = eval(&x, &Env { lookups: &lookups, secret: b"another", payments: &payments }, &s).unwrap();
         assert_ne!(format!("{:?}", other_key.to_string()), run("token(13, ref)").unwrap());
+    }
+
+    #[test]
+    fn payment_values_come_from_the_log_by_the_records_reference() {
+        assert_eq!(run("payment.status").unwrap(), "\"paid\"");
+        assert_eq!(run("money(payment.amount)").unwrap(), "156.00", "paid minus refunded, in the unit");
+        assert_eq!(run("money(payment.refunded, scale = 3)").unwrap(), "20.000");
+        assert_eq!(run("payment.amount < total_cents").unwrap(), "1");
+        assert_eq!(run("payment.id").unwrap(), "\"pi_7\"");
+        assert_eq!(run("payment.checkout").unwrap(), "\"cs_n1-7\"");
+        assert_eq!(run("payment.event").unwrap(), "\"evt_refund\"");
+        assert_eq!(run("payment.provider").unwrap(), "\"stripe\"");
+        assert_eq!(run("payment.currency").unwrap(), "\"EUR\"");
+        assert_eq!(run("epoch(payment.paid_at)").unwrap(), "1796115660");
+        let mut expired = record();
+        expired.reference.seq = 8;
+        assert_eq!(run_on(&expired, "payment.status").unwrap(), "\"expired\"");
+        assert_eq!(run_on(&expired, "payment.amount").unwrap(), "0");
+        assert_eq!(run_on(&expired, "payment.paid_at").unwrap(), "null");
+        let mut none = record();
+        none.reference.seq = 9;
+        assert_eq!(run_on(&none, "payment.status").unwrap(), "\"unpaid\"", "no event names it");
+        assert_eq!(run_on(&none, "payment.amount").unwrap(), "0");
+        assert_eq!(run_on(&none, "coalesce(payment.id, '')").unwrap(), "\"\"");
+        assert_eq!(run_on(&none, "payment.provider").unwrap(), "null");
+        assert_eq!(
+            run_on(&none, "if(payment.status == 'paid', 'wc-processing', 'wc-pending')").unwrap(),
+            "\"wc-pending\""
+        );
     }
 
     #[test]

@@ -85,6 +85,20 @@ pub struct Report {
     /// Records `--skip-bad` leaves out, and why.
     pub skipped: Vec<Problem>,
     pub duplicates: Vec<(String, String)>,
+    /// The payment logs read for `payment.…` (none when the mapping does not use them or no
+    /// event was found).
+    pub payments: Option<PaymentsRead>,
+}
+
+/// What the payment logs gave the import.
+#[derive(Debug, Clone, Copy)]
+pub struct PaymentsRead {
+    /// Distinct events read.
+    pub events: usize,
+    /// Records of this import that the logs name.
+    pub orders: usize,
+    /// Orders named that are not among the records read, and events that name none.
+    pub unmatched: usize,
 }
 
 impl Report {
@@ -131,6 +145,7 @@ pub struct Import {
     snap: snapshot::Snapshot,
     plan: plan::Plan,
     secret: Vec<u8>,
+    payments: crate::payment::Ledger,
     report: Report,
 }
 
@@ -150,14 +165,17 @@ impl Import {
             streamed.extend(records);
             voided += refused;
         }
-        let src = source::read(config, &folders, streamed)?;
+        let mut src = source::read(config, &folders, streamed)?;
+        let payments = payments(&mapping, &folders)?;
+        // A payment line that cannot be read could be an order's payment: bad like a record's.
+        src.bad.extend(payments.bad.iter().cloned());
         tracing::debug!(records = src.records.len(), elapsed = ?started.elapsed(), "read and checked");
         let secret = secret(config, &mapping)?;
 
         let target = db::Target::connect(&url).await?;
-        let snap = snapshot::gather(&target, &mapping, &src.records, config.import.gap, &secret).await?;
+        let snap = snapshot::gather(&target, &mapping, &src.records, config.import.gap, &secret, &payments).await?;
         tracing::debug!(elapsed = ?started.elapsed(), "asked the target");
-        let env = eval::Env { lookups: &snap.lookups, secret: &secret };
+        let env = eval::Env { lookups: &snap.lookups, secret: &secret, payments: &payments };
 
         // With --skip-bad, bad records (and the records that need them) are planned out, and
         // the rest planned again, until no record is bad.
@@ -201,6 +219,7 @@ impl Import {
             findings,
             skipped,
             duplicates: source::suspected_duplicates(&src.records),
+            payments: (payments.events > 0).then(|| payments_read(&payments, &src.records)),
         };
         Ok(Import {
             options: options.clone(),
@@ -211,6 +230,7 @@ impl Import {
             snap,
             plan,
             secret,
+            payments,
             report,
         })
     }
@@ -251,7 +271,7 @@ impl Import {
             layouts: &layouts,
             plan: &self.plan,
             located: &self.located,
-            env: eval::Env { lookups: &self.snap.lookups, secret: &self.secret },
+            env: eval::Env { lookups: &self.snap.lookups, secret: &self.secret, payments: &self.payments },
             dialect: self.target.dialect,
         };
         let imported_at = jiff::Timestamp::now().to_string();
@@ -361,12 +381,29 @@ fn resolve_url(site: &Site, url: &str) -> String {
     }
 }
 
+fn payments_read(payments: &crate::payment::Ledger, located: &[source::Located]) -> PaymentsRead {
+    let known: HashSet<&crate::record::Ref> = located.iter().map(|l| &l.record.reference).collect();
+    let orders = payments.iter().filter(|(r, _)| known.contains(r)).count();
+    let strays = payments.iter().count() - orders;
+    PaymentsRead { events: payments.events, orders, unmatched: payments.unmatched.len() + strays }
+}
+
+/// The payment logs of the collected folders (`payments/` in each), read through the payment
+/// module's own reader, when the mapping uses `payment.…`: an import that does not map payments
+/// does not depend on them. (A stream carries no payments.)
+fn payments(mapping: &crate::config::Mapping, folders: &[PathBuf]) -> std::io::Result<crate::payment::Ledger> {
+    if mapping.uses(&|x| matches!(x, Expr::Payment(_))) {
+        crate::payment::Ledger::read(folders)
+    } else {
+        Ok(crate::payment::Ledger::default())
+    }
+}
+
 /// The key of derived values (`token`, `uuid5`, …): the site's signing key, the environment's
 /// first, as `serve` reads it. Needed only when the mapping derives values.
 fn secret(config: &crate::config::Config, mapping: &crate::config::Mapping) -> Result<Vec<u8>, ImportError> {
-    let derives = mapping.forms.values().flatten().flat_map(|e| &e.columns).any(|a| {
-        a.expr.any(&|x| matches!(x, Expr::Call(Func::Uuid5 | Func::Token(_) | Func::Hex(_) | Func::Letters(_), _)))
-    });
+    let derives =
+        mapping.uses(&|x| matches!(x, Expr::Call(Func::Uuid5 | Func::Token(_) | Func::Hex(_) | Func::Letters(_), _)));
     let c = &config.collect;
     let key = c.signing_key();
     match key {

@@ -13,6 +13,7 @@ use super::ImportError;
 use crate::config::expr::{Expr, Func};
 use crate::config::{Entity, Mapping};
 use crate::decimal::Decimal;
+use crate::payment::Ledger;
 use rayon::prelude::*;
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -76,6 +77,7 @@ pub async fn gather(
     located: &[Located],
     gap: i64,
     secret: &[u8],
+    payments: &Ledger,
 ) -> Result<Snapshot, ImportError> {
     let done = target.ledger_refs().await?;
     let stored = target.stored_ranges().await?;
@@ -117,8 +119,8 @@ pub async fn gather(
         parents: HashMap::new(),
         gap,
     };
-    gather_lookups(target, mapping, &pending, &mut snap, secret).await?;
-    gather_keys(target, mapping, &pending, &mut snap, secret).await?;
+    gather_lookups(target, mapping, &pending, &mut snap, secret, payments).await?;
+    gather_keys(target, mapping, &pending, &mut snap, secret, payments).await?;
 
     // The rows of already imported parents, from the ledger.
     let wanted: Vec<String> = pending
@@ -180,6 +182,7 @@ async fn gather_lookups(
     pending: &[&Located],
     snap: &mut Snapshot,
     secret: &[u8],
+    payments: &Ledger,
 ) -> Result<(), ImportError> {
     let sites = mapping.lookups.len();
     snap.lookups = Lookups { sites: vec![HashMap::new(); sites], ambiguous: vec![0; sites] };
@@ -188,7 +191,7 @@ async fn gather_lookups(
         if depth.is_none() {
             break;
         }
-        let env = Env { lookups: &snap.lookups, secret };
+        let env = Env { lookups: &snap.lookups, secret, payments };
         let keys: Vec<HashSet<Vec<String>>> = pending
             .par_iter()
             .fold(
@@ -303,9 +306,10 @@ async fn gather_keys(
     pending: &[&Located],
     snap: &mut Snapshot,
     secret: &[u8],
+    payments: &Ledger,
 ) -> Result<(), ImportError> {
     let n = mapping.tables.len();
-    let env = Env { lookups: &snap.lookups, secret };
+    let env = Env { lookups: &snap.lookups, secret, payments };
     let wanted: Vec<HashSet<String>> = pending
         .par_iter()
         .fold(

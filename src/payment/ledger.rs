@@ -25,6 +25,8 @@ pub struct OrderPayment {
     pub email: Option<String>,
     /// When the provider confirmed the payment.
     pub paid_at: Option<jiff::Timestamp>,
+    /// The provider's ID of the event that gave the order its status.
+    pub event_id: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -81,6 +83,7 @@ impl Ledger {
                 payment_id: None,
                 email: None,
                 paid_at: None,
+                event_id: None,
             });
             match p.status {
                 PaymentStatus::Paid => {
@@ -93,6 +96,7 @@ impl Ledger {
                     o.payment_id = p.payment_id.clone().or(o.payment_id.take());
                     o.email = p.email.clone().or(o.email.take());
                     o.currency = p.currency.clone().or(o.currency.take());
+                    o.event_id = Some(p.event_id.clone());
                 }
                 PaymentStatus::Refunded => {
                     // A charge's refunded amount is its running total: keep the largest.
@@ -101,11 +105,13 @@ impl Ledger {
                     let now = p.amount_cents.unwrap_or(0).max(*seen);
                     o.refunded_cents += now - *seen;
                     *seen = now;
+                    o.event_id = Some(p.event_id.clone());
                 }
                 PaymentStatus::Unpaid | PaymentStatus::Failed | PaymentStatus::Expired => {
                     if o.paid_cents == 0 {
                         o.checkout_id = p.checkout_id.clone().or(o.checkout_id.take());
                         o.email = p.email.clone().or(o.email.take());
+                        o.event_id = Some(p.event_id.clone());
                     }
                 }
             }
@@ -183,8 +189,10 @@ mod tests {
         ]);
         let one = ledger.get(&"n1-1".parse().unwrap()).unwrap();
         assert_eq!((one.status, one.paid_cents, one.checkout_id.as_deref()), (Paid, 8900, Some("a")));
+        assert_eq!(one.event_id.as_deref(), Some("e2"), "the event that paid it");
         let two = ledger.get(&"n1-2".parse().unwrap()).unwrap();
         assert_eq!((two.status, two.paid_cents, two.refunded_cents), (Refunded, 17800, 17800));
+        assert_eq!(two.event_id.as_deref(), Some("e5"));
         assert_eq!(ledger.get(&"n1-3".parse().unwrap()).unwrap().status, Expired);
         assert_eq!(ledger.unmatched.len(), 1);
         assert_eq!(ledger.events, 7);

@@ -55,6 +55,27 @@ fn build_writes_pages_twins_fingerprinted_css_and_manifest() {
 }
 
 #[test]
+fn social_preview_tags_escape_front_matter_text() {
+    let site = example_site();
+    let title = "Aurora, the desk lamp that follows the sun";
+    edit(site.path(), "content/index.md", title, r#"Aurora \"Sun\" <b>lamp</b> & co"#);
+    let description = "Daylight at your desk all year round.";
+    edit(site.path(), "content/index.md", description, r#"Say \"hi\"><script>x</script>"#);
+    build(site.path());
+    let index = std::fs::read_to_string(site.path().join("dist/index.html")).unwrap();
+    let head = &index[..index.find("</head>").unwrap()];
+    for tag in [
+        r#"<meta property="og:title" content="Aurora &quot;Sun&quot; &lt;b&gt;lamp&lt;&#x2F;b&gt; &amp; co">"#,
+        r#"<meta property="og:description" content="Say &quot;hi&quot;&gt;&lt;script&gt;x&lt;&#x2F;script&gt;"#,
+        r#"<title>Aurora &quot;Sun&quot; &lt;b&gt;lamp&lt;&#x2F;b&gt; &amp; co · "#,
+        r#"<meta name="twitter:card" content="summary_large_image">"#,
+    ] {
+        assert!(head.contains(tag), "missing {tag} in:\n{head}");
+    }
+    assert!(!head.contains("<b>") && !head.contains("<script>") && !head.contains(r#""hi""#), "{head}");
+}
+
+#[test]
 fn building_twice_is_byte_identical() {
     let site = example_site();
     build(site.path());

@@ -164,6 +164,11 @@ impl Db {
                     "item_count",
                     "total_cents",
                     "currency",
+                    "status",
+                    "paid_cents",
+                    "payment_provider",
+                    "payment_id",
+                    "paid_at",
                     "created_at",
                 ],
             )
@@ -769,6 +774,83 @@ async fn posts_to_the_real_server_import_with_csv_read_back_exactly() {
     let items = db.dump("order_items", &["order_id", "sku", "quantity"]).await;
     assert_eq!(items, [["1000000", "AURORA-EB", "1"], ["1000000", "BULB-2PK", "3"]]);
     assert_eq!(db.dump("subscribers", &["email"]).await, [["-fan@example.org"]]);
+}
+
+/// Real orders to the real server, Stripe's signed events for some of them (paid, paid later by bank
+/// debit, paid then refunded, a debit still pending), imported into every database: each order's
+/// status, amount and provider IDs are what the payment log says, the same on every run.
+#[tokio::test]
+async fn import_maps_payment_status_amount_and_ids_onto_the_orders() {
+    use crate::payments::{completed, hook, now, order, paying_site, signature, start, SECRET};
+    let site = paying_site("https://pay.example");
+    let mut s = start(site.path());
+    let day = |t: i64| jiff::Timestamp::from_second(t).unwrap().strftime("%Y-%m-%d").to_string();
+    let first_day = day(now());
+    let mut refs = Vec::new();
+    for name in ["Ada Paid", "Bo Debit", "Cy Refunded", "Di Unpaid", "Ed Pending"] {
+        refs.push(order(&s, name).await.0);
+    }
+    let refund = |event: &str, pi: &str| {
+        serde_json::json!({
+            "id": event, "object": "event", "created": now(), "livemode": false, "type": "charge.refunded",
+            "data": { "object": { "id": "ch_1", "object": "charge", "amount_refunded": 8900, "currency": "eur", "payment_intent": pi } }
+        })
+        .to_string()
+    };
+    let events = [
+        completed("evt_a", &refs[0], 8900, "paid"),
+        completed("evt_b1", &refs[1], 8900, "unpaid"),
+        completed("evt_b2", &refs[1], 8900, "paid")
+            .replace("checkout.session.completed", "checkout.session.async_payment_succeeded"),
+        completed("evt_c", &refs[2], 8900, "paid"),
+        refund("evt_c2", "pi_evt_c"),
+        completed("evt_e", &refs[4], 8900, "unpaid"),
+        completed("evt_stray", "n7-1", 100, "paid"),
+    ];
+    for body in &events {
+        assert_eq!(hook(&s, body, Some(&signature(SECRET, now(), body))).await.status(), 200, "{body}");
+    }
+    s.signal(libc::SIGTERM);
+    assert!(s.wait_exit(20).success());
+    let last_day = day(now());
+
+    let dbs = databases("import_payments").await;
+    let dry = import(site.path(), &dbs[0], &["--dry-run"]);
+    assert_ok(&dry);
+    assert!(
+        stdout(&dry).contains("payments: 7 events, naming 4 of the records read (1 name no order of these folders)"),
+        "{}",
+        stdout(&dry)
+    );
+    for db in dbs {
+        assert_ok(&import(site.path(), &db, &[]));
+        let rows = db.dump("orders", &["ref", "status", "paid_cents", "payment_provider", "payment_id"]).await;
+        let expected = [
+            [refs[0].as_str(), "paid", "8900", "stripe", "pi_evt_a"],
+            [&refs[1], "paid", "8900", "stripe", "pi_evt_b2"],
+            [&refs[2], "pending", "0", "stripe", "pi_evt_c"],
+            [&refs[3], "pending", "0", "NULL", "NULL"],
+            [&refs[4], "pending", "0", "stripe", "cs_test_evt_e"],
+        ];
+        assert_eq!(rows, expected, "{:?}", db.kind);
+        let paid_at = db.dump("orders", &["paid_at"]).await;
+        for (i, at) in paid_at.iter().enumerate() {
+            let paid = i < 3;
+            assert_eq!(at[0] != "NULL", paid, "{:?}: order {} paid_at {}", db.kind, refs[i], at[0]);
+            if paid {
+                assert!(at[0].starts_with(&first_day) || at[0].starts_with(&last_day), "{:?}: {}", db.kind, at[0]);
+            }
+        }
+        // A second run adds nothing; a run into another database, batch by batch, writes the same.
+        let before = db.snapshot().await;
+        assert_ok(&import(site.path(), &db, &[]));
+        assert_eq!(db.snapshot().await, before);
+        if db.kind == Kind::Sqlite {
+            let other = Db::sqlite().await;
+            assert_ok(&import(site.path(), &other, &["--batch-size", "1"]));
+            assert_eq!(other.snapshot().await, before);
+        }
+    }
 }
 
 fn urlencode(s: &str) -> String {

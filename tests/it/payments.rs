@@ -67,7 +67,8 @@ pub async fn hook(s: &Server, body: &str, signature: Option<&str>) -> reqwest::R
     req.send().await.unwrap()
 }
 
-async fn order(s: &Server, name: &str) -> (String, reqwest::Response) {
+/// Posts an order to the real server; returns its reference (from the order's cookie) and the 303.
+pub async fn order(s: &Server, name: &str) -> (String, reqwest::Response) {
     let r = client()
         .post(s.url("/submit/order"))
         .header("content-type", "application/x-www-form-urlencoded")

@@ -6,8 +6,10 @@
 //! The checks are what the shop's admin would see: one customer per buyer, filled addresses, order
 //! totals in the shop's unit equal to their lines, lines on the shop's variants, no ID taken twice,
 //! counters never lowered, a second run adding nothing, and a killed run resuming to the very rows of
-//! an uninterrupted one.
+//! an uninterrupted one. Some buyers pay: Stripe's webhook, signed as Stripe documents it, confirms
+//! their orders (and offers), and the shop shows them as paid.
 
+use crate::payments::{completed, hook, now, signature, SECRET};
 use crate::support::*;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Row};
@@ -34,6 +36,8 @@ struct Posted {
     sku: &'static str,
     quantity: u32,
     offer: Option<u32>,
+    /// The provider's payment ID of the order, when its buyer paid (the offer is paid too).
+    paid: Option<String>,
 }
 
 impl Posted {
@@ -46,22 +50,27 @@ impl Posted {
     }
 }
 
-/// A site written by `cofferdam init --shop SHOP`, built.
+/// A site written by `cofferdam init --shop SHOP`, with Stripe's webhook on, built.
 fn recipe_site(shop: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let site = dir.path().join("site");
     let out = run(dir.path(), &["init", "--shop", shop, site.to_str().unwrap()]);
     assert!(out.status.success(), "init --shop {shop}: {}", stderr(&out));
     assert!(stdout(&out).contains(&format!("the {shop} recipe")), "{}", stdout(&out));
+    let config = site.join("cofferdam.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[payments.stripe]\nsecret_env = \"STRIPE_WEBHOOK_SECRET\"\n");
+    std::fs::write(&config, text).unwrap();
     build(&site);
     dir
 }
 
 /// Posts `n` orders to the real server serving `site`: buyers come back with their e-mail typed in
 /// another case (the shop's own registered customer anna@example.de among them), every fourth
-/// order takes the one-time offer. Stops the server (SIGTERM) so its segments are sealed.
+/// order takes the one-time offer, every third buyer pays (order and offer) through Stripe's
+/// webhook. Stops the server (SIGTERM) so its segments are sealed.
 async fn post_launch(site: &Path, n: usize) -> Vec<Posted> {
-    let mut server = Server::start(site);
+    let mut server = Server::start_with(site, &[("STRIPE_WEBHOOK_SECRET", SECRET)]);
     let http = client();
     let mut posted = Vec::new();
     for i in 0..n {
@@ -98,8 +107,25 @@ async fn post_launch(site: &Path, n: usize) -> Vec<Posted> {
         if let Some(q) = offer {
             post(&http, &server, "/submit/offer", format!("sku=BULB-2PK&quantity={q}"), Some(&cookie)).await;
         }
-        posted.push(Posted { reference, email: email.to_lowercase(), sku, quantity, offer });
+        posted.push(Posted { reference, email: email.to_lowercase(), sku, quantity, offer, paid: None });
     }
+    // The buyers who pay: their order's and their offer's checkout, each for what it costs.
+    let records = records(&site.join("collected"));
+    for (i, p) in posted.iter_mut().enumerate().filter(|(i, _)| i % 3 == 1) {
+        let mine = records.iter().filter(|r| {
+            r.reference.to_string() == p.reference
+                || r.parent_ref.as_ref().is_some_and(|x| x.to_string() == p.reference)
+        });
+        for r in mine {
+            let event = format!("evt_{i}_{}", r.reference.seq);
+            let body = completed(&event, &r.reference.to_string(), r.total_cents.unwrap(), "paid");
+            assert_eq!(hook(&server, &body, Some(&signature(SECRET, now(), &body))).await.status(), 200);
+            if r.parent_ref.is_none() {
+                p.paid = Some(format!("pi_{event}"));
+            }
+        }
+    }
+    assert!(posted.iter().any(|p| p.paid.is_some() && p.offer.is_some()), "a paid order with an offer");
     server.signal(libc::SIGTERM);
     assert!(server.wait_exit(20).success());
     posted
@@ -473,10 +499,25 @@ async fn woocommerce_recipe_imports_usable_orders_while_the_shop_sells() {
         assert_eq!(row, [["2", "1"]], "Anna's order {id}: registered user 2, customer lookup 1");
     }
 
-    // What the order list and order screen show: status, billing name and address, shipping address,
-    // and a total equal to its lines (net + tax) in the shop's decimal(26,8), offers included.
+    // What the order list and order screen show: status (paid: processing, with the payment's
+    // transaction ID and date), billing name and address, shipping address, and a total equal to its
+    // lines (net + tax) in the shop's decimal(26,8), offers included.
+    assert!(posted.iter().any(|p| p.paid.is_some()) && posted.iter().any(|p| p.paid.is_none()));
     for p in &posted {
         let id = order_id(p);
+        let payment = db
+            .rows(&format!(
+                "SELECT o.payment_method, o.transaction_id, CAST(d.date_paid_gmt IS NOT NULL AS CHAR), \
+                 CAST(s.date_paid IS NOT NULL AS CHAR), s.status FROM wp_wc_orders o \
+                 JOIN wp_wc_order_operational_data d ON d.order_id = o.id \
+                 JOIN wp_wc_order_stats s ON s.order_id = o.id WHERE o.id = {id}"
+            ))
+            .await;
+        let expected = match &p.paid {
+            Some(pi) => ["stripe", pi.as_str(), "1", "1", "wc-processing"],
+            None => ["bacs", "", "0", "0", "wc-pending"],
+        };
+        assert_eq!(payment, [expected], "order {id} ({}): payment", p.reference);
         let order = db
             .rows(&format!(
                 "SELECT o.status, CAST(o.total_amount AS CHAR), \
@@ -489,9 +530,10 @@ async fn woocommerce_recipe_imports_usable_orders_while_the_shop_sells() {
             .await;
         let total = unit(p.total_cents(), 8);
         let sales = format!("{}", p.total_cents() as f64 / 100.0);
+        let status = if p.paid.is_some() { "wc-processing" } else { "wc-pending" };
         assert_eq!(
             order,
-            [["wc-pending", total.as_str(), total.as_str(), &p.items().to_string(), sales.as_str(), p.email.as_str()]],
+            [[status, total.as_str(), total.as_str(), &p.items().to_string(), sales.as_str(), p.email.as_str()]],
             "order {id} ({})",
             p.reference
         );
@@ -689,17 +731,19 @@ async fn saleor_recipe_imports_usable_orders_while_the_shop_sells() {
                  CAST(o.undiscounted_total_gross_amount AS TEXT), CAST(o.subtotal_gross_amount AS TEXT), \
                  CAST(o.total_net_amount = SUM(l.total_price_net_amount) AND o.subtotal_net_amount = o.total_net_amount AS TEXT), \
                  CAST(o.lines_count AS TEXT), CAST(COUNT(l.id) AS TEXT), CAST(SUM(l.quantity) AS TEXT), \
-                 CAST(o.should_refresh_prices AS TEXT) \
+                 CAST(o.should_refresh_prices AS TEXT), o.authorize_status, CAST(o.total_charged_amount AS TEXT) \
                  FROM order_order o JOIN order_orderline l ON l.order_id = o.id WHERE CAST(o.id AS TEXT) = '{id}' GROUP BY o.id"
             ))
             .await;
         let total = unit(p.total_cents(), 3);
         let lines = (1 + p.offer.is_some() as usize).to_string();
+        // Paid (order and offer): charged in full, as Saleor's dashboard shows "Fully paid".
+        let (charge, charged) = if p.paid.is_some() { ("full", total.clone()) } else { ("none", "0.000".into()) };
         assert_eq!(
             order,
             [[
                 "unfulfilled",
-                "none",
+                charge,
                 user.as_str(),
                 p.email.as_str(),
                 &total,
@@ -710,7 +754,9 @@ async fn saleor_recipe_imports_usable_orders_while_the_shop_sells() {
                 &lines,
                 &lines,
                 &p.items().to_string(),
-                "false"
+                "false",
+                charge,
+                &charged
             ]],
             "order {id} ({})",
             p.reference
