@@ -35,7 +35,7 @@ pub async fn submit(
     };
     let (parts, body) = req.into_parts();
     let headers = &parts.headers;
-    if !origin_allowed(&launch, headers) {
+    if !origin_allowed(&launch, headers, parts.uri.authority()) {
         rejected("origin");
         return launch.pages.refuse(StatusCode::FORBIDDEN, "This form can only be sent from our own site.");
     }
@@ -176,9 +176,9 @@ fn linked_ref(signer: &Signer, parent: &str, headers: &HeaderMap) -> Option<Ref>
 }
 
 /// `Origin`, or `Referer` when a browser sends no `Origin`, must be this site: the request's
-/// own host, `site.base_url` or one of `server.origins`. A post with neither is refused: every
+/// own host (`Host`, or HTTP/2's `:authority`), `site.base_url` or one of `server.origins`. A post with neither is refused: every
 /// browser sends `Origin` on a form post, so only scripts lack both.
-fn origin_allowed(launch: &Forms, headers: &HeaderMap) -> bool {
+fn origin_allowed(launch: &Forms, headers: &HeaderMap, authority: Option<&http::uri::Authority>) -> bool {
     let origin = match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
         Some(o) => o.to_string(),
         None => match headers.get(header::REFERER).and_then(|v| v.to_str().ok()) {
@@ -189,7 +189,11 @@ fn origin_allowed(launch: &Forms, headers: &HeaderMap) -> bool {
     if launch.origins.iter().any(|o| o.eq_ignore_ascii_case(&origin)) {
         return true;
     }
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    // HTTP/2 names the host in the request's `:authority`, HTTP/1.1 in `Host`.
+    let host = match headers.get(header::HOST).and_then(|v| v.to_str().ok()) {
+        Some(h) => h,
+        None => authority.map(|a| a.as_str()).unwrap_or(""),
+    };
     let bare = origin.split_once("://").map(|(_, h)| h).unwrap_or("");
     !host.is_empty() && bare.eq_ignore_ascii_case(host)
 }
