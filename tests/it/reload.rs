@@ -82,6 +82,7 @@ async fn after_sighup_the_next_post_is_validated_and_priced_by_the_new_config_an
     let postcode = "min_len = 3\nmax_len = 10\nautocomplete = \"postal-code\"";
     edit(site.path(), "cofferdam.toml", postcode, &postcode.replace("min_len = 3", "min_len = 5"));
     edit(site.path(), "cofferdam.toml", "price_cents = 8900", "price_cents = 7700");
+    build(site.path()); // the server runs with --no-build: its reload loads the new dist/
     s.signal(libc::SIGHUP);
     // Posts of a 3-character postcode are taken until the new launch is in, then refused.
     post_until(&s, 422, |n| short_postcode(&format!("Waiting {n}"))).await;
@@ -116,6 +117,7 @@ async fn a_reload_that_needs_a_restart_is_refused_in_the_log_and_the_old_launch_
     let mut s = Server::start_logged(site.path(), &[], log);
     edit(site.path(), "cofferdam.toml", "max_connections = 20000", "max_connections = 500");
     edit(site.path(), "cofferdam.toml", "price_cents = 8900", "price_cents = 7700");
+    build(site.path());
     s.signal(libc::SIGHUP);
     let deadline = Instant::now() + Duration::from_secs(30);
     let logged = loop {
@@ -144,6 +146,7 @@ async fn a_cap_raised_by_sighup_sells_only_the_difference_as_sold_stays_sold() {
     assert_eq!(order(&s, order_body("First")).await.status(), 303);
     assert_eq!(order(&s, order_body("Second")).await.status(), 409, "the one early-bird lamp is gone");
     edit(site.path(), "cofferdam.toml", "stock = 1", "stock = 2");
+    build(site.path());
     s.signal(libc::SIGHUP);
     post_until(&s, 303, |n| order_body(&format!("Raised {n}"))).await;
     assert_eq!(order(&s, order_body("Fourth")).await.status(), 409, "cap 2, 2 sold: none left");
