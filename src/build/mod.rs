@@ -127,6 +127,7 @@ fn build_into(site: &Site, dir: &Path) -> Result<Manifest, BuildError> {
     let pages =
         sources.pages.par_iter().map(|p| content::read_page(&site.root, p, config)).collect::<Result<Vec<_>, _>>()?;
     content::check_routes(&pages)?;
+    content::check_thanks(site, &pages)?;
 
     let renderer = render::Renderer::new(site, &assets)?;
     let rendered = pages

@@ -8,11 +8,10 @@ use super::writer::{Job, Msg, Outcome};
 use super::{Collector, Forms};
 use crate::record::{Meta, Ref};
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::response::Response;
 use axum::Extension;
 use http::{header, HeaderMap, StatusCode};
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::{mpsc::error::TrySendError, oneshot};
@@ -93,7 +92,7 @@ pub async fn submit(
             }
         },
     };
-    let ip = client_ip(&c, headers, &parts.extensions);
+    let ip = parts.extensions.get::<crate::serve::ClientIp>().map(|ip| ip.0.to_string());
     let meta = Meta {
         ip: ip.clone(),
         user_agent: headers
@@ -135,6 +134,10 @@ pub async fn submit(
             after.see_other(&c, &launch, rt, &r, headers)
         }
         Ok(Outcome::Duplicate(r)) => after.see_other(&c, &launch, rt, &r, headers),
+        Ok(Outcome::FollowedUp) => {
+            rejected("followed_up");
+            launch.pages.refuse(StatusCode::CONFLICT, "This offer was already added to your order.")
+        }
         Ok(Outcome::SoldOut) => {
             rejected("sold_out");
             launch.pages.sold_out()
@@ -172,7 +175,7 @@ fn linked_ref(signer: &Signer, parent: &str, headers: &HeaderMap) -> Option<Ref>
         .iter()
         .filter_map(|v| v.to_str().ok())
         .find_map(|h| cookie::find(h, &name))
-        .and_then(|v| signer.verify(parent, v))
+        .and_then(|v| signer.verify(parent, v, jiff::Timestamp::now()))
 }
 
 /// `Origin`, or `Referer` when a browser sends no `Origin`, must be this site: the request's
@@ -196,15 +199,4 @@ fn origin_allowed(launch: &Forms, headers: &HeaderMap, authority: Option<&http::
     };
     let bare = origin.split_once("://").map(|(_, h)| h).unwrap_or("");
     !host.is_empty() && bare.eq_ignore_ascii_case(host)
-}
-
-fn client_ip(c: &Collector, headers: &HeaderMap, ext: &http::Extensions) -> Option<String> {
-    if let Some(name) = &c.client_ip_header {
-        if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
-            if let Some(first) = v.split(',').next() {
-                return Some(first.trim().to_string());
-            }
-        }
-    }
-    ext.get::<ConnectInfo<SocketAddr>>().map(|ci| ci.0.ip().to_string())
 }

@@ -6,10 +6,11 @@
 //! With `[collect.replicate]`, a written batch goes to the [`Replicator`] before it is answered,
 //! and is cut back out of its segments if the stream refuses it.
 
+use super::failures::FailureLog;
 use super::segment::Segment;
 use super::stock::Stock;
 use super::validate::Valid;
-use crate::config::{Form, StoreFormat};
+use crate::config::Form;
 use crate::record::{CsvCodec, Meta, Record, Ref, RECORD_VERSION};
 use crate::replicate::Replicator;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -37,6 +38,8 @@ pub enum Outcome {
     /// The same post was accepted shortly before, as this reference.
     Duplicate(Ref),
     SoldOut,
+    /// A follow-up (one-time offer) was already taken for this parent record.
+    FollowedUp,
     /// Not written (disk full, I/O error): the visitor must try again.
     Failed,
 }
@@ -77,6 +80,8 @@ pub struct Settings {
     pub segment_max_age: Duration,
     pub max_batch: usize,
     pub dedupe_window: Duration,
+    /// (follow-up form, parent record) of the follow-ups in the logs at start-up.
+    pub followed_up: HashSet<(String, Ref)>,
 }
 
 pub struct Writer {
@@ -89,6 +94,9 @@ pub struct Writer {
     recent: HashMap<[u8; 32], (Ref, Instant)>,
     recent_order: VecDeque<([u8; 32], Instant)>,
     shared: Arc<Shared>,
+    failures: FailureLog,
+    /// (follow-up form, parent record) taken: a one-time offer is one per parent.
+    followed_up: HashSet<(String, Ref)>,
 }
 
 const DEDUPE_CAP: usize = 200_000;
@@ -101,14 +109,13 @@ struct Mark {
 
 impl Writer {
     pub fn new(
-        settings: Settings,
+        mut settings: Settings,
         next_seq: u64,
         stock: Stock,
         replicator: Option<Replicator>,
         shared: Arc<Shared>,
     ) -> Writer {
         let w = Writer {
-            settings,
             next_seq,
             stock,
             replicator,
@@ -116,6 +123,9 @@ impl Writer {
             recent: HashMap::new(),
             recent_order: VecDeque::new(),
             shared,
+            failures: FailureLog::default(),
+            followed_up: std::mem::take(&mut settings.followed_up),
+            settings,
         };
         w.publish_stock();
         w.shared.healthy.store(true, Ordering::Relaxed);
@@ -179,7 +189,7 @@ impl Writer {
                 Ok(floor) => self.next_seq = self.next_seq.max(floor),
                 Err(e) => {
                     self.shared.healthy.store(false, Ordering::Relaxed);
-                    tracing::error!("collector: {} posts answered 503: replication: {e}", batch.len());
+                    self.failures.failed(batch.len(), &format_args!("replication: {e}"));
                     for job in batch {
                         let _ = job.reply.send(Outcome::Failed);
                     }
@@ -195,6 +205,7 @@ impl Writer {
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut taken: HashMap<String, u64> = HashMap::new();
         let mut batch_keys: HashMap<[u8; 32], Ref> = HashMap::new();
+        let mut batch_follow_ups: HashSet<(String, Ref)> = HashSet::new();
         let mut records: Vec<(usize, Record)> = Vec::new();
         for (i, job) in batch.iter().enumerate() {
             let earlier = self
@@ -206,6 +217,14 @@ impl Writer {
             if let Some(r) = earlier {
                 outcomes.push(Outcome::Duplicate(r));
                 continue;
+            }
+            // A one-time offer is one-time: one per parent record, whatever the cookie allows.
+            let follow_up = job.parent_ref.as_ref().map(|p| (job.form.to_string(), p.clone()));
+            if let Some(key) = &follow_up {
+                if self.followed_up.contains(key) || batch_follow_ups.contains(key) {
+                    outcomes.push(Outcome::FollowedUp);
+                    continue;
+                }
             }
             let fits = job.valid.lines.iter().all(|l| match self.stock.left(&l.sku) {
                 Some(left) => taken.get(&l.sku).copied().unwrap_or(0) + l.quantity as u64 <= left,
@@ -222,6 +241,7 @@ impl Writer {
             let reference = Ref { node: self.settings.node.clone(), seq: self.next_seq };
             self.next_seq += 1;
             batch_keys.insert(job.dedupe_key, reference.clone());
+            batch_follow_ups.extend(follow_up);
             records.push((i, record(job, reference.clone())));
             outcomes.push(Outcome::Accepted(reference));
         }
@@ -236,15 +256,14 @@ impl Writer {
                 for (sku, n) in taken {
                     self.stock.sell(&sku, n);
                 }
+                self.followed_up.extend(batch_follow_ups);
                 for (key, r) in batch_keys {
                     self.recent.insert(key, (r, now));
                     self.recent_order.push_back((key, now));
                 }
                 self.publish_stock();
-                if !self.shared.healthy.swap(true, Ordering::Relaxed) {
-                    tracing::warn!("collector: writing works again");
-                }
-                metrics::gauge!("cofferdam_collect_healthy").set(1.0);
+                self.shared.healthy.store(true, Ordering::Relaxed);
+                self.failures.recovered();
                 metrics::counter!("cofferdam_collect_records_total").increment(records.len() as u64);
                 metrics::counter!("cofferdam_collect_batches_total").increment(1);
                 metrics::histogram!("cofferdam_collect_batch_size").record(batch.len() as f64);
@@ -252,8 +271,7 @@ impl Writer {
             }
             Err(e) => {
                 self.shared.healthy.store(false, Ordering::Relaxed);
-                tracing::error!("collector: WRITE FAILED, {} posts answered 503 and not recorded: {e}", records.len());
-                metrics::gauge!("cofferdam_collect_healthy").set(0.0);
+                self.failures.failed(records.len(), &e);
                 metrics::counter!("cofferdam_collect_write_errors_total").increment(1);
                 let failed: HashSet<Ref> = records.iter().map(|(_, r)| r.reference.clone()).collect();
                 for o in outcomes.iter_mut() {
@@ -303,17 +321,24 @@ impl Writer {
             Ok(())
         })();
         if result.is_err() {
-            // Cut back what this batch wrote. If even that fails, abandon the segment (it is
-            // left open, so the next start-up quarantines its tail) and start a new one.
-            for form in by_form.keys() {
-                if let Some(segs) = self.open.get_mut(*form) {
-                    if segs.iter_mut().map(|s| s.rewind()).any(|r| r.is_err()) {
-                        self.open.remove(*form);
-                    }
-                }
-            }
+            // Every segment of the batch, including those already synced: a refused record
+            // must be gone from all of them, or an import would find it.
+            self.cut_back(&marks);
         }
         result.map(|()| marks)
+    }
+
+    /// Cuts every segment a batch touched back to where it ended before the batch. A segment
+    /// that cannot be cut is abandoned (left open for the next start-up) and a new one started.
+    fn cut_back(&mut self, marks: &[Mark]) {
+        for mark in marks {
+            let Some(segs) = self.open.get_mut(&mark.form) else { continue };
+            let cut: Vec<std::io::Result<()>> =
+                segs.iter_mut().zip(&mark.lens).map(|(s, len)| s.cut_to(*len)).collect();
+            if cut.iter().any(|r| r.is_err()) {
+                self.open.remove(&mark.form);
+            }
+        }
     }
 
     /// Hands a written batch to the replicator (if any); if the stream refuses it, cuts it
@@ -323,14 +348,7 @@ impl Writer {
         if let Some(r) = &self.replicator {
             let batch: Vec<Record> = records.iter().map(|(_, r)| r.clone()).collect();
             if let Err(e) = r.commit(&batch) {
-                for mark in &marks {
-                    let Some(segs) = self.open.get_mut(&mark.form) else { continue };
-                    let cut = segs.iter_mut().zip(&mark.lens).map(|(s, len)| s.cut_to(*len));
-                    if cut.collect::<Vec<_>>().iter().any(|r| r.is_err()) {
-                        // Left open: the next start-up quarantines what could not be cut.
-                        self.open.remove(&mark.form);
-                    }
-                }
+                self.cut_back(&marks);
                 return Err(std::io::Error::other(format!("replication: {e}")));
             }
         }
@@ -457,9 +475,4 @@ fn record(job: &Job, reference: Ref) -> Record {
         parent_ref: job.parent_ref.clone(),
         meta: job.meta.clone(),
     }
-}
-
-/// The primary store format of a form: the one stock and stats are counted from.
-pub fn primary(form: &Form) -> StoreFormat {
-    form.store.first().copied().unwrap_or(StoreFormat::Jsonl)
 }

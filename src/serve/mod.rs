@@ -8,10 +8,12 @@
 //! dropping a request.
 
 mod admin;
+mod client_ip;
 mod conn;
 mod deadline;
 mod headers;
 mod host;
+mod listening;
 mod metrics;
 mod negotiate;
 mod range;
@@ -40,6 +42,8 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
+pub use client_ip::ClientIp;
+pub use listening::Listening;
 pub use metrics::ServeMetrics;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -56,6 +60,10 @@ pub struct ServeArgs {
     /// Serve the existing `dist/` as it is.
     #[arg(long)]
     pub no_build: bool,
+    /// Once listening, write the bound addresses to this file as JSON (`{"public": …, "admin": …}`),
+    /// for programs that start the server on port 0.
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
 }
 
 /// One build of the site, as served: its static files and the collector's forms, prices and
@@ -75,6 +83,8 @@ pub struct App {
     pub config: ServerConfig,
     pub metrics: Arc<ServeMetrics>,
     pub limiter: Option<ratelimit::RateLimiter>,
+    /// `server.client_ip_header`, parsed.
+    pub client_ip_header: Option<http::HeaderName>,
 }
 
 /// A running server: where it listens, and the way to reload or stop it.
@@ -107,6 +117,10 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         launch.source.collected_dir().display()
     );
     drop(launch);
+    if let Some(path) = &serving.args.ready_file {
+        let listening = Listening { public: serving.public, admin: serving.admin };
+        listening.write(path).with_context(|| format!("cannot write {} (--ready-file)", path.display()))?;
+    }
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
@@ -133,14 +147,16 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Serving> {
     let manifest = Manifest::load(&dist)?;
     let config = site.config.server.clone();
     let static_site = StaticSite::load(&dist, &manifest, &config)?;
+    // Before the collector starts, so the figures it sets at start-up (stock left) are kept.
+    metrics::recorder();
     let collector = Collector::start(&site, &manifest).await?;
     let forms = Arc::new(Forms::new(&site.config, &manifest, &dist));
     let metrics = Arc::new(ServeMetrics::default());
-    metrics::recorder();
     let app = Arc::new(App {
         launch: ArcSwap::from_pointee(Launch { site: static_site, forms, source: site }),
         collector,
         limiter: config.rate_limit_per_ip.map(ratelimit::RateLimiter::new),
+        client_ip_header: config.client_ip_header.as_deref().and_then(|h| h.parse().ok()),
         config: config.clone(),
         metrics: metrics.clone(),
     });
@@ -179,7 +195,8 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Serving> {
         None,
         admin_busy,
         admin_limits,
-        metrics.clone(),
+        // The admin listener counts its connections apart: a scrape is no visitor.
+        Arc::new(ServeMetrics::default()),
         stop_rx,
     ));
     Ok(Serving { public: public_addr, admin: admin_addr, app, args, stop, tasks: vec![public_task, admin_task] })
@@ -233,6 +250,7 @@ pub fn router(app: Arc<App>) -> axum::Router {
         .router()
         .fallback(static_file)
         .with_state(app.clone())
+        .layer(axum::middleware::from_fn_with_state(app.clone(), client_ip::resolve_and_limit))
         // Each request is decided by the launch current when it came in, whole.
         .layer(tower::util::MapRequestLayer::new(move |mut req: Request| {
             let launch = pinned.launch.load_full();
@@ -347,15 +365,6 @@ fn answer(app: &App, launch: &Launch, req: &Request) -> Reply {
     if req.method() != Method::GET && !head {
         m.method_not_allowed.inc();
         return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, HEAD")], "").into_response().into();
-    }
-    if let Some(limiter) = &app.limiter {
-        let ip = req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
-        if let Some(ip) = ip {
-            if !limiter.allow(ip) {
-                m.rate_limited.inc();
-                return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "1")], "").into_response().into();
-            }
-        }
     }
     let site = &launch.site;
     let path = req.uri().path();

@@ -7,6 +7,7 @@ mod browser;
 mod build;
 mod check;
 mod collect;
+mod faults;
 mod import;
 mod limits;
 mod media;
