@@ -104,6 +104,10 @@ pub fn cli(args: &ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    // Taken before the start-up line says we serve, so a signal sent on reading it is ours.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
     let serving = start(args).await?;
     let launch = serving.app.launch.load();
     println!(
@@ -121,9 +125,6 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let listening = Listening { public: serving.public, admin: serving.admin };
         listening.write(path).with_context(|| format!("cannot write {} (--ready-file)", path.display()))?;
     }
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
     loop {
         tokio::select! {
             _ = term.recv() => break,
