@@ -179,7 +179,7 @@ impl Writer {
         self.stock.release();
     }
 
-    fn commit(&mut self, batch: Vec<Job>) {
+    fn commit(&mut self, mut batch: Vec<Job>) {
         let started = Instant::now();
         let now = Instant::now();
         self.forget_old(now);
@@ -207,7 +207,7 @@ impl Writer {
         let mut batch_keys: HashMap<[u8; 32], Ref> = HashMap::new();
         let mut batch_follow_ups: HashSet<(String, Ref)> = HashSet::new();
         let mut records: Vec<(usize, Record)> = Vec::new();
-        for (i, job) in batch.iter().enumerate() {
+        for (i, job) in batch.iter_mut().enumerate() {
             let earlier = self
                 .recent
                 .get(&job.dedupe_key)
@@ -462,17 +462,19 @@ impl Writer {
     }
 }
 
-fn record(job: &Job, reference: Ref) -> Record {
+/// The record of an accepted job, its fields moved out of the job (only its reply is used
+/// after this).
+fn record(job: &mut Job, reference: Ref) -> Record {
     Record {
         v: RECORD_VERSION,
         reference,
         form: job.form.to_string(),
         received_at: job.received_at,
-        fields: job.valid.fields.clone(),
-        lines: job.valid.lines.clone(),
+        fields: std::mem::take(&mut job.valid.fields),
+        lines: std::mem::take(&mut job.valid.lines),
         total_cents: job.valid.total_cents,
-        currency: job.valid.currency.clone(),
-        parent_ref: job.parent_ref.clone(),
-        meta: job.meta.clone(),
+        currency: job.valid.currency.take(),
+        parent_ref: job.parent_ref.take(),
+        meta: std::mem::take(&mut job.meta),
     }
 }

@@ -86,7 +86,10 @@ pub async fn serve(
         // the fast path, everything else by the router.
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             let answered = super::host::refuse(&req).or_else(|| fast.as_ref().and_then(|f| f(&req)));
-            req.extensions_mut().insert(ConnectInfo(peer));
+            if answered.is_none() {
+                // Only the router reads it; a static hit need not allocate its extension map.
+                req.extensions_mut().insert(ConnectInfo(peer));
+            }
             let app = app.clone();
             async move {
                 match answered {
