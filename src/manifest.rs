@@ -53,6 +53,14 @@ pub struct Page {
     pub forms: Vec<String>,
 }
 
+impl Page {
+    /// Every address the page is served at: its route (`/order/`) and its file
+    /// (`/order/index.html`), the same for `/`, which is also `/index.html`.
+    pub fn addresses(&self) -> [String; 2] {
+        [self.route.clone(), format!("/{}", self.file)]
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileEntry {

@@ -554,9 +554,9 @@ fn css_kind(url: &str) -> Kind {
 
 /// `https://Shop.example:8443/x` → `shop.example:8443`
 fn host_of(url: &str) -> Option<String> {
-    let rest = url.split_once("://")?.1;
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    Some(rest[..end].to_ascii_lowercase()).filter(|h| !h.is_empty())
+    let origin = crate::config::origin_of(url);
+    let host = origin.split_once("://")?.1;
+    Some(host.to_ascii_lowercase()).filter(|h| !h.is_empty())
 }
 
 /// Resolves `.` and `..` segments; keeps a trailing slash.

@@ -4,7 +4,7 @@
 
 use super::receipt::{Receipt, Unplaced};
 use super::validate::Valid;
-use super::{Collector, FormRuntime};
+use super::{Collector, FormRuntime, Forms};
 use crate::collect::cookie::Signer;
 use crate::payment::link;
 use crate::record::Ref;
@@ -29,7 +29,14 @@ impl After {
     }
 
     /// The 303 for the record `reference`.
-    pub fn see_other(self, c: &Collector, rt: &FormRuntime, reference: &Ref, request: &HeaderMap) -> Response {
+    pub fn see_other(
+        self,
+        c: &Collector,
+        launch: &Forms,
+        rt: &FormRuntime,
+        reference: &Ref,
+        request: &HeaderMap,
+    ) -> Response {
         let location = match (&rt.form.payment, &self.order) {
             (Some(payment), Some(v)) => link::url(
                 payment,
@@ -46,7 +53,7 @@ impl After {
         let mut cookies = Vec::new();
         if rt.sets_cookie {
             cookies.push(cookie(
-                c,
+                launch,
                 &Signer::cookie_name(&rt.name),
                 &c.signer.sign(&rt.name, reference, jiff::Timestamp::now()),
             ));
@@ -54,7 +61,7 @@ impl After {
         if let Some(unplaced) = self.receipt {
             let previous = Receipt::from_headers(&c.signer, request);
             let receipt = Receipt::after(previous, unplaced.placed(reference.clone()), self.parent.as_ref());
-            cookies.push(cookie(c, super::receipt::COOKIE, &receipt.encode(&c.signer)));
+            cookies.push(cookie(launch, super::receipt::COOKIE, &receipt.encode(&c.signer)));
         }
         see_other(&location, cookies)
     }
@@ -69,8 +76,8 @@ pub fn see_other(location: &str, cookies: Vec<HeaderValue>) -> Response {
     r
 }
 
-fn cookie(c: &Collector, name: &str, value: &str) -> HeaderValue {
-    let secure = if c.secure_cookie { "; Secure" } else { "" };
+fn cookie(launch: &Forms, name: &str, value: &str) -> HeaderValue {
+    let secure = if launch.secure_cookie { "; Secure" } else { "" };
     let max_age = super::cookie::REF_MAX_AGE_SECS;
     let value = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}");
     HeaderValue::from_str(&value).expect("names, refs and base64url are header-safe")

@@ -5,11 +5,12 @@ use super::answer::{self, After};
 use super::cookie::{self, Signer};
 use super::validate::{self, Valid};
 use super::writer::{Job, Msg, Outcome};
-use super::Collector;
+use super::{Collector, Forms};
 use crate::record::{Meta, Ref};
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::response::Response;
+use axum::Extension;
 use http::{header, HeaderMap, StatusCode};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -19,16 +20,23 @@ fn rejected(reason: &'static str) {
     metrics::counter!("cofferdam_collect_rejected_total", "reason" => reason).increment(1);
 }
 
-pub async fn submit(State(c): State<Arc<Collector>>, Path(form_name): Path<String>, req: Request) -> Response {
-    let Some(rt) = c.forms.get(&form_name) else {
+/// `launch` is the build this request was pinned to when it came in: its form, prices and
+/// pages decide the post, even if a reload swaps another in meanwhile.
+pub async fn submit(
+    State(c): State<Arc<Collector>>,
+    Extension(launch): Extension<Arc<Forms>>,
+    Path(form_name): Path<String>,
+    req: Request,
+) -> Response {
+    let Some(rt) = launch.forms.get(&form_name) else {
         rejected("unknown_form");
-        return c.pages.not_found();
+        return launch.pages.not_found();
     };
     let (parts, body) = req.into_parts();
     let headers = &parts.headers;
-    if !origin_allowed(&c, headers) {
+    if !origin_allowed(&launch, headers, parts.uri.authority()) {
         rejected("origin");
-        return c.pages.refuse(StatusCode::FORBIDDEN, "This form can only be sent from our own site.");
+        return launch.pages.refuse(StatusCode::FORBIDDEN, "This form can only be sent from our own site.");
     }
     let is_form = headers
         .get(header::CONTENT_TYPE)
@@ -37,20 +45,20 @@ pub async fn submit(State(c): State<Arc<Collector>>, Path(form_name): Path<Strin
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
     if !is_form {
         rejected("content_type");
-        return c.pages.refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Please send the form from its page.");
+        return launch.pages.refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Please send the form from its page.");
     }
     let bytes = match read_body(body, c.max_body_bytes).await {
         Ok(b) => b,
         Err(status) => {
             rejected(if status == StatusCode::PAYLOAD_TOO_LARGE { "too_large" } else { "body" });
-            return c.pages.refuse(status, "The form could not be read. Please try again.");
+            return launch.pages.refuse(status, "The form could not be read. Please try again.");
         }
     };
     let posted = match validate::parse_body(&bytes) {
         Ok(p) => p,
         Err(e) => {
             rejected("encoding");
-            return c.pages.refuse(StatusCode::BAD_REQUEST, &format!("The form could not be read: {e}."));
+            return launch.pages.refuse(StatusCode::BAD_REQUEST, &format!("The form could not be read: {e}."));
         }
     };
     let form = &rt.form;
@@ -59,7 +67,7 @@ pub async fn submit(State(c): State<Arc<Collector>>, Path(form_name): Path<Strin
         rejected("honeypot");
         return answer::see_other(&form.thanks, Vec::new());
     }
-    let valid: Valid = match validate::validate(form, &c.catalog, &posted) {
+    let valid: Valid = match validate::validate(form, &launch.catalog, &posted) {
         Ok(v) => v,
         Err(errors) => {
             rejected("invalid");
@@ -68,7 +76,7 @@ pub async fn submit(State(c): State<Arc<Collector>>, Path(form_name): Path<Strin
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|a| a.contains("application/json"));
             let referer = headers.get(header::REFERER).and_then(|v| v.to_str().ok());
-            return c.pages.invalid(&form_name, &posted, &errors, json, referer);
+            return launch.pages.invalid(&form_name, &posted, &errors, json, referer);
         }
     };
     let parent_ref = match &form.links_to {
@@ -77,7 +85,7 @@ pub async fn submit(State(c): State<Arc<Collector>>, Path(form_name): Path<Strin
             Some(r) => Some(r),
             None => {
                 rejected("cookie");
-                return c.pages.refuse(
+                return launch.pages.refuse(
                     StatusCode::FORBIDDEN,
                     "This offer belongs to an order placed in this browser; place the order first.",
                 );
@@ -106,7 +114,7 @@ pub async fn submit(State(c): State<Arc<Collector>>, Path(form_name): Path<Strin
         *h.finalize().as_bytes()
     };
     if c.closed.load(Ordering::Relaxed) {
-        return c.pages.busy();
+        return launch.pages.busy();
     }
     let after = After::new(rt, &valid, parent_ref.as_ref());
     let (reply, answer) = oneshot::channel();
@@ -117,26 +125,26 @@ pub async fn submit(State(c): State<Arc<Collector>>, Path(form_name): Path<Strin
         Err(TrySendError::Full(_)) | Err(TrySendError::Closed(_)) => {
             rejected("busy");
             c.oplog.shed();
-            return c.pages.busy();
+            return launch.pages.busy();
         }
     }
     match answer.await {
         Ok(Outcome::Accepted(r)) => {
             c.oplog.accepted(&rt.name);
-            after.see_other(&c, rt, &r, headers)
+            after.see_other(&c, &launch, rt, &r, headers)
         }
-        Ok(Outcome::Duplicate(r)) => after.see_other(&c, rt, &r, headers),
+        Ok(Outcome::Duplicate(r)) => after.see_other(&c, &launch, rt, &r, headers),
         Ok(Outcome::FollowedUp) => {
             rejected("followed_up");
-            c.pages.refuse(StatusCode::CONFLICT, "This offer was already added to your order.")
+            launch.pages.refuse(StatusCode::CONFLICT, "This offer was already added to your order.")
         }
         Ok(Outcome::SoldOut) => {
             rejected("sold_out");
-            c.pages.sold_out()
+            launch.pages.sold_out()
         }
         Ok(Outcome::Failed) | Err(_) => {
             rejected("write_failed");
-            c.pages.busy()
+            launch.pages.busy()
         }
     }
 }
@@ -150,7 +158,7 @@ async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, StatusCode>
                 if s.is::<http_body_util::LengthLimitError>() {
                     return Err(StatusCode::PAYLOAD_TOO_LARGE);
                 }
-                if s.to_string().contains("timed out") || s.to_string().contains("timeout") {
+                if s.to_string().contains("timed out") {
                     return Err(StatusCode::REQUEST_TIMEOUT);
                 }
                 source = s.source();
@@ -171,20 +179,24 @@ fn linked_ref(signer: &Signer, parent: &str, headers: &HeaderMap) -> Option<Ref>
 }
 
 /// `Origin`, or `Referer` when a browser sends no `Origin`, must be this site: the request's
-/// own host, `site.base_url` or one of `server.origins`. A post with neither is refused: every
+/// own host (`Host`, or HTTP/2's `:authority`), `site.base_url` or one of `server.origins`. A post with neither is refused: every
 /// browser sends `Origin` on a form post, so only scripts lack both.
-fn origin_allowed(c: &Collector, headers: &HeaderMap) -> bool {
+fn origin_allowed(launch: &Forms, headers: &HeaderMap, authority: Option<&http::uri::Authority>) -> bool {
     let origin = match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
         Some(o) => o.to_string(),
         None => match headers.get(header::REFERER).and_then(|v| v.to_str().ok()) {
-            Some(r) => super::origin_of(r),
+            Some(r) => crate::config::origin_of(r),
             None => return false,
         },
     };
-    if c.origins.iter().any(|o| o.eq_ignore_ascii_case(&origin)) {
+    if launch.origins.iter().any(|o| o.eq_ignore_ascii_case(&origin)) {
         return true;
     }
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    // HTTP/2 names the host in the request's `:authority`, HTTP/1.1 in `Host`.
+    let host = match headers.get(header::HOST).and_then(|v| v.to_str().ok()) {
+        Some(h) => h,
+        None => authority.map(|a| a.as_str()).unwrap_or(""),
+    };
     let bare = origin.split_once("://").map(|(_, h)| h).unwrap_or("");
     !host.is_empty() && bare.eq_ignore_ascii_case(host)
 }

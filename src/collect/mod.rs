@@ -31,7 +31,7 @@ use crate::payment::Payments;
 use crate::replicate;
 use oplog::OpLog;
 use pages::Pages;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -41,24 +41,38 @@ use writer::{Msg, Shared};
 
 /// The running collector: the request side of the one writer thread.
 pub struct Collector {
-    forms: HashMap<String, FormRuntime>,
-    catalog: Vec<Product>,
     queue: mpsc::Sender<Msg>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// `ack = "local"`: the task sending the log to the stream behind the 303s.
     shipper: Mutex<Option<tokio::task::JoinHandle<()>>>,
     shared: Arc<Shared>,
-    pages: Pages,
     signer: Signer,
-    origins: Vec<String>,
     max_body_bytes: usize,
-    secure_cookie: bool,
-    /// Route → the SKUs whose selling out turns that page into the sold-out page.
-    sold_out_routes: HashMap<String, BTreeSet<String>>,
+    /// The stock caps the writer holds now (this node's share is taken from them).
+    caps: Mutex<Caps>,
+    /// Caps are shared through the stream (`[collect.replicate]`): they cannot change live.
+    replicated: bool,
     closed: Arc<AtomicBool>,
     /// The payment webhook and its log, when a provider is configured.
     payments: Option<Arc<Payments>>,
     oplog: Arc<OpLog>,
+}
+
+/// Capped SKU → its cap, as in the catalog.
+type Caps = BTreeMap<String, u64>;
+
+/// What one build of the site tells the collector: its forms, the catalog and its prices, the
+/// pages it answers with, the routes that turn into "sold out", where posts may come from.
+/// The server pins one per request and swaps a new one in on reload, together with the static
+/// files of the same build, so a post is validated, priced and answered by one launch.
+pub struct Forms {
+    forms: HashMap<String, FormRuntime>,
+    catalog: Vec<Product>,
+    pages: Pages,
+    /// Address → the SKUs whose selling out turns that page into the sold-out page.
+    sold_out_routes: HashMap<String, BTreeSet<String>>,
+    origins: Vec<String>,
+    secure_cookie: bool,
 }
 
 struct FormRuntime {
@@ -88,10 +102,19 @@ pub enum CollectError {
     Payments(#[from] crate::payment::PaymentError),
 }
 
+/// Why a reload cannot be applied to the running collector.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("catalog stock caps changed ({0}) but caps are shared through collect.replicate: restart every node to change them")]
+    ReplicatedCaps(String),
+    #[error("the writer has stopped")]
+    Stopped,
+}
+
 impl Collector {
-    /// Recovers the logs under `site`'s collected folder and starts the writer.
-    /// `dist` is the built site (for the busy, sold-out and invalid pages).
-    pub async fn start(site: &Site, manifest: &Manifest, dist: &Path) -> Result<Arc<Collector>, CollectError> {
+    /// Recovers the logs under `site`'s collected folder and starts the writer. What a post is
+    /// checked against and answered with comes with each request ([`Forms`]).
+    pub async fn start(site: &Site, manifest: &Manifest) -> Result<Arc<Collector>, CollectError> {
         let config = &site.config;
         let c = &config.collect;
         let dir = site.collected_dir();
@@ -104,23 +127,13 @@ impl Collector {
             dir.display(),
             recovered.next_seq
         );
-        let caps: Vec<(String, u64)> =
-            manifest.catalog.iter().filter_map(|p| Some((p.sku.clone(), p.stock?))).collect();
+        let caps = caps_of(manifest);
         let (stock, replicator, shipper, next_seq) = match &c.replicate {
-            None => {
-                let remaining = caps
-                    .into_iter()
-                    .map(|(sku, cap)| {
-                        let share = (cap as f64 * c.stock_share).floor() as u64;
-                        let sold = recovered.sold.get(&sku).copied().unwrap_or(0);
-                        (sku, share.saturating_sub(sold))
-                    })
-                    .collect();
-                (stock::Stock::local(remaining), None, None, recovered.next_seq)
-            }
+            None => (stock::Stock::local(shares(&caps, c.stock_share), recovered.sold), None, None, recovered.next_seq),
             Some(r) => {
-                let skus: Vec<String> = caps.iter().map(|(s, _)| s.clone()).collect();
-                let started = replicate::start(r, &node, caps, &dir, &manifest.forms, recovered.next_seq)
+                let skus: Vec<String> = caps.keys().cloned().collect();
+                let listed = caps.iter().map(|(s, n)| (s.clone(), *n)).collect();
+                let started = replicate::start(r, &node, listed, &dir, &manifest.forms, recovered.next_seq)
                     .await
                     .map_err(CollectError::Replicate)?;
                 let pool = replicate::Pool::new(started.link.clone(), tokio::runtime::Handle::current());
@@ -149,19 +162,6 @@ impl Collector {
             .spawn(move || w.run(rx))
             .map_err(CollectError::Thread)?;
 
-        let linked: BTreeSet<&str> = manifest.forms.values().filter_map(|f| f.links_to.as_deref()).collect();
-        let forms = manifest
-            .forms
-            .iter()
-            .map(|(name, form)| {
-                let rt = FormRuntime {
-                    form: form.clone(),
-                    name: name.as_str().into(),
-                    sets_cookie: linked.contains(name.as_str()),
-                };
-                (name.clone(), rt)
-            })
-            .collect();
         let payments = Payments::start(site)?;
         let oplog = Arc::new(OpLog::new(manifest.forms.keys()));
         let closed = Arc::new(AtomicBool::new(false));
@@ -169,25 +169,43 @@ impl Collector {
             let every = Duration::from_secs(c.log_every_secs);
             tokio::spawn(oplog::run(oplog.clone(), shared.clone(), closed.clone(), every));
         }
-        let mut origins = vec![origin_of(&config.site.base_url)];
-        origins.extend(config.server.origins.iter().map(|o| origin_of(o)));
         Ok(Arc::new(Collector {
-            sold_out_routes: sold_out_routes(manifest),
-            forms,
-            catalog: manifest.catalog.clone(),
             queue: tx,
             writer: Mutex::new(Some(handle)),
             shipper: Mutex::new(shipper),
             shared,
-            pages: Pages::load(manifest, dist),
             signer,
-            origins,
             max_body_bytes: config.server.max_body_bytes,
-            secure_cookie: config.site.base_url.starts_with("https://"),
+            caps: Mutex::new(caps),
+            replicated: c.replicate.is_some(),
             closed,
             payments,
             oplog,
         }))
+    }
+
+    /// Hands a new build's forms and stock caps to the writer, and returns once it holds them:
+    /// a record is written with the form definition of its launch, and counts already sold
+    /// stay sold (a cap lowered below them leaves nothing to sell; nothing sold is undone).
+    pub async fn reload(&self, config: &crate::config::Config, manifest: &Manifest) -> Result<(), ReloadError> {
+        let caps = caps_of(manifest);
+        let changed = {
+            let now = self.caps.lock().unwrap_or_else(|e| e.into_inner());
+            changed_caps(&now, &caps)
+        };
+        if self.replicated && !changed.is_empty() {
+            return Err(ReloadError::ReplicatedCaps(changed));
+        }
+        let (done, wait) = oneshot::channel();
+        let reload = writer::Reload {
+            forms: manifest.forms.clone(),
+            shares: (!self.replicated).then(|| shares(&caps, config.collect.stock_share)),
+            done,
+        };
+        self.queue.send(Msg::Reload(reload)).await.map_err(|_| ReloadError::Stopped)?;
+        wait.await.map_err(|_| ReloadError::Stopped)?;
+        *self.caps.lock().unwrap_or_else(|e| e.into_inner()) = caps;
+        Ok(())
     }
 
     /// `POST /submit/{form}`, as routes the server adds its own state and fallback to.
@@ -203,8 +221,8 @@ impl Collector {
 
     /// The buyer's receipt as HTML, from the request's signed receipt cookie; none without
     /// one that verifies.
-    pub fn receipt_html(&self, headers: &http::HeaderMap) -> Option<String> {
-        Receipt::from_headers(&self.signer, headers).map(|r| r.to_html(&self.catalog))
+    pub fn receipt_html(&self, forms: &Forms, headers: &http::HeaderMap) -> Option<String> {
+        Receipt::from_headers(&self.signer, headers).map(|r| r.to_html(&forms.catalog))
     }
 
     /// Whether the writer can write: false after a write error until a write succeeds again,
@@ -215,11 +233,11 @@ impl Collector {
 
     /// Whether a GET of `route` must answer with the sold-out page instead (the landing page
     /// and the pages of order forms, once every SKU they sell is gone).
-    pub fn shows_sold_out(&self, route: &str) -> bool {
+    pub fn shows_sold_out(&self, forms: &Forms, route: &str) -> bool {
         if !self.shared.any_sold_out.load(Ordering::Relaxed) {
             return false;
         }
-        let Some(skus) = self.sold_out_routes.get(route) else { return false };
+        let Some(skus) = forms.sold_out_routes.get(route) else { return false };
         let gone = self.shared.sold_out.read().unwrap_or_else(|e| e.into_inner());
         skus.iter().all(|s| gone.contains(s))
     }
@@ -246,6 +264,62 @@ impl Collector {
             p.shutdown().await;
         }
     }
+}
+
+impl Forms {
+    /// The collector's side of the build in `dist` (its `manifest`), under `config`.
+    pub fn new(config: &crate::config::Config, manifest: &Manifest, dist: &Path) -> Forms {
+        let linked: BTreeSet<&str> = manifest.forms.values().filter_map(|f| f.links_to.as_deref()).collect();
+        let forms = manifest
+            .forms
+            .iter()
+            .map(|(name, form)| {
+                let rt = FormRuntime {
+                    form: form.clone(),
+                    name: name.as_str().into(),
+                    sets_cookie: linked.contains(name.as_str()),
+                };
+                (name.clone(), rt)
+            })
+            .collect();
+        let mut origins = vec![config.site.origin()];
+        origins.extend(config.server.origins.iter().map(|o| crate::config::origin_of(o)));
+        Forms {
+            sold_out_routes: sold_out_routes(manifest),
+            forms,
+            catalog: manifest.catalog.clone(),
+            pages: Pages::load(manifest, dist),
+            origins,
+            secure_cookie: config.site.base_url.starts_with("https://"),
+        }
+    }
+
+    /// The busy page (503), as the server answers a connection over its cap.
+    pub fn busy(&self) -> axum::response::Response {
+        self.pages.busy()
+    }
+}
+
+/// Capped SKU → cap, from the catalog.
+fn caps_of(manifest: &Manifest) -> Caps {
+    manifest.catalog.iter().filter_map(|p| Some((p.sku.clone(), p.stock?))).collect()
+}
+
+/// This node's share of each cap (`collect.stock_share`, for nodes that split caps).
+fn shares(caps: &Caps, stock_share: f64) -> HashMap<String, u64> {
+    caps.iter().map(|(sku, cap)| (sku.clone(), (*cap as f64 * stock_share).floor() as u64)).collect()
+}
+
+/// `A 50 → 80, B none → 10`: the caps that differ, for the operator.
+fn changed_caps(old: &Caps, new: &Caps) -> String {
+    let show = |n: Option<&u64>| n.map_or("none".to_string(), |n| n.to_string());
+    let skus: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    let changed: Vec<String> = skus
+        .into_iter()
+        .filter(|s| old.get(*s) != new.get(*s))
+        .map(|s| format!("{s} {} → {}", show(old.get(s)), show(new.get(s))))
+        .collect();
+    changed.join(", ")
 }
 
 /// The SKUs that must all be gone before a page shows "sold out": for an order form's pages,
@@ -282,27 +356,22 @@ fn sold_out_routes(manifest: &Manifest) -> HashMap<String, BTreeSet<String>> {
         if uncapped {
             continue;
         }
-        for route in manifest.form_pages(name) {
-            routes.entry(route.to_string()).or_default().extend(skus.iter().cloned());
+        for page in manifest.pages.iter().filter(|p| p.forms.contains(name)) {
+            for address in page.addresses() {
+                routes.entry(address).or_default().extend(skus.iter().cloned());
+            }
         }
         landing.extend(skus);
     }
+    // Every address of a page (its route and its file) turns, or none would.
+    let landing_page = manifest.pages.iter().find(|p| p.route == manifest.landing);
+    let landing_addresses = landing_page.map_or_else(|| vec![manifest.landing.clone()], |p| p.addresses().to_vec());
     if !landing.is_empty() {
-        routes.entry(manifest.landing.clone()).or_default().extend(landing);
+        for address in landing_addresses {
+            routes.entry(address).or_default().extend(landing.iter().cloned());
+        }
     }
     routes
-}
-
-/// `https://shop.example/path` → `https://shop.example`
-fn origin_of(url: &str) -> String {
-    let url = url.trim_end_matches('/');
-    match url.find("://") {
-        Some(i) => match url[i + 3..].find('/') {
-            Some(j) => url[..i + 3 + j].to_string(),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
-    }
 }
 
 fn signing_key(c: &crate::config::CollectConfig) -> Result<Vec<u8>, CollectError> {
@@ -336,7 +405,7 @@ mod tests {
         crate::build::build_site(&site, None).unwrap();
         let dist = site.output_dir();
         let manifest = Manifest::load(&dist).unwrap();
-        let c = Collector::start(&site, &manifest, &dist).await.unwrap();
+        let c = Collector::start(&site, &manifest).await.unwrap();
         assert!(c.healthy());
         // A job for a form the writer does not know makes it panic: a writer bug, for real.
         let (reply, answer) = oneshot::channel();

@@ -8,6 +8,8 @@ use std::collections::{HashMap, HashSet};
 
 pub struct Stock {
     left: HashMap<String, u64>,
+    /// Units this node has sold per SKU, capped or not, so a cap set by a reload counts them.
+    sold: HashMap<String, u64>,
     shared: Option<Shared>,
 }
 
@@ -21,14 +23,33 @@ struct Shared {
 pub struct Unreachable(pub HashSet<String>);
 
 impl Stock {
-    /// This node's own caps.
-    pub fn local(left: HashMap<String, u64>) -> Stock {
-        Stock { left, shared: None }
+    /// This node's own caps (its `shares`), less what its log has `sold`.
+    pub fn local(shares: HashMap<String, u64>, sold: HashMap<String, u64>) -> Stock {
+        let mut stock = Stock { left: HashMap::new(), sold, shared: None };
+        stock.recap(shares);
+        stock
+    }
+
+    /// New caps for a node that holds its own (a reload): what is sold stays sold, so a cap
+    /// lowered to or below it leaves nothing to sell and a raised one sells the difference.
+    /// A SKU left out is no longer capped. Shared caps are the stream's and do not change here.
+    pub fn recap(&mut self, shares: HashMap<String, u64>) {
+        if self.shared.is_some() {
+            return;
+        }
+        self.left = shares
+            .into_iter()
+            .map(|(sku, share)| {
+                let sold = self.sold.get(&sku).copied().unwrap_or(0);
+                (sku, share.saturating_sub(sold))
+            })
+            .collect();
     }
 
     /// Caps of `skus` shared with every other node through `pool`; nothing is taken yet.
     pub fn shared(skus: impl IntoIterator<Item = String>, pool: Pool, block: u64) -> Stock {
-        Stock { left: skus.into_iter().map(|s| (s, 0)).collect(), shared: Some(Shared { pool, block }) }
+        let left = skus.into_iter().map(|s| (s, 0)).collect();
+        Stock { left, sold: HashMap::new(), shared: Some(Shared { pool, block }) }
     }
 
     /// Before a batch is decided: takes from the shared pool what `demand` needs beyond what
@@ -59,6 +80,7 @@ impl Stock {
     }
 
     pub fn sell(&mut self, sku: &str, n: u64) {
+        *self.sold.entry(sku.to_string()).or_default() += n;
         if let Some(left) = self.left.get_mut(sku) {
             *left -= n;
         }

@@ -51,6 +51,15 @@ pub enum Msg {
     Job(Job),
     /// Seal every open segment and stop.
     Shutdown(oneshot::Sender<()>),
+    /// A reload's forms and stock caps (`[collect.replicate]` keeps its caps: `shares` none).
+    Reload(Reload),
+}
+
+pub struct Reload {
+    pub forms: BTreeMap<String, Form>,
+    /// This node's share of each capped SKU.
+    pub shares: Option<HashMap<String, u64>>,
+    pub done: oneshot::Sender<()>,
 }
 
 /// What the request handlers read of the writer's state.
@@ -130,20 +139,26 @@ impl Writer {
         loop {
             let Some(first) = rx.blocking_recv() else { break };
             let mut shutdown = None;
+            let mut reload = None;
             match first {
                 Msg::Job(j) => batch.push(j),
                 Msg::Shutdown(done) => shutdown = Some(done),
+                Msg::Reload(r) => reload = Some(r),
             }
-            while shutdown.is_none() && batch.len() < max_batch {
+            while shutdown.is_none() && reload.is_none() && batch.len() < max_batch {
                 match rx.try_recv() {
                     Ok(Msg::Job(j)) => batch.push(j),
                     Ok(Msg::Shutdown(done)) => shutdown = Some(done),
+                    Ok(Msg::Reload(r)) => reload = Some(r),
                     Err(_) => break,
                 }
             }
             metrics::gauge!("cofferdam_collect_queue_depth").set(rx.len() as f64);
             if !batch.is_empty() {
                 self.commit(std::mem::take(&mut batch));
+            }
+            if let Some(r) = reload {
+                self.reload(r);
             }
             if let Some(done) = shutdown {
                 // Whatever is still queued was never acknowledged; answer it "failed".
@@ -221,9 +236,7 @@ impl Writer {
                 continue;
             }
             for l in &job.valid.lines {
-                if self.stock.left(&l.sku).is_some() {
-                    *taken.entry(l.sku.clone()).or_default() += l.quantity as u64;
-                }
+                *taken.entry(l.sku.clone()).or_default() += l.quantity as u64;
             }
             let reference = Ref { node: self.settings.node.clone(), seq: self.next_seq };
             self.next_seq += 1;
@@ -372,6 +385,24 @@ impl Writer {
         }
         self.open.insert(form.to_string(), segs);
         Ok(())
+    }
+
+    /// A reload: the batches before it were written under the old launch; from here on a
+    /// form whose definition changed starts a new segment (a CSV header follows its fields),
+    /// and the new caps apply to what is already sold. A form the new launch dropped stays
+    /// known, for posts of the old launch still on their way.
+    fn reload(&mut self, r: Reload) {
+        for (name, form) in r.forms {
+            if self.settings.forms.get(&name) != Some(&form) {
+                self.seal(&name);
+                self.settings.forms.insert(name, form);
+            }
+        }
+        if let Some(shares) = r.shares {
+            self.stock.recap(shares);
+        }
+        self.publish_stock();
+        let _ = r.done.send(());
     }
 
     fn seal(&mut self, form: &str) {

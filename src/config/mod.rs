@@ -80,6 +80,23 @@ pub struct SiteConfig {
     pub extra: BTreeMap<String, serde_json::Value>,
 }
 
+impl SiteConfig {
+    /// `base_url`'s origin, as browsers send it in `Origin`: `https://shop.example/x/` →
+    /// `https://shop.example`.
+    pub fn origin(&self) -> String {
+        origin_of(&self.base_url)
+    }
+}
+
+/// A URL's origin, its scheme and host (with port) without path, query or fragment:
+/// `https://shop.example/path?q` → `https://shop.example`. Text without a scheme stays as it is.
+/// The one place an origin is parsed (the `Origin` check, `check`'s own-host test).
+pub fn origin_of(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.trim_end_matches('/').to_string() };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    format!("{scheme}://{}", &rest[..end])
+}
+
 impl Default for SiteConfig {
     fn default() -> Self {
         SiteConfig {

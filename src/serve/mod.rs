@@ -3,22 +3,27 @@
 //! Start-up builds (unless `--no-build`), loads the manifest and every file into prebuilt
 //! responses ([`site`]; large media stays on disk, [`stream`]), recovers the collector's logs,
 //! then serves until SIGTERM/SIGINT.
-//! SIGHUP rebuilds and swaps the in-memory site without dropping a request.
+//! SIGHUP reloads the whole launch ([`reload`]): it rebuilds from today's `cofferdam.toml` and
+//! content and swaps static files, forms, prices, pages and stock caps in together, without
+//! dropping a request.
 
 mod admin;
 mod client_ip;
 mod conn;
+mod deadline;
 mod headers;
+mod host;
 mod listening;
 mod metrics;
 mod negotiate;
 mod range;
 mod ratelimit;
 mod receipt;
+mod reload;
 mod site;
 mod stream;
 
-use crate::collect::Collector;
+use crate::collect::{Collector, Forms};
 use crate::config::{ServerConfig, Site};
 use crate::manifest::Manifest;
 use anyhow::Context;
@@ -28,6 +33,7 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use site::{Entry, Source, StaticSite};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -60,15 +66,35 @@ pub struct ServeArgs {
     pub ready_file: Option<PathBuf>,
 }
 
+/// One build of the site, as served: its static files and the collector's forms, prices and
+/// pages. Swapped whole on reload, and pinned by each request when it comes in, so no request
+/// sees half of one launch and half of another.
+pub struct Launch {
+    pub site: StaticSite,
+    pub forms: Arc<Forms>,
+    /// The site (config included) it was built from: a reload compares the next one with it.
+    source: Site,
+}
+
 /// What every request handler sees.
 pub struct App {
-    pub site: ArcSwap<StaticSite>,
+    pub launch: ArcSwap<Launch>,
     pub collector: Arc<Collector>,
     pub config: ServerConfig,
     pub metrics: Arc<ServeMetrics>,
     pub limiter: Option<ratelimit::RateLimiter>,
     /// `server.client_ip_header`, parsed.
     pub client_ip_header: Option<http::HeaderName>,
+}
+
+/// A running server: where it listens, and the way to reload or stop it.
+pub struct Serving {
+    pub public: SocketAddr,
+    pub admin: SocketAddr,
+    pub app: Arc<App>,
+    args: ServeArgs,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 pub fn cli(args: &ServeArgs) -> anyhow::Result<ExitCode> {
@@ -78,13 +104,42 @@ pub fn cli(args: &ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let mut site = Site::load(&args.site)?;
-    if let Some(listen) = &args.listen {
-        site.config.server.listen = listen.clone();
+    // Taken before the start-up line says we serve, so a signal sent on reading it is ours.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let serving = start(args).await?;
+    let launch = serving.app.launch.load();
+    println!(
+        "cofferdam: serving \"{}\" ({} files, {} bytes in memory, {} streamed from disk) on http://{}  admin http://{}/metrics  collecting into {}",
+        launch.source.config.site.title,
+        launch.site.files,
+        launch.site.bytes,
+        launch.site.streamed,
+        serving.public,
+        serving.admin,
+        launch.source.collected_dir().display()
+    );
+    drop(launch);
+    if let Some(path) = &serving.args.ready_file {
+        let listening = Listening { public: serving.public, admin: serving.admin };
+        listening.write(path).with_context(|| format!("cannot write {} (--ready-file)", path.display()))?;
     }
-    if let Some(admin) = &args.admin {
-        site.config.server.admin = admin.clone();
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => serving.reload().await,
+        }
     }
+    serving.stop().await;
+    Ok(())
+}
+
+/// Builds (unless `--no-build`), loads the launch, recovers the collector and listens: the
+/// addresses may be port 0, [`Serving`] holds the ones bound.
+pub async fn start(args: ServeArgs) -> anyhow::Result<Serving> {
+    let site = load_site(&args)?;
     let dist = site.output_dir();
     if !args.no_build {
         let report = crate::build::build_site(&site, None)?;
@@ -95,11 +150,12 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let static_site = StaticSite::load(&dist, &manifest, &config)?;
     // Before the collector starts, so the figures it sets at start-up (stock left) are kept.
     metrics::recorder();
-    let collector = Collector::start(&site, &manifest, &dist).await?;
+    let collector = Collector::start(&site, &manifest).await?;
+    let forms = Arc::new(Forms::new(&site.config, &manifest, &dist));
     let metrics = Arc::new(ServeMetrics::default());
     let app = Arc::new(App {
-        site: ArcSwap::from_pointee(static_site),
-        collector: collector.clone(),
+        launch: ArcSwap::from_pointee(Launch { site: static_site, forms, source: site }),
+        collector,
         limiter: config.rate_limit_per_ip.map(ratelimit::RateLimiter::new),
         client_ip_header: config.client_ip_header.as_deref().and_then(|h| h.parse().ok()),
         config: config.clone(),
@@ -112,87 +168,73 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let admin = TcpListener::bind(&config.admin)
         .await
         .with_context(|| format!("cannot listen on {} (server.admin)", config.admin))?;
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let (public_addr, admin_addr) = (public.local_addr()?, admin.local_addr()?);
+    let (stop, stop_rx) = watch::channel(false);
     let limits = conn::Limits {
         max_header_bytes: config.max_header_bytes,
         header_timeout: Duration::from_millis(config.header_timeout_ms),
         max_connections: config.max_connections,
     };
-    let loaded = app.site.load();
-    println!(
-        "cofferdam: serving \"{}\" ({} files, {} bytes in memory, {} streamed from disk) on http://{}  admin http://{}/metrics  collecting into {}",
-        manifest.site.title,
-        loaded.files,
-        loaded.bytes,
-        loaded.streamed,
-        public.local_addr()?,
-        admin.local_addr()?,
-        site.collected_dir().display()
-    );
-    drop(loaded);
-    if let Some(path) = &args.ready_file {
-        let listening = Listening { public: public.local_addr()?, admin: admin.local_addr()? };
-        listening.write(path).with_context(|| format!("cannot write {} (--ready-file)", path.display()))?;
-    }
+    let busy_app = app.clone();
+    let busy: conn::Busy = Arc::new(move || busy_app.launch.load().forms.busy());
     let public_task = tokio::spawn(conn::serve(
         public,
         router(app.clone()),
         Some(fast_path(app.clone())),
+        busy,
         limits,
         metrics.clone(),
         stop_rx.clone(),
     ));
     let admin_limits =
         conn::Limits { max_header_bytes: 8192, header_timeout: Duration::from_secs(5), max_connections: 64 };
-    // The admin listener counts its connections apart: a scrape is no visitor.
-    let admin_counts = Arc::new(ServeMetrics::default());
-    let admin_task =
-        tokio::spawn(conn::serve(admin, admin::router(app.clone()), None, admin_limits, admin_counts, stop_rx));
-
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    loop {
-        tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            _ = hup.recv() => reload(&app, &site, &dist, args.no_build).await,
-        }
-    }
-    tracing::info!("shutting down: finishing open requests");
-    let _ = stop_tx.send(true);
-    let _ = public_task.await;
-    collector.shutdown().await;
-    let _ = admin_task.await;
-    tracing::info!("stopped");
-    Ok(())
+    let admin_busy: conn::Busy =
+        Arc::new(|| (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")], "busy\n").into_response());
+    let admin_task = tokio::spawn(conn::serve(
+        admin,
+        admin::router(app.clone()),
+        None,
+        admin_busy,
+        admin_limits,
+        // The admin listener counts its connections apart: a scrape is no visitor.
+        Arc::new(ServeMetrics::default()),
+        stop_rx,
+    ));
+    Ok(Serving { public: public_addr, admin: admin_addr, app, args, stop, tasks: vec![public_task, admin_task] })
 }
 
-/// Rebuilds (unless told not to) and swaps the site in; on failure keeps serving the old one.
-async fn reload(app: &Arc<App>, site: &Site, dist: &std::path::Path, no_build: bool) {
-    let site = site.clone();
-    let dist = dist.to_path_buf();
-    let config = app.config.clone();
-    let result = tokio::task::spawn_blocking(move || -> anyhow::Result<StaticSite> {
-        if !no_build {
-            crate::build::build_site(&site, None)?;
+/// The site's config, with the addresses given on the command line.
+fn load_site(args: &ServeArgs) -> anyhow::Result<Site> {
+    let mut site = Site::load(&args.site)?;
+    if let Some(listen) = &args.listen {
+        site.config.server.listen = listen.clone();
+    }
+    if let Some(admin) = &args.admin {
+        site.config.server.admin = admin.clone();
+    }
+    Ok(site)
+}
+
+impl Serving {
+    /// Rebuilds from today's config and content and swaps the whole launch in; a change that
+    /// cannot be applied live is refused and the running launch stays (see [`reload`]).
+    pub async fn reload(&self) {
+        reload::reload(&self.app, &self.args).await
+    }
+
+    /// Stops accepting, lets open requests finish, then flushes and seals the collector's logs.
+    pub async fn stop(self) {
+        tracing::info!("shutting down: finishing open requests");
+        let _ = self.stop.send(true);
+        let mut tasks = self.tasks.into_iter();
+        if let Some(public) = tasks.next() {
+            let _ = public.await;
         }
-        let manifest = Manifest::load(&dist)?;
-        Ok(StaticSite::load(&dist, &manifest, &config)?)
-    })
-    .await;
-    match result {
-        Ok(Ok(new)) => {
-            tracing::info!(
-                "reloaded: {} files, {} bytes in memory, {} streamed from disk",
-                new.files,
-                new.bytes,
-                new.streamed
-            );
-            app.site.store(Arc::new(new));
+        self.app.collector.shutdown().await;
+        for task in tasks {
+            let _ = task.await;
         }
-        Ok(Err(e)) => tracing::error!("reload failed, still serving the previous site: {e:#}"),
-        Err(e) => tracing::error!("reload failed, still serving the previous site: {e}"),
+        tracing::info!("stopped");
     }
 }
 
@@ -202,13 +244,21 @@ pub fn router(app: Arc<App>) -> axum::Router {
     let config = &app.config;
     let mut security = HeaderMap::new();
     headers::add_security(&mut security, config);
+    let body_timeout = Duration::from_millis(config.body_timeout_ms);
+    let pinned = app.clone();
     let mut router = app
         .collector
         .router()
         .fallback(static_file)
         .with_state(app.clone())
         .layer(axum::middleware::from_fn_with_state(app.clone(), client_ip::resolve_and_limit))
-        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(Duration::from_millis(config.body_timeout_ms)))
+        // Each request is decided by the launch current when it came in, whole.
+        .layer(tower::util::MapRequestLayer::new(move |mut req: Request| {
+            let launch = pinned.launch.load_full();
+            req.extensions_mut().insert(launch.forms.clone());
+            req.extensions_mut().insert(launch);
+            deadline::with_body_deadline(req, body_timeout)
+        }))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| internal_error()));
     for (name, value) in security.iter() {
         router = router.layer(SetHeader::if_not_present(name.clone(), value.clone()));
@@ -230,9 +280,9 @@ fn fast_path(app: Arc<App>) -> conn::FastPath {
             return None;
         }
         let path = req.uri().path();
-        let site = app.site.load();
-        let entry = site.routes.get(path)?;
-        if entry.is_html && app.collector.shows_sold_out(path) {
+        let launch = app.launch.load();
+        let entry = launch.site.routes.get(path)?;
+        if entry.is_html && app.collector.shows_sold_out(&launch.forms, path) {
             return None;
         }
         if entry.receipt.is_some() && h.contains_key(header::COOKIE) {
@@ -254,10 +304,14 @@ fn internal_error() -> Response {
         .into_response()
 }
 
-async fn static_file(State(app): State<Arc<App>>, req: Request) -> Response {
+async fn static_file(
+    State(app): State<Arc<App>>,
+    axum::Extension(launch): axum::Extension<Arc<Launch>>,
+    req: Request,
+) -> Response {
     let m = &app.metrics;
     m.in_flight.add(1);
-    let response = match answer(&app, &req) {
+    let response = match answer(&app, &launch, &req) {
         Reply::Ready(response) => response,
         Reply::Disk(pending) => {
             let count = pending.count;
@@ -266,7 +320,7 @@ async fn static_file(State(app): State<Arc<App>>, req: Request) -> Response {
                     m.bytes_out.add(count);
                     response
                 }
-                Err((path, e)) => vanished(&app, &req, &path, e),
+                Err((path, e)) => vanished(&app, &launch, &req, &path, e),
             }
         }
     };
@@ -288,14 +342,14 @@ impl From<Response> for Reply {
 
 /// A streamed file that is gone from disk gets the site's 404 page (anything else wrong with it
 /// a 500): the path and error go to the log only.
-fn vanished(app: &App, req: &Request, path: &std::path::Path, e: std::io::Error) -> Response {
+fn vanished(app: &App, launch: &Launch, req: &Request, path: &std::path::Path, e: std::io::Error) -> Response {
     tracing::warn!("{}: cannot stream: {e} (rebuild and reload with SIGHUP)", path.display());
     if e.kind() != std::io::ErrorKind::NotFound {
         return internal_error();
     }
     app.metrics.not_found.inc();
-    let site = app.site.load();
-    let page = site
+    let page = launch
+        .site
         .not_found
         .as_ref()
         .map(|entry| respond(app, entry, req.headers(), req.method() == Method::HEAD, StatusCode::NOT_FOUND));
@@ -306,23 +360,23 @@ fn vanished(app: &App, req: &Request, path: &std::path::Path, e: std::io::Error)
     }
 }
 
-fn answer(app: &App, req: &Request) -> Reply {
+fn answer(app: &App, launch: &Launch, req: &Request) -> Reply {
     let m = &app.metrics;
     let head = req.method() == Method::HEAD;
     if req.method() != Method::GET && !head {
         m.method_not_allowed.inc();
         return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, HEAD")], "").into_response().into();
     }
-    let site = app.site.load();
+    let site = &launch.site;
     let path = req.uri().path();
     if let Some(entry) = site.routes.get(path) {
-        if entry.is_html && app.collector.shows_sold_out(path) {
+        if entry.is_html && app.collector.shows_sold_out(&launch.forms, path) {
             if let Some(sold_out) = &site.sold_out {
                 m.sold_out_pages.inc();
                 return respond(app, sold_out, req.headers(), head, StatusCode::OK);
             }
         }
-        if let Some(page) = entry.receipt.as_ref().and_then(|slot| receipt::respond(app, slot, req)) {
+        if let Some(page) = entry.receipt.as_ref().and_then(|slot| receipt::respond(app, &launch.forms, slot, req)) {
             return page.into();
         }
         return respond(app, entry, req.headers(), head, StatusCode::OK);

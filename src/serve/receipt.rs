@@ -35,11 +35,11 @@ impl Slot {
 
 /// The page with the buyer's receipt, when the request carries one; none otherwise (the
 /// prebuilt page answers).
-pub fn respond(app: &App, slot: &Slot, req: &Request) -> Option<Response> {
+pub fn respond(app: &App, forms: &crate::collect::Forms, slot: &Slot, req: &Request) -> Option<Response> {
     if !req.headers().contains_key(header::COOKIE) {
         return None;
     }
-    let receipt = app.collector.receipt_html(req.headers())?;
+    let receipt = app.collector.receipt_html(forms, req.headers())?;
     app.metrics.static_ok.inc();
     let len = slot.before.len() + receipt.len() + slot.after.len();
     let body = if req.method() == Method::HEAD {

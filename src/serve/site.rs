@@ -147,7 +147,9 @@ impl StaticSite {
         }
         for page in &manifest.pages {
             if let Some(entry) = by_file.get(page.file.as_str()) {
-                routes.insert(page.route.clone(), entry.clone());
+                for address in page.addresses() {
+                    routes.insert(address, entry.clone());
+                }
                 if let Some(bare) = page.route.strip_suffix('/').filter(|b| !b.is_empty()) {
                     redirects
                         .insert(bare.to_string(), (308, HeaderValue::from_str(&page.route).expect("routes are ASCII")));

@@ -55,6 +55,20 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// `cofferdam serve --no-build` of the site built in `dir`, run in this process on port 0: for
+/// tests of what a request gets (headers, pages, limits), where the process boundary is not
+/// the point. `addr` is where it listens.
+pub async fn serve_here(dir: &Path) -> cofferdam::serve::Serving {
+    let args = cofferdam::serve::ServeArgs {
+        site: dir.to_path_buf(),
+        listen: Some("127.0.0.1:0".into()),
+        admin: Some("127.0.0.1:0".into()),
+        no_build: true,
+        ready_file: None,
+    };
+    cofferdam::serve::start(args).await.expect("serve in process")
+}
+
 /// Replaces `from` by `to` in a file of the site (a test's way to break one thing).
 pub fn edit(site: &Path, file: &str, from: &str, to: &str) {
     let path = site.join(file);
@@ -83,17 +97,44 @@ impl Server {
     }
 
     pub fn start_with(dir: &Path, env: &[(&str, &str)]) -> Server {
-        let server = Self::spawn(dir, env, std::process::Stdio::null());
-        server.wait_ready();
-        server
+        Self::start_logged(dir, env, std::process::Stdio::inherit())
+    }
+
+    /// Serves the built site in `dir` on port 0 (both addresses), reads the bound addresses
+    /// back from the start-up line and returns once it is serving; its log goes to `stderr`.
+    pub fn start_logged(dir: &Path, env: &[(&str, &str)], stderr: impl Into<std::process::Stdio>) -> Server {
+        use std::io::BufRead;
+        let mut child = Command::new(bin())
+            .args(["serve", "--no-build", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+            .current_dir(dir)
+            .env("COFFERDAM_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn cofferdam serve");
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = match lines.next() {
+            Some(Ok(line)) => line,
+            _ => {
+                let _ = child.kill();
+                panic!("cofferdam serve exited before its start-up line: {:?}", child.wait());
+            }
+        };
+        // `… on http://127.0.0.1:PORT  admin http://127.0.0.1:PORT/metrics  collecting into …`
+        let port_after = |marker: &str| -> u16 {
+            let addr = line.split(marker).nth(1).and_then(|r| r.split(['/', ' ']).next()).unwrap_or("");
+            addr.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("no {marker:?} in {line:?}"))
+        };
+        let (port, admin) = (port_after(" on http://"), port_after(" admin http://"));
+        // Keep reading, so the server never writes to a closed pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Server { child, port, admin }
     }
 
     /// Serves the built site in `dir` with its error log (stderr) going to the file `log`.
     pub fn start_logging(dir: &Path, env: &[(&str, &str)], log: &Path) -> Server {
-        let server =
-            Self::spawn_with(dir, env, std::process::Stdio::null(), std::fs::File::create(log).unwrap().into());
-        server.wait_ready();
-        server
+        Self::start_logged(dir, env, std::fs::File::create(log).unwrap())
     }
 
     /// Starts `cofferdam serve --no-build` on free loopback ports without waiting for it.
@@ -126,17 +167,6 @@ impl Server {
             .spawn()
             .expect("spawn cofferdam serve");
         Server { child, port, admin }
-    }
-
-    fn wait_ready(&self) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while std::time::Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        panic!("cofferdam serve did not start listening on {}", self.port);
     }
 
     pub fn url(&self, path: &str) -> String {
