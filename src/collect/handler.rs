@@ -20,7 +20,18 @@ fn rejected(reason: &'static str) {
     metrics::counter!("cofferdam_collect_rejected_total", "reason" => reason).increment(1);
 }
 
-pub async fn submit(State(c): State<Arc<Collector>>, Path(form_name): Path<String>, req: Request) -> Response {
+/// Times every post of a known form, whatever its answer (the admin page's p50/p99).
+pub async fn submit(state: State<Arc<Collector>>, form: Path<String>, req: Request) -> Response {
+    let started = std::time::Instant::now();
+    let timer = state.forms.get(form.as_str()).map(|rt| rt.post_seconds.clone());
+    let response = answer_post(state, form, req).await;
+    if let Some(timer) = timer {
+        timer.record(started.elapsed().as_secs_f64());
+    }
+    response
+}
+
+async fn answer_post(State(c): State<Arc<Collector>>, Path(form_name): Path<String>, req: Request) -> Response {
     let Some(rt) = c.forms.get(&form_name) else {
         rejected("unknown_form");
         return c.pages.not_found();

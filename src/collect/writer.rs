@@ -233,6 +233,7 @@ impl Writer {
                 }
                 metrics::gauge!("cofferdam_collect_healthy").set(1.0);
                 metrics::counter!("cofferdam_collect_records_total").increment(records.len() as u64);
+                count_by_form(&records);
                 metrics::counter!("cofferdam_collect_batches_total").increment(1);
                 metrics::histogram!("cofferdam_collect_batch_size").record(batch.len() as f64);
                 metrics::histogram!("cofferdam_collect_commit_seconds").record(started.elapsed().as_secs_f64());
@@ -431,4 +432,16 @@ fn record(job: &Job, reference: Ref) -> Record {
 /// The primary store format of a form: the one stock and stats are counted from.
 pub fn primary(form: &Form) -> StoreFormat {
     form.store.first().copied().unwrap_or(StoreFormat::Jsonl)
+}
+
+/// `cofferdam_collect_form_records_total{form}`: the admin page's records per second by form,
+/// counted once per form and batch, after the batch is durable.
+fn count_by_form(records: &[(usize, Record)]) {
+    let mut by_form: BTreeMap<&str, u64> = BTreeMap::new();
+    for (_, r) in records {
+        *by_form.entry(r.form.as_str()).or_default() += 1;
+    }
+    for (form, n) in by_form {
+        metrics::counter!("cofferdam_collect_form_records_total", "form" => form.to_string()).increment(n);
+    }
 }

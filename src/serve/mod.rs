@@ -7,12 +7,14 @@
 
 mod admin;
 mod conn;
+mod dashboard;
 mod headers;
 mod metrics;
 mod negotiate;
 mod range;
 mod ratelimit;
 mod receipt;
+mod samples;
 mod site;
 mod stream;
 
@@ -44,7 +46,7 @@ pub struct ServeArgs {
     /// Public address (default: `server.listen`).
     #[arg(long)]
     pub listen: Option<String>,
-    /// Admin address for /healthz and /metrics (default: `server.admin`).
+    /// Admin address for the admin page, /healthz and /metrics (default: `server.admin`).
     #[arg(long)]
     pub admin: Option<String>,
     /// Serve the existing `dist/` as it is.
@@ -83,9 +85,10 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let manifest = Manifest::load(&dist)?;
     let config = site.config.server.clone();
     let static_site = StaticSite::load(&dist, &manifest, &config)?;
+    // Before the collector, which takes its metric handles at start.
+    metrics::recorder();
     let collector = Collector::start(&site, &manifest, &dist).await?;
     let metrics = Arc::new(ServeMetrics::default());
-    metrics::recorder();
     let app = Arc::new(App {
         site: ArcSwap::from_pointee(static_site),
         collector: collector.clone(),
@@ -108,7 +111,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let loaded = app.site.load();
     println!(
-        "cofferdam: serving \"{}\" ({} files, {} bytes in memory, {} streamed from disk) on http://{}  admin http://{}/metrics  collecting into {}",
+        "cofferdam: serving \"{}\" ({} files, {} bytes in memory, {} streamed from disk) on http://{}  admin http://{}/  collecting into {}",
         manifest.site.title,
         loaded.files,
         loaded.bytes,
@@ -128,8 +131,10 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     ));
     let admin_limits =
         conn::Limits { max_header_bytes: 8192, header_timeout: Duration::from_secs(5), max_connections: 64 };
-    let admin_task =
-        tokio::spawn(conn::serve(admin, admin::router(app.clone()), None, admin_limits, metrics.clone(), stop_rx));
+    let board = admin_board(&site, &manifest);
+    tokio::spawn(board.samples.clone().run(metrics.clone(), site.collected_dir(), stop_rx.clone()));
+    let admin_router = admin::router(app.clone(), board);
+    let admin_task = tokio::spawn(conn::serve(admin, admin_router, None, admin_limits, metrics.clone(), stop_rx));
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -148,6 +153,22 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let _ = admin_task.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The admin page's ring (one sample a second, ten minutes) and what the page says.
+fn admin_board(site: &Site, manifest: &Manifest) -> Arc<admin::Board> {
+    let c = &site.config;
+    let info = dashboard::Info {
+        site: manifest.site.title.clone(),
+        node: c.server.node.clone(),
+        collected: site.collected_dir(),
+        forms: manifest.forms.keys().cloned().collect(),
+        caps: manifest.catalog.iter().filter_map(|p| Some((p.sku.clone(), p.stock?))).collect(),
+        replication: c.collect.replicate.as_ref().map(|r| r.ack),
+        refresh_secs: 5,
+    };
+    let samples = samples::Samples::new(Duration::from_secs(1), Duration::from_secs(600));
+    Arc::new(admin::Board { samples: Arc::new(samples), info })
 }
 
 /// Rebuilds (unless told not to) and swaps the site in; on failure keeps serving the old one.
