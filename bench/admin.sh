@@ -5,7 +5,8 @@
 # hits both alike. Prints posts/s of each, the ratio polled/quiet and the load average.
 # Goal: polled >= 0.98 of quiet. The server is pinned to core 0; wrk and the poller to core 1.
 #
-# Usage: bench/admin.sh   (DURATION=10s CONNS=64 ROUNDS=3 override)
+# Usage: bench/admin.sh   (DURATION=10s CONNS=64 ROUNDS=3 override; BIN=path/to/cofferdam
+# skips the release build, e.g. for a smoke run of the script with a debug binary)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib.sh
@@ -17,7 +18,8 @@ ROUNDS=${ROUNDS:-3}
 ulimit -n "$(ulimit -Hn)"
 
 need wrk curl python3 util-linux
-build_release
+if [[ -z ${BIN:-} ]]; then build_release; fi
+BIN=$(realpath "$BIN")
 
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/cofferdam-admin.XXXXXX")
 # shellcheck disable=SC2317  # run from the trap

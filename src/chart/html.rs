@@ -23,7 +23,7 @@ figcaption{font-size:13px;color:#444;margin-top:4px}\
 table{border-collapse:collapse;background:#fff;font-size:14px}\
 th,td{border:1px solid #ddd;padding:4px 8px;text-align:left}\
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}\
-.bad{color:#b00;font-weight:600}.ok{color:#070;font-weight:600}";
+.bad,.tile .bad{color:#b00;font-weight:600}.ok,.tile .ok{color:#070;font-weight:600}";
 
 /// The policy for a chart page: nothing but its own style sheet.
 pub fn content_security_policy() -> &'static str {

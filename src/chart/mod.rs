@@ -125,9 +125,11 @@ impl Chart {
             );
         }
         for (x, label) in &self.x_ticks {
+            // A label at the right edge ends there instead of running off the chart.
+            let anchor = if px(*x) > WIDTH - RIGHT - 12.0 { "end" } else { "middle" };
             let _ = write!(
                 s,
-                "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\" fill=\"#555\">{}</text>",
+                "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"{anchor}\" fill=\"#555\">{}</text>",
                 px(*x),
                 HEIGHT - 6.0,
                 escape(label)

@@ -231,7 +231,8 @@ fn traffic(body: &mut String, v: &View, info: &Info) {
     body.push_str("</div>");
 
     body.push_str("<h2>Refused and shed, by reason</h2><div class=\"wide\"><table><tr><th>reason</th><th class=\"n\">in the window</th><th class=\"n\">since start</th></tr>");
-    let all: Vec<&str> = last.refused.keys().map(|k| &**k).filter(|r| *r != "honeypot").collect();
+    let all: Vec<&str> =
+        last.refused.iter().filter(|(r, n)| &***r != "honeypot" && **n > 0.0).map(|(r, _)| &**r).collect();
     if all.is_empty() {
         body.push_str("<tr><td colspan=\"3\">none</td></tr>");
     }
@@ -383,7 +384,8 @@ fn get(map: &BTreeMap<std::sync::Arc<str>, f64>, key: &str) -> f64 {
 }
 
 fn sum_of(map: &BTreeMap<std::sync::Arc<str>, f64>, keep: impl Fn(&str) -> bool) -> f64 {
-    map.iter().filter(|(k, _)| keep(k)).map(|(_, v)| v).sum()
+    // A fold from +0: `sum()` of nothing is -0, which prints as "-0".
+    map.iter().filter(|(k, _)| keep(k)).fold(0.0, |total, (_, v)| total + v)
 }
 
 /// The `q` quantile in seconds of what a cumulative histogram gained from `then` to `now`,
@@ -418,7 +420,7 @@ fn ms(seconds: f64) -> String {
 }
 
 fn bytes(b: f64) -> String {
-    format!("{}B", short(b))
+    format!("{} B", short(b))
 }
 
 /// `90.0` → `1 min`: a round duration for axis labels.
@@ -496,7 +498,7 @@ mod tests {
         assert!(html.contains("id=\"stock-LAMP\" value=\"70\""), "{html}");
         assert!(html.contains("in ~70 s at this rate"), "70 left at one a second: {html}");
         assert!(html.contains("id=\"refused-invalid\" value=\"15\""), "{html}");
-        assert!(html.contains("filling at 60MB/min: full in ~16 min"), "{html}");
+        assert!(html.contains("filling at 60 MB/min: full in ~16 min"), "{html}");
         // Half the posts under 1 ms, the rest between 1 and 10 ms: p50 1 ms, p99 9.82 ms.
         let p99: Vec<f64> = attr(&html, "data-series=\"p99\"", "data-values")
             .split(' ')

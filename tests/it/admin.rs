@@ -262,7 +262,7 @@ async fn grafana_dashboard_queries_only_metrics_the_server_exports() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let metrics = get(&format!("http://127.0.0.1:{}/metrics", server.admin), &[]).await.text().await.unwrap();
-        let missing: Vec<&String> = wanted.difference(&exported(&metrics)).collect();
+        let missing: Vec<String> = wanted.difference(&exported(&metrics)).cloned().collect();
         if missing.is_empty() {
             break;
         }
