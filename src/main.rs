@@ -31,7 +31,7 @@ enum Command {
     /// Build, then serve dist/ from memory and collect form posts into collected/.
     Serve(cofferdam::serve::ServeArgs),
     /// Counts of collected records per form, node and hour; stock left; revenue.
-    Stats(cofferdam::collect::StatsArgs),
+    Stats(cofferdam::cmd::stats::StatsArgs),
     /// Replay collected/ into the shop's database with reserved ID ranges, exactly once.
     Import(cofferdam::cmd::import::ImportArgs),
     /// A bounded load rehearsal on loopback that reports this machine's capacity.
@@ -54,7 +54,7 @@ fn main() -> ExitCode {
         Command::Check(args) => cofferdam::check::cli(args),
         Command::Init(args) => cofferdam::build::init_cli(args),
         Command::Serve(args) => cofferdam::serve::cli(args),
-        Command::Stats(args) => cofferdam::collect::stats_cli(args),
+        Command::Stats(args) => cofferdam::cmd::stats::cli(args),
         Command::Import(args) => cofferdam::cmd::import::cli(args),
         Command::Rehearse(args) => cofferdam::rehearse::cli(args),
     };

@@ -26,23 +26,41 @@ pub fn twins(dir: &Path, files: Vec<FileEntry>, config: &BuildConfig) -> Result<
     }
     files
         .into_par_iter()
-        .map(|mut entry| {
-            if !is_text(&entry.content_type) || entry.size < MIN_SIZE {
+        .map(|entry| {
+            if !wants_twins(&entry) {
                 return Ok(entry);
             }
             let path = dir.join(&entry.path);
             let bytes = std::fs::read(&path).map_err(BuildError::io(&path))?;
-            let br = brotli_bytes(&bytes, config.brotli_quality);
-            let gz = gzip_bytes(&bytes, config.gzip_level);
-            let br_path = dir.join(format!("{}.br", entry.path));
-            let gz_path = dir.join(format!("{}.gz", entry.path));
-            std::fs::write(&br_path, &br).map_err(BuildError::io(&br_path))?;
-            std::fs::write(&gz_path, &gz).map_err(BuildError::io(&gz_path))?;
-            entry.br_size = Some(br.len() as u64);
-            entry.gz_size = Some(gz.len() as u64);
-            Ok(entry)
+            write_twins(dir, entry, &bytes, config)
         })
         .collect()
+}
+
+fn wants_twins(entry: &FileEntry) -> bool {
+    is_text(&entry.content_type) && entry.size >= MIN_SIZE
+}
+
+/// Writes the twins of the file `entry` describes, whose bytes are `bytes`, when it is worth
+/// it and the site wants them; returns the entry with their sizes.
+pub fn write_twins(
+    dir: &Path,
+    mut entry: FileEntry,
+    bytes: &[u8],
+    config: &BuildConfig,
+) -> Result<FileEntry, BuildError> {
+    if !config.precompress || !wants_twins(&entry) {
+        return Ok(entry);
+    }
+    let br = brotli_bytes(bytes, config.brotli_quality);
+    let gz = gzip_bytes(bytes, config.gzip_level);
+    let br_path = dir.join(format!("{}.br", entry.path));
+    let gz_path = dir.join(format!("{}.gz", entry.path));
+    std::fs::write(&br_path, &br).map_err(BuildError::io(&br_path))?;
+    std::fs::write(&gz_path, &gz).map_err(BuildError::io(&gz_path))?;
+    entry.br_size = Some(br.len() as u64);
+    entry.gz_size = Some(gz.len() as u64);
+    Ok(entry)
 }
 
 /// Brotli at the configured quality (default 5).

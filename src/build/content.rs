@@ -3,7 +3,7 @@
 
 use super::front_matter::{self, FrontMatter};
 use super::{relative, BuildError};
-use crate::config::Config;
+use crate::config::{Config, Site};
 use crate::manifest::{self, Redirect};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,13 +20,15 @@ pub fn discover(root: &Path, content_dir: &Path) -> Result<Sources, BuildError> 
     }
     let mut pages = Vec::new();
     let mut assets = Vec::new();
-    for entry in walkdir::WalkDir::new(content_dir).sort_by_file_name() {
+    // Editor droppings, hidden files and everything inside a hidden folder (`.git/`, `.cache/`)
+    // are not part of the site: a folder is skipped whole, not just its own name.
+    let hidden = |e: &walkdir::DirEntry| {
+        let name = e.file_name().to_string_lossy();
+        e.depth() > 0 && (name.starts_with('.') || name.ends_with('~'))
+    };
+    for entry in walkdir::WalkDir::new(content_dir).sort_by_file_name().into_iter().filter_entry(|e| !hidden(e)) {
         let entry = entry.map_err(|e| BuildError::Io { path: content_dir.to_path_buf(), source: e.into() })?;
         let name = entry.file_name().to_string_lossy();
-        // Editor droppings and hidden files are not part of the site.
-        if name.starts_with('.') || name.ends_with('~') {
-            continue;
-        }
         if !entry.file_type().is_file() {
             continue;
         }
@@ -117,6 +119,35 @@ impl Page {
     pub fn redirects(&self) -> impl Iterator<Item = Redirect> + '_ {
         self.front.aliases.iter().map(|from| Redirect { from: from.clone(), to: self.route.clone(), status: 301 })
     }
+}
+
+/// Every form's `thanks` is a page of the site (or one of its aliases): the buyer's 303 after
+/// an order must not land on a 404.
+pub fn check_thanks(site: &Site, pages: &[Page]) -> Result<(), BuildError> {
+    let routes: std::collections::BTreeSet<&str> = pages
+        .iter()
+        .flat_map(|p| std::iter::once(p.route.as_str()).chain(p.front.aliases.iter().map(|a| a.as_str())))
+        .collect();
+    for (name, form) in &site.config.forms {
+        let path = form.thanks.split(['?', '#']).next().unwrap_or("");
+        let slashed = format!("{}/", path.trim_end_matches('/'));
+        if routes.contains(path) || routes.contains(slashed.as_str()) {
+            continue;
+        }
+        let source = std::fs::read_to_string(&site.config_path).unwrap_or_default();
+        let key = ["forms", name, "thanks"].map(String::from);
+        return Err(BuildError::at(
+            &site.config_path,
+            crate::config::locate::line_of_key(&source, &key),
+            format!(
+                "forms.{name}.thanks: form {name:?} sends buyers to {} after a post, and no page has that route \
+                 (add content/{}.md, or point forms.{name}.thanks at an existing page)",
+                form.thanks,
+                path.trim_matches('/'),
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Two sources claiming one route (or an alias shadowing a page) is an error naming both.

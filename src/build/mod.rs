@@ -127,9 +127,12 @@ fn build_into(site: &Site, dir: &Path) -> Result<Manifest, BuildError> {
     let pages =
         sources.pages.par_iter().map(|p| content::read_page(&site.root, p, config)).collect::<Result<Vec<_>, _>>()?;
     content::check_routes(&pages)?;
+    content::check_thanks(site, &pages)?;
 
     let renderer = render::Renderer::new(site, &assets)?;
-    let rendered = pages
+    // Each page is described and compressed from memory as it is written: reading 10,000
+    // pages back for their hash and twins cost as much as writing them (bench/README.md).
+    let page_files = pages
         .par_iter()
         .map(|page| {
             let body = markdown::to_html(page, &assets)?;
@@ -138,14 +141,17 @@ fn build_into(site: &Site, dir: &Path) -> Result<Manifest, BuildError> {
             if let Some(p) = target.parent() {
                 std::fs::create_dir_all(p).map_err(BuildError::io(p))?;
             }
-            std::fs::write(&target, html).map_err(BuildError::io(&target))?;
-            Ok(())
+            std::fs::write(&target, &html).map_err(BuildError::io(&target))?;
+            let entry = describe(relative(dir, &target), html.as_bytes(), false);
+            compress::write_twins(dir, entry, html.as_bytes(), &config.build)
         })
-        .collect::<Result<Vec<()>, BuildError>>();
-    rendered?;
+        .collect::<Result<Vec<FileEntry>, BuildError>>()?;
 
-    let files = describe_files(dir, &assets.fingerprinted_paths())?;
-    let files = compress::twins(dir, files, &config.build)?;
+    let written: std::collections::HashSet<&str> = page_files.iter().map(|f| f.path.as_str()).collect();
+    let others = describe_files(dir, &assets.fingerprinted_paths(), &written)?;
+    let mut files = compress::twins(dir, others, &config.build)?;
+    files.extend(page_files);
+    files.sort_by(|a, b| a.path.cmp(&b.path));
 
     let special = |name: &str| pages.iter().find(|p| p.special.as_deref() == Some(name)).map(|p| p.file.clone());
     let mut redirects: Vec<_> = pages.iter().flat_map(|p| p.redirects()).collect();
@@ -175,8 +181,13 @@ fn build_into(site: &Site, dir: &Path) -> Result<Manifest, BuildError> {
     Ok(manifest)
 }
 
-/// One entry per output file (pages and assets), sorted by path.
-fn describe_files(dir: &Path, fingerprinted: &BTreeMap<String, ()>) -> Result<Vec<FileEntry>, BuildError> {
+/// One entry per output file not in `written` (described already, with their twins), sorted
+/// by path.
+fn describe_files(
+    dir: &Path,
+    fingerprinted: &BTreeMap<String, ()>,
+    written: &std::collections::HashSet<&str>,
+) -> Result<Vec<FileEntry>, BuildError> {
     let mut out = Vec::new();
     for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
         let entry = entry.map_err(|e| BuildError::Io { path: dir.to_path_buf(), source: e.into() })?;
@@ -184,19 +195,29 @@ fn describe_files(dir: &Path, fingerprinted: &BTreeMap<String, ()>) -> Result<Ve
             continue;
         }
         let rel = relative(dir, entry.path());
+        let twin_of = rel.strip_suffix(".br").or_else(|| rel.strip_suffix(".gz"));
+        if written.contains(rel.as_str()) || twin_of.is_some_and(|p| written.contains(p)) {
+            continue;
+        }
         let bytes = std::fs::read(entry.path()).map_err(BuildError::io(entry.path()))?;
-        out.push(FileEntry {
-            content_type: content_type(&rel),
-            size: bytes.len() as u64,
-            hash: blake3::hash(&bytes).to_hex().to_string(),
-            fingerprinted: fingerprinted.contains_key(&rel),
-            br_size: None,
-            gz_size: None,
-            path: rel,
-        });
+        let fingerprinted = fingerprinted.contains_key(&rel);
+        out.push(describe(rel, &bytes, fingerprinted));
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
+}
+
+/// The manifest's entry for an output file of these bytes (twins not written yet).
+fn describe(rel: String, bytes: &[u8], fingerprinted: bool) -> FileEntry {
+    FileEntry {
+        content_type: content_type(&rel),
+        size: bytes.len() as u64,
+        hash: blake3::hash(bytes).to_hex().to_string(),
+        fingerprinted,
+        br_size: None,
+        gz_size: None,
+        path: rel,
+    }
 }
 
 /// `/`-separated path of `path` below `dir`.

@@ -31,8 +31,8 @@ pub(crate) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     }
 
     let c = &config.collect;
-    let from_env = std::env::var(&c.signing_key_env).ok().filter(|k| !k.is_empty());
-    let key = from_env.as_deref().or(c.signing_key.as_deref());
+    let key = c.signing_key();
+    let key = key.as_deref();
     let key_at = ctx.config_key_location("[collect]", "signing_key");
     let severity = if c.production { Severity::Error } else { Severity::Warning };
     let mode = if c.production {

@@ -45,7 +45,11 @@ impl After {
         };
         let mut cookies = Vec::new();
         if rt.sets_cookie {
-            cookies.push(cookie(c, &Signer::cookie_name(&rt.name), &c.signer.sign(&rt.name, reference)));
+            cookies.push(cookie(
+                c,
+                &Signer::cookie_name(&rt.name),
+                &c.signer.sign(&rt.name, reference, jiff::Timestamp::now()),
+            ));
         }
         if let Some(unplaced) = self.receipt {
             let previous = Receipt::from_headers(&c.signer, request);
@@ -67,6 +71,7 @@ pub fn see_other(location: &str, cookies: Vec<HeaderValue>) -> Response {
 
 fn cookie(c: &Collector, name: &str, value: &str) -> HeaderValue {
     let secure = if c.secure_cookie { "; Secure" } else { "" };
-    let value = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age=86400{secure}");
+    let max_age = super::cookie::REF_MAX_AGE_SECS;
+    let value = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}");
     HeaderValue::from_str(&value).expect("names, refs and base64url are header-safe")
 }

@@ -8,10 +8,9 @@ use super::writer::{Job, Msg, Outcome};
 use super::Collector;
 use crate::record::{Meta, Ref};
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::response::Response;
 use http::{header, HeaderMap, StatusCode};
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::{mpsc::error::TrySendError, oneshot};
@@ -96,7 +95,7 @@ async fn answer_post(State(c): State<Arc<Collector>>, Path(form_name): Path<Stri
             }
         },
     };
-    let ip = client_ip(&c, headers, &parts.extensions);
+    let ip = parts.extensions.get::<crate::serve::ClientIp>().map(|ip| ip.0.to_string());
     let meta = Meta {
         ip: ip.clone(),
         user_agent: headers
@@ -138,6 +137,10 @@ async fn answer_post(State(c): State<Arc<Collector>>, Path(form_name): Path<Stri
             after.see_other(&c, rt, &r, headers)
         }
         Ok(Outcome::Duplicate(r)) => after.see_other(&c, rt, &r, headers),
+        Ok(Outcome::FollowedUp) => {
+            rejected("followed_up");
+            c.pages.refuse(StatusCode::CONFLICT, "This offer was already added to your order.")
+        }
         Ok(Outcome::SoldOut) => {
             rejected("sold_out");
             c.pages.sold_out()
@@ -175,7 +178,7 @@ fn linked_ref(signer: &Signer, parent: &str, headers: &HeaderMap) -> Option<Ref>
         .iter()
         .filter_map(|v| v.to_str().ok())
         .find_map(|h| cookie::find(h, &name))
-        .and_then(|v| signer.verify(parent, v))
+        .and_then(|v| signer.verify(parent, v, jiff::Timestamp::now()))
 }
 
 /// `Origin`, or `Referer` when a browser sends no `Origin`, must be this site: the request's
@@ -195,15 +198,4 @@ fn origin_allowed(c: &Collector, headers: &HeaderMap) -> bool {
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
     let bare = origin.split_once("://").map(|(_, h)| h).unwrap_or("");
     !host.is_empty() && bare.eq_ignore_ascii_case(host)
-}
-
-fn client_ip(c: &Collector, headers: &HeaderMap, ext: &http::Extensions) -> Option<String> {
-    if let Some(name) = &c.client_ip_header {
-        if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
-            if let Some(first) = v.split(',').next() {
-                return Some(first.trim().to_string());
-            }
-        }
-    }
-    ext.get::<ConnectInfo<SocketAddr>>().map(|ci| ci.0.ip().to_string())
 }

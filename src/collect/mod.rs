@@ -8,6 +8,7 @@
 
 mod answer;
 mod cookie;
+mod failures;
 mod handler;
 mod oplog;
 mod pages;
@@ -21,7 +22,7 @@ mod writer;
 
 pub use cookie::{Signer, EXAMPLE_KEY};
 pub use receipt::{Receipt, COOKIE as RECEIPT_COOKIE};
-pub use stats::{stats_cli, StatsArgs};
+pub use stats::{collect_stats, Stats};
 pub use validate::{validate, FieldError};
 
 use crate::config::{FieldKind, Form, Product, Site};
@@ -51,7 +52,6 @@ pub struct Collector {
     signer: Signer,
     origins: Vec<String>,
     max_body_bytes: usize,
-    client_ip_header: Option<http::HeaderName>,
     secure_cookie: bool,
     /// Route → the SKUs whose selling out turns that page into the sold-out page.
     sold_out_routes: HashMap<String, BTreeSet<String>>,
@@ -99,7 +99,7 @@ impl Collector {
         let c = &config.collect;
         let dir = site.collected_dir();
         let node = config.server.node.clone();
-        let recovered = recover::recover(&dir, &node, &manifest.forms)
+        let recovered = recover::recover(&dir, &node, &manifest.forms, c.max_batch.max(1))
             .map_err(|source| CollectError::Recover { path: dir.clone(), source })?;
         tracing::info!(
             "collector: {} records of node {node} in {}, next reference {node}-{}",
@@ -142,6 +142,7 @@ impl Collector {
             segment_max_age: Duration::from_secs(c.segment_max_age_secs),
             max_batch: c.max_batch.max(1),
             dedupe_window: Duration::from_secs(c.double_submit_window_secs),
+            followed_up: recovered.followed_up,
         };
         let (tx, rx) = mpsc::channel(c.queue_capacity.max(1));
         let w = writer::Writer::new(settings, next_seq, stock, replicator, shared.clone());
@@ -186,7 +187,6 @@ impl Collector {
             signer,
             origins,
             max_body_bytes: config.server.max_body_bytes,
-            client_ip_header: config.server.client_ip_header.as_deref().and_then(|h| h.parse().ok()),
             secure_cookie: config.site.base_url.starts_with("https://"),
             closed,
             payments,
@@ -211,9 +211,10 @@ impl Collector {
         Receipt::from_headers(&self.signer, headers).map(|r| r.to_html(&self.catalog))
     }
 
-    /// Whether the writer can write (false after a write error until a write succeeds again).
+    /// Whether the writer can write: false after a write error until a write succeeds again,
+    /// and for good once the writer thread is gone (its end of the queue closes as it dies).
     pub fn healthy(&self) -> bool {
-        self.shared.healthy.load(Ordering::Relaxed)
+        self.shared.healthy.load(Ordering::Relaxed) && !self.queue.is_closed()
     }
 
     /// Whether a GET of `route` must answer with the sold-out page instead (the landing page
@@ -309,8 +310,7 @@ fn origin_of(url: &str) -> String {
 }
 
 fn signing_key(c: &crate::config::CollectConfig) -> Result<Vec<u8>, CollectError> {
-    let from_env = std::env::var(&c.signing_key_env).ok().filter(|k| !k.is_empty());
-    let key = from_env.or_else(|| c.signing_key.clone());
+    let key = c.signing_key();
     let env = c.signing_key_env.clone();
     match key {
         Some(k) if c.production && k == EXAMPLE_KEY => Err(CollectError::ExampleKey { env }),
@@ -324,5 +324,40 @@ fn signing_key(c: &crate::config::CollectConfig) -> Result<Vec<u8>, CollectError
             getrandom::fill(&mut k).map_err(|e| CollectError::Thread(std::io::Error::other(e.to_string())))?;
             Ok(k)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn health_turns_unhealthy_when_the_writer_thread_dies() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut site = Site::load(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
+        site.config.build.output_dir = tmp.path().join("dist");
+        site.config.collect.dir = tmp.path().join("collected");
+        crate::build::build_site(&site, None).unwrap();
+        let dist = site.output_dir();
+        let manifest = Manifest::load(&dist).unwrap();
+        let c = Collector::start(&site, &manifest, &dist).await.unwrap();
+        assert!(c.healthy());
+        // A job for a form the writer does not know makes it panic: a writer bug, for real.
+        let (reply, answer) = oneshot::channel();
+        let valid = validate::Valid { fields: Default::default(), lines: vec![], total_cents: None, currency: None };
+        let job = writer::Job {
+            form: "no-such-form".into(),
+            valid,
+            parent_ref: None,
+            meta: crate::record::Meta::default(),
+            received_at: jiff::Timestamp::now(),
+            dedupe_key: [0; 32],
+            reply,
+        };
+        c.queue.send(Msg::Job(job)).await.unwrap();
+        assert!(answer.await.is_err(), "the writer died without answering");
+        let handle = c.writer.lock().unwrap().take().unwrap();
+        assert!(tokio::task::spawn_blocking(move || handle.join()).await.unwrap().is_err(), "it panicked");
+        assert!(!c.healthy(), "/healthz must not say ok while every post is answered 503");
     }
 }

@@ -196,7 +196,10 @@ mod tests {
             .encode(String::from_utf8(URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap().replace("n1-1", "n1-7"));
         assert_eq!(Receipt::decode(&signer, &format!("{forged}.{tag}")), None);
         // A reference cookie, signed for a form, is no receipt.
-        assert_eq!(Receipt::decode(&signer, &signer.sign("order", &"n1-1".parse().unwrap())), None);
+        assert_eq!(
+            Receipt::decode(&signer, &signer.sign("order", &"n1-1".parse().unwrap(), jiff::Timestamp::now())),
+            None
+        );
         let mut headers = HeaderMap::new();
         headers.insert(http::header::COOKIE, format!("a=1; {COOKIE}={value}").parse().unwrap());
         assert_eq!(Receipt::from_headers(&signer, &headers), Some(r));

@@ -4,8 +4,8 @@
 
 use super::segment::{seal_path, sync_dir};
 use crate::config::{Form, StoreFormat};
-use crate::record::{self, Record, QUARANTINE_SUFFIX};
-use std::collections::{BTreeMap, HashMap};
+use crate::record::{self, Record, Ref, QUARANTINE_SUFFIX};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -17,25 +17,33 @@ pub struct Recovered {
     pub sold: HashMap<String, u64>,
     /// Records of this node found in the logs.
     pub records: u64,
+    /// (follow-up form, parent record) of every follow-up of this node.
+    pub followed_up: HashSet<(String, Ref)>,
     /// Quarantine files written, with the bytes moved there.
     pub quarantined: Vec<(PathBuf, usize)>,
 }
 
-pub fn recover(collected: &Path, node: &str, forms: &BTreeMap<String, Form>) -> std::io::Result<Recovered> {
+/// `max_batch` is the most records one batch can hold: the references a torn tail may have
+/// taken lie within one batch of the highest one known.
+pub fn recover(
+    collected: &Path,
+    node: &str,
+    forms: &BTreeMap<String, Form>,
+    max_batch: usize,
+) -> std::io::Result<Recovered> {
     let mut out = Recovered { next_seq: 1, ..Default::default() };
     for seg in record::list_segments(collected)? {
         if seg.name.node != node {
             continue;
         }
-        let mut path = seg.path.clone();
-        if !seg.name.sealed {
-            if let Some(moved) = cut_torn_tail(&path, seg.name.format)? {
-                out.quarantined.push(moved);
-            }
-            path = seal_path(&path)?;
+        // A sealed segment can be torn too (a disk error, a copy cut short): its tail is
+        // quarantined the same way, never read as records nor left to be imported.
+        if let Some(moved) = cut_torn_tail(&seg.path, seg.name.format)? {
+            out.quarantined.push(moved);
         }
+        let path = if seg.name.sealed { seg.path.clone() } else { seal_path(&seg.path)? };
         // Count each record once: from the form's first store format.
-        let primary = forms.get(&seg.form).and_then(|f| f.store.first().copied()).unwrap_or(StoreFormat::Jsonl);
+        let primary = forms.get(&seg.form).map(Form::primary_store).unwrap_or_default();
         let all_formats = record::read_segment(&path)?;
         for (_, r) in all_formats.into_iter().flatten() {
             out.next_seq = out.next_seq.max(r.reference.seq + 1);
@@ -46,11 +54,68 @@ pub fn recover(collected: &Path, node: &str, forms: &BTreeMap<String, Form>) -> 
         // A segment name carries its first sequence even when it holds nothing readable.
         out.next_seq = out.next_seq.max(seg.name.first_seq);
     }
+    out.next_seq = out.next_seq.max(past_quarantined(collected, node, out.next_seq, max_batch)?);
     Ok(out)
+}
+
+/// The first sequence no quarantined record of `node` can hold: a torn record's reference
+/// stays in its quarantine file (an operator may restore it), so it is never handed out again.
+/// A torn tail holds (part of) one batch, and the reference of its first record may itself be
+/// torn, so the sequence also moves a whole batch past the highest one known. The quarantine
+/// files stay, so every later start-up keeps clear of them too.
+fn past_quarantined(collected: &Path, node: &str, next_seq: u64, max_batch: usize) -> std::io::Result<u64> {
+    let mut floor = next_seq;
+    let mut any = false;
+    for path in quarantine_files(collected, node)? {
+        any = true;
+        let bytes = std::fs::read(&path)?;
+        if let Some(seq) = seqs_named(&bytes, node).max() {
+            floor = floor.max(seq + 1);
+        }
+    }
+    Ok(if any { floor + max_batch as u64 } else { floor })
+}
+
+/// `collected/{form}/{node}-….quarantine`
+fn quarantine_files(collected: &Path, node: &str) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let Ok(forms) = std::fs::read_dir(collected) else { return Ok(out) };
+    for form_dir in forms {
+        let form_dir = form_dir?;
+        if !form_dir.file_type()?.is_dir() {
+            continue;
+        }
+        for entry in std::fs::read_dir(form_dir.path())? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let segment = name.strip_suffix(QUARANTINE_SUFFIX).and_then(record::SegmentName::parse);
+            if segment.is_some_and(|s| s.node == node) {
+                out.push(entry.path());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The sequence numbers of every `{node}-{digits}` in `bytes` that starts a token.
+fn seqs_named<'b>(bytes: &'b [u8], node: &'b str) -> impl Iterator<Item = u64> + 'b {
+    let prefix = format!("{node}-").into_bytes();
+    (0..bytes.len()).filter_map(move |i| {
+        let starts_token = i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || b"-_".contains(&bytes[i - 1]));
+        if !starts_token || !bytes[i..].starts_with(&prefix) {
+            return None;
+        }
+        let digits = &bytes[i + prefix.len()..];
+        let n = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+        std::str::from_utf8(&digits[..n]).ok()?.parse().ok()
+    })
 }
 
 fn count(out: &mut Recovered, r: &Record) {
     out.records += 1;
+    if let Some(parent) = &r.parent_ref {
+        out.followed_up.insert((r.form.clone(), parent.clone()));
+    }
     for line in &r.lines {
         *out.sold.entry(line.sku.clone()).or_default() += line.quantity as u64;
     }

@@ -67,14 +67,9 @@ impl Segment {
         Ok(())
     }
 
-    /// Cuts the file back to the last synced length after a failed batch, so that nothing
-    /// unacknowledged stays behind to be imported later.
-    pub fn rewind(&mut self) -> std::io::Result<()> {
-        self.file.set_len(self.len)?;
-        self.file.sync_data()
-    }
-
-    /// Cuts a synced batch back out (the stream refused it): the file ends at `len` again.
+    /// Cuts a refused batch back out, synced or not (a sync failed elsewhere in the batch, or
+    /// the stream refused it): the file ends at `len` again, so nothing unacknowledged stays
+    /// behind to be imported later.
     pub fn cut_to(&mut self, len: u64) -> std::io::Result<()> {
         self.file.set_len(len)?;
         self.file.sync_data()?;

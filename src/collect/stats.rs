@@ -1,23 +1,10 @@
 //! `cofferdam stats`: what has been collected, read from the logs alone.
 
-use super::writer::primary;
-use crate::config::Site;
+use crate::config::{Form, Site};
 use crate::payment::{Ledger, PaymentStatus};
 use crate::record::{self, Ref};
 use crate::replicate::Cursor;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::ExitCode;
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct StatsArgs {
-    /// The site folder (holding cofferdam.toml).
-    #[arg(long, default_value = ".")]
-    pub site: PathBuf,
-    /// Collected folder to read (default: `collect.dir`).
-    #[arg(long)]
-    pub from: Option<PathBuf>,
-}
 
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -65,7 +52,7 @@ pub fn collect_stats(site: &Site, dir: &std::path::Path) -> std::io::Result<Stat
     s.bad.extend(ledger.bad.iter().cloned());
     let mut known = std::collections::HashSet::new();
     for seg in record::list_segments(dir)? {
-        let counted = site.config.forms.get(&seg.form).map(primary).unwrap_or(crate::config::StoreFormat::Jsonl);
+        let counted = site.config.forms.get(&seg.form).map(Form::primary_store).unwrap_or_default();
         if seg.name.format != counted {
             continue;
         }
@@ -113,63 +100,4 @@ pub fn collect_stats(site: &Site, dir: &std::path::Path) -> std::io::Result<Stat
     }
     s.unmatched_payments = ledger.unmatched.len() + ledger.iter().filter(|(r, _)| !known.contains(*r)).count();
     Ok(s)
-}
-
-pub fn stats_cli(args: &StatsArgs) -> anyhow::Result<ExitCode> {
-    let site = Site::load(&args.site)?;
-    let dir = args.from.clone().unwrap_or_else(|| site.collected_dir());
-    let s = collect_stats(&site, &dir)?;
-    println!("collected in {} ({} segments)", dir.display(), s.segments);
-    println!("\nrecords per form:");
-    for (form, n) in &s.per_form {
-        println!("  {form:<16} {n:>10}");
-    }
-    println!("\nper form, node and hour:");
-    for ((form, node, hour), n) in &s.per_hour {
-        println!("  {form:<16} {node:<12} {hour}  {n:>8}");
-    }
-    println!("\nstock:");
-    for p in &site.config.catalog {
-        let sold = s.sold.get(&p.sku).copied().unwrap_or(0);
-        match p.stock {
-            Some(cap) => println!("  {:<16} sold {sold:>8}  left {:>8} of {cap}", p.sku, cap.saturating_sub(sold)),
-            None => println!("  {:<16} sold {sold:>8}  (no cap)", p.sku),
-        }
-    }
-    println!("\nrevenue:");
-    for (cur, cents) in &s.revenue {
-        println!("  {}", crate::build::format_price(*cents, cur));
-    }
-    for (node, (c, behind)) in &s.shipping {
-        println!("\nshipped to stream {}: node {node} up to {node}-{}, {behind} records behind", c.stream, c.shipped);
-    }
-    if !s.payments.is_empty() || s.payment_events > 0 {
-        println!("\npayments ({} events in {}):", s.payment_events, dir.join(crate::payment::PAYMENTS_DIR).display());
-        for (form, p) in &s.payments {
-            println!(
-                "  {form:<16} paid {:>8}  unpaid {:>8}  refunded {:>6}  amount mismatches {:>6}",
-                p.paid, p.unpaid, p.refunded, p.mismatched
-            );
-        }
-        for (r, paid, total, currency) in s.mismatches.iter().take(20) {
-            println!(
-                "  mismatch: {r} paid {}, its catalog total is {}",
-                crate::build::format_price(*paid, currency),
-                crate::build::format_price(*total, currency)
-            );
-        }
-        if s.mismatches.len() > 20 {
-            println!("  … and {} more mismatches", s.mismatches.len() - 20);
-        }
-        if s.unmatched_payments > 0 {
-            println!("  payment events naming no order of these logs: {}", s.unmatched_payments);
-        }
-    }
-    if !s.bad.is_empty() {
-        println!("\n{} unreadable lines:", s.bad.len());
-        for b in &s.bad {
-            println!("  {b}");
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }

@@ -28,7 +28,8 @@ pub fn parse_body(body: &[u8]) -> Result<BTreeMap<String, String>, BodyError> {
     for pair in text.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let decode = |s: &str| {
-            let plus = s.replace('+', " ");
+            // Most names and many values have no '+': no copy for them.
+            let plus: std::borrow::Cow<str> = if s.contains('+') { s.replace('+', " ").into() } else { s.into() };
             percent_encoding::percent_decode_str(&plus)
                 .decode_utf8()
                 .map(|c| c.into_owned())

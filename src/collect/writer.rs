@@ -6,10 +6,11 @@
 //! With `[collect.replicate]`, a written batch goes to the [`Replicator`] before it is answered,
 //! and is cut back out of its segments if the stream refuses it.
 
+use super::failures::FailureLog;
 use super::segment::Segment;
 use super::stock::Stock;
 use super::validate::Valid;
-use crate::config::{Form, StoreFormat};
+use crate::config::Form;
 use crate::record::{CsvCodec, Meta, Record, Ref, RECORD_VERSION};
 use crate::replicate::Replicator;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -37,6 +38,8 @@ pub enum Outcome {
     /// The same post was accepted shortly before, as this reference.
     Duplicate(Ref),
     SoldOut,
+    /// A follow-up (one-time offer) was already taken for this parent record.
+    FollowedUp,
     /// Not written (disk full, I/O error): the visitor must try again.
     Failed,
 }
@@ -68,6 +71,8 @@ pub struct Settings {
     pub segment_max_age: Duration,
     pub max_batch: usize,
     pub dedupe_window: Duration,
+    /// (follow-up form, parent record) of the follow-ups in the logs at start-up.
+    pub followed_up: HashSet<(String, Ref)>,
 }
 
 pub struct Writer {
@@ -80,6 +85,9 @@ pub struct Writer {
     recent: HashMap<[u8; 32], (Ref, Instant)>,
     recent_order: VecDeque<([u8; 32], Instant)>,
     shared: Arc<Shared>,
+    failures: FailureLog,
+    /// (follow-up form, parent record) taken: a one-time offer is one per parent.
+    followed_up: HashSet<(String, Ref)>,
 }
 
 const DEDUPE_CAP: usize = 200_000;
@@ -92,14 +100,13 @@ struct Mark {
 
 impl Writer {
     pub fn new(
-        settings: Settings,
+        mut settings: Settings,
         next_seq: u64,
         stock: Stock,
         replicator: Option<Replicator>,
         shared: Arc<Shared>,
     ) -> Writer {
         let w = Writer {
-            settings,
             next_seq,
             stock,
             replicator,
@@ -107,6 +114,9 @@ impl Writer {
             recent: HashMap::new(),
             recent_order: VecDeque::new(),
             shared,
+            failures: FailureLog::default(),
+            followed_up: std::mem::take(&mut settings.followed_up),
+            settings,
         };
         w.publish_stock();
         w.shared.healthy.store(true, Ordering::Relaxed);
@@ -154,7 +164,7 @@ impl Writer {
         self.stock.release();
     }
 
-    fn commit(&mut self, batch: Vec<Job>) {
+    fn commit(&mut self, mut batch: Vec<Job>) {
         let started = Instant::now();
         let now = Instant::now();
         self.forget_old(now);
@@ -164,7 +174,7 @@ impl Writer {
                 Ok(floor) => self.next_seq = self.next_seq.max(floor),
                 Err(e) => {
                     self.shared.healthy.store(false, Ordering::Relaxed);
-                    tracing::error!("collector: {} posts answered 503: replication: {e}", batch.len());
+                    self.failures.failed(batch.len(), &format_args!("replication: {e}"));
                     for job in batch {
                         let _ = job.reply.send(Outcome::Failed);
                     }
@@ -180,8 +190,9 @@ impl Writer {
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut taken: HashMap<String, u64> = HashMap::new();
         let mut batch_keys: HashMap<[u8; 32], Ref> = HashMap::new();
+        let mut batch_follow_ups: HashSet<(String, Ref)> = HashSet::new();
         let mut records: Vec<(usize, Record)> = Vec::new();
-        for (i, job) in batch.iter().enumerate() {
+        for (i, job) in batch.iter_mut().enumerate() {
             let earlier = self
                 .recent
                 .get(&job.dedupe_key)
@@ -191,6 +202,14 @@ impl Writer {
             if let Some(r) = earlier {
                 outcomes.push(Outcome::Duplicate(r));
                 continue;
+            }
+            // A one-time offer is one-time: one per parent record, whatever the cookie allows.
+            let follow_up = job.parent_ref.as_ref().map(|p| (job.form.to_string(), p.clone()));
+            if let Some(key) = &follow_up {
+                if self.followed_up.contains(key) || batch_follow_ups.contains(key) {
+                    outcomes.push(Outcome::FollowedUp);
+                    continue;
+                }
             }
             let fits = job.valid.lines.iter().all(|l| match self.stock.left(&l.sku) {
                 Some(left) => taken.get(&l.sku).copied().unwrap_or(0) + l.quantity as u64 <= left,
@@ -209,6 +228,7 @@ impl Writer {
             let reference = Ref { node: self.settings.node.clone(), seq: self.next_seq };
             self.next_seq += 1;
             batch_keys.insert(job.dedupe_key, reference.clone());
+            batch_follow_ups.extend(follow_up);
             records.push((i, record(job, reference.clone())));
             outcomes.push(Outcome::Accepted(reference));
         }
@@ -223,15 +243,14 @@ impl Writer {
                 for (sku, n) in taken {
                     self.stock.sell(&sku, n);
                 }
+                self.followed_up.extend(batch_follow_ups);
                 for (key, r) in batch_keys {
                     self.recent.insert(key, (r, now));
                     self.recent_order.push_back((key, now));
                 }
                 self.publish_stock();
-                if !self.shared.healthy.swap(true, Ordering::Relaxed) {
-                    tracing::warn!("collector: writing works again");
-                }
-                metrics::gauge!("cofferdam_collect_healthy").set(1.0);
+                self.shared.healthy.store(true, Ordering::Relaxed);
+                self.failures.recovered();
                 metrics::counter!("cofferdam_collect_records_total").increment(records.len() as u64);
                 count_by_form(&records);
                 metrics::counter!("cofferdam_collect_batches_total").increment(1);
@@ -240,8 +259,7 @@ impl Writer {
             }
             Err(e) => {
                 self.shared.healthy.store(false, Ordering::Relaxed);
-                tracing::error!("collector: WRITE FAILED, {} posts answered 503 and not recorded: {e}", records.len());
-                metrics::gauge!("cofferdam_collect_healthy").set(0.0);
+                self.failures.failed(records.len(), &e);
                 metrics::counter!("cofferdam_collect_write_errors_total").increment(1);
                 let failed: HashSet<Ref> = records.iter().map(|(_, r)| r.reference.clone()).collect();
                 for o in outcomes.iter_mut() {
@@ -291,17 +309,24 @@ impl Writer {
             Ok(())
         })();
         if result.is_err() {
-            // Cut back what this batch wrote. If even that fails, abandon the segment (it is
-            // left open, so the next start-up quarantines its tail) and start a new one.
-            for form in by_form.keys() {
-                if let Some(segs) = self.open.get_mut(*form) {
-                    if segs.iter_mut().map(|s| s.rewind()).any(|r| r.is_err()) {
-                        self.open.remove(*form);
-                    }
-                }
-            }
+            // Every segment of the batch, including those already synced: a refused record
+            // must be gone from all of them, or an import would find it.
+            self.cut_back(&marks);
         }
         result.map(|()| marks)
+    }
+
+    /// Cuts every segment a batch touched back to where it ended before the batch. A segment
+    /// that cannot be cut is abandoned (left open for the next start-up) and a new one started.
+    fn cut_back(&mut self, marks: &[Mark]) {
+        for mark in marks {
+            let Some(segs) = self.open.get_mut(&mark.form) else { continue };
+            let cut: Vec<std::io::Result<()>> =
+                segs.iter_mut().zip(&mark.lens).map(|(s, len)| s.cut_to(*len)).collect();
+            if cut.iter().any(|r| r.is_err()) {
+                self.open.remove(&mark.form);
+            }
+        }
     }
 
     /// Hands a written batch to the replicator (if any); if the stream refuses it, cuts it
@@ -311,14 +336,7 @@ impl Writer {
         if let Some(r) = &self.replicator {
             let batch: Vec<Record> = records.iter().map(|(_, r)| r.clone()).collect();
             if let Err(e) = r.commit(&batch) {
-                for mark in &marks {
-                    let Some(segs) = self.open.get_mut(&mark.form) else { continue };
-                    let cut = segs.iter_mut().zip(&mark.lens).map(|(s, len)| s.cut_to(*len));
-                    if cut.collect::<Vec<_>>().iter().any(|r| r.is_err()) {
-                        // Left open: the next start-up quarantines what could not be cut.
-                        self.open.remove(&mark.form);
-                    }
-                }
+                self.cut_back(&marks);
                 return Err(std::io::Error::other(format!("replication: {e}")));
             }
         }
@@ -414,24 +432,21 @@ impl Writer {
     }
 }
 
-fn record(job: &Job, reference: Ref) -> Record {
+/// The record of an accepted job, its fields moved out of the job (only its reply is used
+/// after this).
+fn record(job: &mut Job, reference: Ref) -> Record {
     Record {
         v: RECORD_VERSION,
         reference,
         form: job.form.to_string(),
         received_at: job.received_at,
-        fields: job.valid.fields.clone(),
-        lines: job.valid.lines.clone(),
+        fields: std::mem::take(&mut job.valid.fields),
+        lines: std::mem::take(&mut job.valid.lines),
         total_cents: job.valid.total_cents,
-        currency: job.valid.currency.clone(),
-        parent_ref: job.parent_ref.clone(),
-        meta: job.meta.clone(),
+        currency: job.valid.currency.take(),
+        parent_ref: job.parent_ref.take(),
+        meta: std::mem::take(&mut job.meta),
     }
-}
-
-/// The primary store format of a form: the one stock and stats are counted from.
-pub fn primary(form: &Form) -> StoreFormat {
-    form.store.first().copied().unwrap_or(StoreFormat::Jsonl)
 }
 
 /// `cofferdam_collect_form_records_total{form}`: the admin page's records per second by form,

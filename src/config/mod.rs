@@ -6,7 +6,7 @@
 mod check;
 pub mod expr;
 mod import;
-mod locate;
+pub(crate) mod locate;
 mod payments;
 pub mod recipe;
 mod replicate;
@@ -149,6 +149,14 @@ pub struct Form {
     pub fields: Vec<Field>,
 }
 
+impl Form {
+    /// The one store format a form's records are counted from (stock, stats, import, the
+    /// stream): its first. The others are copies of the same records.
+    pub fn primary_store(&self) -> StoreFormat {
+        self.store.first().copied().unwrap_or_default()
+    }
+}
+
 fn default_submit_label() -> String {
     "Send".into()
 }
@@ -159,9 +167,11 @@ fn default_honeypot() -> String {
     "website".into()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// A log format; JSONL by default, and for the records of a form no config names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StoreFormat {
+    #[default]
     Jsonl,
     Csv,
 }
@@ -368,6 +378,15 @@ pub struct CollectConfig {
     pub replicate: Option<ReplicateConfig>,
     /// Seconds between the operator's summary lines while posts come in (0: none).
     pub log_every_secs: u64,
+}
+
+impl CollectConfig {
+    /// The key cookies are signed with (and derived import values keyed by): the environment's
+    /// `signing_key_env` when set and not empty, else `collect.signing_key`. `serve`, `import`
+    /// and `check` all read it here.
+    pub fn signing_key(&self) -> Option<String> {
+        std::env::var(&self.signing_key_env).ok().filter(|k| !k.is_empty()).or_else(|| self.signing_key.clone())
+    }
 }
 
 impl Default for CollectConfig {

@@ -368,7 +368,7 @@ fn secret(config: &crate::config::Config, mapping: &crate::config::Mapping) -> R
         a.expr.any(&|x| matches!(x, Expr::Call(Func::Uuid5 | Func::Token(_) | Func::Hex(_) | Func::Letters(_), _)))
     });
     let c = &config.collect;
-    let key = std::env::var(&c.signing_key_env).ok().filter(|k| !k.is_empty()).or_else(|| c.signing_key.clone());
+    let key = c.signing_key();
     match key {
         Some(k) => Ok(k.into_bytes()),
         None if derives => Err(ImportError::Target(format!(

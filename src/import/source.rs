@@ -2,7 +2,7 @@
 //! `collected/` folders (one per node) and JetStream streams ([`super::stream`]), in the
 //! import order (receive time, node, sequence).
 
-use crate::config::{Config, StoreFormat};
+use crate::config::{Config, Form};
 use crate::record::{self, BadLine, Record, Ref};
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -39,8 +39,7 @@ pub fn read(config: &Config, folders: &[PathBuf], streamed: Vec<super::stream::F
         }
         for seg in record::list_segments(folder)? {
             // A form kept as JSONL and CSV holds every record twice: read its first format.
-            let primary =
-                config.forms.get(&seg.form).and_then(|f| f.store.first().copied()).unwrap_or(StoreFormat::Jsonl);
+            let primary = config.forms.get(&seg.form).map(Form::primary_store).unwrap_or_default();
             if seg.name.format != primary {
                 continue;
             }

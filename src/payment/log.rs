@@ -178,8 +178,9 @@ impl Writer {
             self.open = Some(seg);
         }
         let seg = self.open.as_mut().expect("opened above");
+        let before = seg.len;
         let result = seg.append(bytes).and_then(|()| seg.sync());
-        if result.is_err() && seg.rewind().is_err() {
+        if result.is_err() && seg.cut_to(before).is_err() {
             // Left open: the next start-up quarantines its tail.
             self.open = None;
         } else if result.is_ok() && seg.len >= self.settings.segment_max_bytes {

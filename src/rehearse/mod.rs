@@ -382,9 +382,7 @@ fn round(x: f64, digits: i32) -> f64 {
 /// Records of the form `name` in the scratch log (in one of its formats, as each record is
 /// written once per format).
 fn count_orders(collected: &Path, name: &str, form: &crate::config::Form) -> anyhow::Result<u64> {
-    let Some(&format) = form.store.first() else {
-        return Ok(0);
-    };
+    let format = form.primary_store();
     let mut n = 0;
     let segments = crate::record::list_segments(collected).with_context(|| format!("{}", collected.display()))?;
     for seg in segments.iter().filter(|s| s.form == name && s.name.format == format) {

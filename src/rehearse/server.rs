@@ -2,12 +2,13 @@
 //! serving the site's `dist/` but collecting into a scratch folder that is removed afterwards.
 
 use crate::config::Site;
+use crate::serve::Listening;
 use anyhow::{bail, Context};
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub struct ScratchServer {
@@ -31,12 +32,16 @@ impl ScratchServer {
         let dist = scratch_dist(site, &dir.path().join("dist"))?;
         let config = scratch_config(site, &dist, &collected)?;
         std::fs::write(dir.path().join(crate::config::CONFIG_FILE), config).context("writing the scratch config")?;
+        // `serve` writes where it listens here, as a `Listening` value.
+        let ready = dir.path().join("listening.json");
         let mut child = Command::new(exe)
             .args(["serve", "--no-build", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--site"])
             .arg(dir.path())
+            .arg("--ready-file")
+            .arg(&ready)
             .env("COFFERDAM_LOG", "warn")
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+            .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("starting {} serve", exe.display()))?;
@@ -60,31 +65,20 @@ impl ScratchServer {
                 }
             }
         });
-        let (tx, rx) = mpsc::channel();
-        let out_pipe = child.stdout.take().expect("piped");
-        std::thread::spawn(move || {
-            for line in BufReader::new(out_pipe).lines().map_while(Result::ok) {
-                // `cofferdam: serving "..." (...) on http://127.0.0.1:PORT  admin ...`
-                if let Some(addr) = line.split(" on http://").nth(1).and_then(|r| r.split_whitespace().next()) {
-                    let _ = tx.send(addr.to_string());
-                }
-            }
-        });
         let started = Instant::now();
         let mut server = ScratchServer { child, addr: SocketAddr::from(([127, 0, 0, 1], 0)), collected, stderr, dir };
         loop {
-            match rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(addr) => {
-                    server.addr = addr.parse().with_context(|| format!("the server announced {addr:?}"))?;
-                    return Ok(server);
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) if started.elapsed() < timeout => {
-                    if let Some(status) = server.child.try_wait()? {
-                        bail!("the server exited ({status}) before serving: {}", server.stderr_tail());
-                    }
-                }
-                Err(_) => bail!("the server did not start within {} s: {}", timeout.as_secs(), server.stderr_tail()),
+            if let Some(listening) = Listening::read(&ready) {
+                server.addr = listening.public;
+                return Ok(server);
             }
+            if let Some(status) = server.child.try_wait()? {
+                bail!("the server exited ({status}) before serving: {}", server.stderr_tail());
+            }
+            if started.elapsed() >= timeout {
+                bail!("the server did not start within {} s: {}", timeout.as_secs(), server.stderr_tail());
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

@@ -103,8 +103,7 @@ impl Shipper {
             .filter(|c| c.stream == stream && c.node == node && c.v == 1)
             .unwrap_or(Cursor { v: 1, stream, node, shipped: 0 });
         let shipped = Arc::new(AtomicU64::new(cursor.shipped));
-        let primary =
-            forms.iter().map(|(n, f)| (n.clone(), f.store.first().copied().unwrap_or(StoreFormat::Jsonl))).collect();
+        let primary = forms.iter().map(|(n, f)| (n.clone(), f.primary_store())).collect();
         let shipper = Shipper {
             link,
             collected: collected.to_path_buf(),
@@ -254,7 +253,7 @@ pub fn unshipped(
 ) -> std::io::Result<Vec<Record>> {
     let segments: Vec<record::Segment> = record::list_segments(collected)?
         .into_iter()
-        .filter(|s| s.name.node == node && primary.get(&s.form).copied().unwrap_or(StoreFormat::Jsonl) == s.name.format)
+        .filter(|s| s.name.node == node && primary.get(&s.form).copied().unwrap_or_default() == s.name.format)
         .collect();
     let mut found = Vec::new();
     // The lowest last sequence among forms cut short by the limit: above it, a form that was

@@ -32,6 +32,9 @@ async fn healthz(State(app): State<Arc<App>>) -> (http::StatusCode, &'static str
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> ([(http::HeaderName, &'static str); 1], String) {
+    // Read when scraped, from the same answer as /healthz: present from start-up, and right
+    // even when the writer thread is gone and can no longer report.
+    ::metrics::gauge!("cofferdam_collect_healthy").set(if app.collector.healthy() { 1.0 } else { 0.0 });
     ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render())
 }
 

@@ -61,7 +61,10 @@ pub async fn serve(
         let fast = fast.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             let answered = fast.as_ref().and_then(|f| f(&req));
-            req.extensions_mut().insert(ConnectInfo(peer));
+            if answered.is_none() {
+                // Only the router reads it; a static hit need not allocate its extension map.
+                req.extensions_mut().insert(ConnectInfo(peer));
+            }
             let app = app.clone();
             async move {
                 match answered {

@@ -6,9 +6,11 @@
 //! SIGHUP rebuilds and swaps the in-memory site without dropping a request.
 
 mod admin;
+mod client_ip;
 mod conn;
 mod dashboard;
 mod headers;
+mod listening;
 mod metrics;
 mod negotiate;
 mod range;
@@ -36,6 +38,8 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
+pub use client_ip::ClientIp;
+pub use listening::Listening;
 pub use metrics::ServeMetrics;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -52,6 +56,10 @@ pub struct ServeArgs {
     /// Serve the existing `dist/` as it is.
     #[arg(long)]
     pub no_build: bool,
+    /// Once listening, write the bound addresses to this file as JSON (`{"public": …, "admin": …}`),
+    /// for programs that start the server on port 0.
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
 }
 
 /// What every request handler sees.
@@ -61,6 +69,8 @@ pub struct App {
     pub config: ServerConfig,
     pub metrics: Arc<ServeMetrics>,
     pub limiter: Option<ratelimit::RateLimiter>,
+    /// `server.client_ip_header`, parsed.
+    pub client_ip_header: Option<http::HeaderName>,
 }
 
 pub fn cli(args: &ServeArgs) -> anyhow::Result<ExitCode> {
@@ -85,7 +95,8 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let manifest = Manifest::load(&dist)?;
     let config = site.config.server.clone();
     let static_site = StaticSite::load(&dist, &manifest, &config)?;
-    // Before the collector, which takes its metric handles at start.
+    // Before the collector starts: it takes its metric handles and sets figures (stock left)
+    // at start-up.
     metrics::recorder();
     let collector = Collector::start(&site, &manifest, &dist).await?;
     let metrics = Arc::new(ServeMetrics::default());
@@ -93,6 +104,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         site: ArcSwap::from_pointee(static_site),
         collector: collector.clone(),
         limiter: config.rate_limit_per_ip.map(ratelimit::RateLimiter::new),
+        client_ip_header: config.client_ip_header.as_deref().and_then(|h| h.parse().ok()),
         config: config.clone(),
         metrics: metrics.clone(),
     });
@@ -121,6 +133,10 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         site.collected_dir().display()
     );
     drop(loaded);
+    if let Some(path) = &args.ready_file {
+        let listening = Listening { public: public.local_addr()?, admin: admin.local_addr()? };
+        listening.write(path).with_context(|| format!("cannot write {} (--ready-file)", path.display()))?;
+    }
     let public_task = tokio::spawn(conn::serve(
         public,
         router(app.clone()),
@@ -131,10 +147,12 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     ));
     let admin_limits =
         conn::Limits { max_header_bytes: 8192, header_timeout: Duration::from_secs(5), max_connections: 64 };
+    // The admin listener counts its connections apart: a scrape is no visitor.
+    let admin_counts = Arc::new(ServeMetrics::default());
     let board = admin_board(&site, &manifest);
     tokio::spawn(board.samples.clone().run(metrics.clone(), site.collected_dir(), stop_rx.clone()));
     let admin_router = admin::router(app.clone(), board);
-    let admin_task = tokio::spawn(conn::serve(admin, admin_router, None, admin_limits, metrics.clone(), stop_rx));
+    let admin_task = tokio::spawn(conn::serve(admin, admin_router, None, admin_limits, admin_counts, stop_rx));
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -210,6 +228,7 @@ pub fn router(app: Arc<App>) -> axum::Router {
         .router()
         .fallback(static_file)
         .with_state(app.clone())
+        .layer(axum::middleware::from_fn_with_state(app.clone(), client_ip::resolve_and_limit))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(Duration::from_millis(config.body_timeout_ms)))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| internal_error()));
     for (name, value) in security.iter() {
@@ -314,15 +333,6 @@ fn answer(app: &App, req: &Request) -> Reply {
     if req.method() != Method::GET && !head {
         m.method_not_allowed.inc();
         return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, HEAD")], "").into_response().into();
-    }
-    if let Some(limiter) = &app.limiter {
-        let ip = req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
-        if let Some(ip) = ip {
-            if !limiter.allow(ip) {
-                m.rate_limited.inc();
-                return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "1")], "").into_response().into();
-            }
-        }
     }
     let site = app.site.load();
     let path = req.uri().path();

@@ -129,6 +129,41 @@ fn unknown_form_is_named_with_the_known_ones() {
 }
 
 #[test]
+fn form_whose_thanks_page_is_missing_fails_build_and_check_naming_form_and_page() {
+    assert_build_fails(
+        |s| std::fs::remove_file(s.join("content/offer-thanks.md")).unwrap(),
+        &[
+            "cofferdam.toml:",
+            "forms.offer.thanks: form \"offer\" sends buyers to /offer-thanks/",
+            "content/offer-thanks.md",
+        ],
+    );
+    let site = example_site();
+    std::fs::remove_file(site.path().join("content/offer-thanks.md")).unwrap();
+    let out = run(site.path(), &["check"]);
+    assert!(!out.status.success(), "check passed a form whose thanks page is missing");
+    let said = stdout(&out) + &stderr(&out);
+    assert!(said.contains("offer") && said.contains("/offer-thanks/"), "{said}");
+}
+
+#[test]
+fn files_inside_hidden_folders_are_never_published() {
+    let site = example_site();
+    let git = site.path().join("content/.git");
+    std::fs::create_dir_all(git.join("refs")).unwrap();
+    std::fs::write(git.join("config"), "[remote \"origin\"]\n\turl = https://token@example.org/shop.git\n").unwrap();
+    std::fs::write(git.join("refs/HEAD"), "ref: refs/heads/main\n").unwrap();
+    std::fs::create_dir_all(site.path().join("content/notes/.drafts")).unwrap();
+    std::fs::write(site.path().join("content/notes/.drafts/secret.md"), "+++\ntitle = \"x\"\n+++\nsecret\n").unwrap();
+    build(site.path());
+    let published: Vec<String> = tree(&site.path().join("dist")).into_keys().collect();
+    let leaked: Vec<&String> =
+        published.iter().filter(|p| p.contains(".git") || p.contains(".drafts") || p.contains("secret")).collect();
+    assert!(leaked.is_empty(), "published from hidden folders: {leaked:?}");
+    assert!(published.iter().any(|p| p == "index.html"), "{published:?}");
+}
+
+#[test]
 fn template_syntax_error_names_template_and_line() {
     assert_build_fails(
         |s| edit(s, "templates/plain.html", "{% endblock %}", "{% endblok %}"),

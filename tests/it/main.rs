@@ -8,6 +8,7 @@ mod browser;
 mod build;
 mod check;
 mod collect;
+mod faults;
 mod import;
 mod media;
 mod operator;

@@ -84,7 +84,7 @@ async fn order(s: &Server, name: &str) -> (String, reqwest::Response) {
         .map(|v| v.to_str().unwrap())
         .find(|c| c.starts_with("cofferdam_ref_order="));
     let reference =
-        cookie.unwrap().split(';').next().unwrap().split_once('=').unwrap().1.rsplit_once('.').unwrap().0.to_string();
+        cookie.unwrap().split(';').next().unwrap().split_once('=').unwrap().1.split('.').next().unwrap().to_string();
     (reference, r)
 }
 

@@ -236,7 +236,7 @@ async fn order(s: &Server, name: &str) -> (u16, Option<String>, String) {
     let status = r.status().as_u16();
     let reference = r.headers().get("set-cookie").map(|c| {
         let value = c.to_str().unwrap().split(';').next().unwrap().split_once('=').unwrap().1.to_string();
-        value.rsplit_once('.').unwrap().0.to_string()
+        value.split('.').next().unwrap().to_string()
     });
     (status, reference, r.text().await.unwrap_or_default())
 }

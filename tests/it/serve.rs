@@ -226,6 +226,36 @@ async fn sighup_swaps_in_a_new_build() {
 }
 
 #[tokio::test]
+async fn behind_a_proxy_each_client_has_its_own_rate_limit_and_posts_count_too() {
+    let site = example_site();
+    let limits = "max_connections = 20000\nrate_limit_per_ip = 3\nclient_ip_header = \"X-Forwarded-For\"";
+    edit(site.path(), "cofferdam.toml", "max_connections = 20000", limits);
+    build(site.path());
+    let s = Server::start(site.path());
+    // Everyone comes through the one proxy (127.0.0.1); the header tells them apart.
+    for client in ["203.0.113.7", "198.51.100.9"] {
+        for _ in 0..3 {
+            let r = get(&s.url("/"), &[("x-forwarded-for", &format!("{client}, 10.0.0.1"))]).await;
+            assert_eq!(r.status(), 200, "{client} is within its own limit");
+        }
+    }
+    let order = |ip: &'static str| {
+        client()
+            .post(s.url("/submit/order"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("origin", s.origin())
+            .header("x-forwarded-for", ip)
+            .body(order_body("Limited"))
+            .send()
+    };
+    assert_eq!(order("203.0.113.7").await.unwrap().status(), 429, "a post over the limit");
+    assert_eq!(order("192.0.2.44").await.unwrap().status(), 303);
+    let recs = records(&site.path().join("collected"));
+    assert_eq!(recs.len(), 1, "the post over the limit was not stored");
+    assert_eq!(recs[0].meta.ip.as_deref(), Some("192.0.2.44"));
+}
+
+#[tokio::test]
 async fn per_ip_rate_limit_answers_429() {
     let site = example_site();
     edit(site.path(), "cofferdam.toml", "max_connections = 20000", "max_connections = 20000\nrate_limit_per_ip = 5");
@@ -237,4 +267,23 @@ async fn per_ip_rate_limit_answers_429() {
     }
     assert_eq!(statuses.iter().filter(|&&c| c == 200).count(), 5, "{statuses:?}");
     assert!(statuses.contains(&429), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn metrics_show_stock_and_health_from_start_up_and_count_no_admin_connection() {
+    let (_site, s) = served();
+    let url = format!("http://127.0.0.1:{}/metrics", s.admin);
+    // The readiness probe's public connection may take a moment to be seen closed.
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = get(&url, &[]).await.text().await.unwrap();
+        if text.contains("cofferdam_connections_open 0") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(text.contains("cofferdam_connections_open 0\n"), "the scrape's own connection counted:\n{text}");
+    assert!(text.contains("cofferdam_stock_remaining{sku=\"AURORA-EB\"} 5000\n"), "{text}");
+    assert!(text.contains("cofferdam_stock_remaining{sku=\"BULB-2PK\"} 3000\n"), "{text}");
+    assert!(text.contains("cofferdam_collect_healthy 1\n"), "{text}");
 }

@@ -88,8 +88,25 @@ impl Server {
         server
     }
 
+    /// Serves the built site in `dir` with its error log (stderr) going to the file `log`.
+    pub fn start_logging(dir: &Path, env: &[(&str, &str)], log: &Path) -> Server {
+        let server =
+            Self::spawn_with(dir, env, std::process::Stdio::null(), std::fs::File::create(log).unwrap().into());
+        server.wait_ready();
+        server
+    }
+
     /// Starts `cofferdam serve --no-build` on free loopback ports without waiting for it.
     pub fn spawn(dir: &Path, env: &[(&str, &str)], stdout: std::process::Stdio) -> Server {
+        Self::spawn_with(dir, env, stdout, std::process::Stdio::inherit())
+    }
+
+    fn spawn_with(
+        dir: &Path,
+        env: &[(&str, &str)],
+        stdout: std::process::Stdio,
+        stderr: std::process::Stdio,
+    ) -> Server {
         let port = free_port();
         let admin = free_port();
         let child = Command::new(bin())
@@ -105,6 +122,7 @@ impl Server {
             .env("COFFERDAM_LOG", "warn")
             .envs(env.iter().copied())
             .stdout(stdout)
+            .stderr(stderr)
             .spawn()
             .expect("spawn cofferdam serve");
         Server { child, port, admin }
@@ -244,3 +262,68 @@ pub async fn load_sql_file(conn: &mut sqlx::AnyConnection, file: &Path) {
     }
     assert!(stmt.trim().is_empty(), "{}: no ';' after the statement at line {first_line}", file.display());
 }
+
+/// An `LD_PRELOAD` library that makes `fsync`/`fdatasync` fail, for real, in the process it is
+/// loaded into: on files whose path contains `$FAULT_SYNC_MATCH`, while the file named by
+/// `$FAULT_SYNC_WHEN` exists, with errno `$FAULT_SYNC_ERRNO` (default EIO). Compiled once
+/// with `cc`.
+pub fn sync_fault_shim() -> PathBuf {
+    static SHIM: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    SHIM.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("cofferdam-shim-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let src = dir.join("sync_fault.c");
+        std::fs::write(&src, SYNC_FAULT_C).unwrap();
+        let lib = dir.join("sync_fault.so");
+        let out = std::process::Command::new("cc")
+            .args(["-shared", "-fPIC", "-O2", "-o"])
+            .arg(&lib)
+            .arg(&src)
+            .arg("-ldl")
+            .output()
+            .expect("cc is needed for the fault-injection tests");
+        assert!(out.status.success(), "cc: {}", String::from_utf8_lossy(&out.stderr));
+        lib
+    })
+    .clone()
+}
+
+const SYNC_FAULT_C: &str = r#"
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int injected_errno(int fd) {
+    const char *match = getenv("FAULT_SYNC_MATCH");
+    const char *when = getenv("FAULT_SYNC_WHEN");
+    if (!match || !when || access(when, F_OK) != 0) return 0;
+    char link[64], path[4096];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, path, sizeof path - 1);
+    if (n < 0) return 0;
+    path[n] = 0;
+    if (!strstr(path, match)) return 0;
+    const char *e = getenv("FAULT_SYNC_ERRNO");
+    return e ? atoi(e) : EIO;
+}
+
+int fdatasync(int fd) {
+    static int (*real)(int);
+    if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
+    int e = injected_errno(fd);
+    if (e) { errno = e; return -1; }
+    return real(fd);
+}
+
+int fsync(int fd) {
+    static int (*real)(int);
+    if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+    int e = injected_errno(fd);
+    if (e) { errno = e; return -1; }
+    return real(fd);
+}
+"#;

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Issue 15: cofferdam against the floor, a bare hyper server doing the least the same two
+# requests need (bench/floor/main.rs: the prebuilt page from memory; a form post decoded, one
+# field checked, a JSON line group-committed with fdatasync before the 303).
+#
+# Both serve the same example site's landing page (its .br twin) and take the same order post
+# (bench/post-order.lua, a valid order with a unique name each, so cofferdam stores every one
+# with full validation, its signed receipt cookie and its metrics). Each server is pinned to
+# core 0, wrk to core 1; posts at 64 and 1,024 connections, GETs at 64, ROUNDS rounds each.
+# Prints requests/s, p50, p99 and the ratios cofferdam/floor (best round of each).
+# Targets: posts >= 0.85 of the floor with p99 < 20 ms at 64 and 1,024 connections; static
+# GET >= 0.95 of the floor.
+#
+# Usage: bench/floor.sh   (DURATION=10s ROUNDS=2 override)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+
+DURATION=${DURATION:-10s}
+ROUNDS=${ROUNDS:-2}
+ulimit -n "$(ulimit -Hn)"
+
+need wrk curl python3 util-linux
+build_release
+cargo build --release --quiet --example floor
+FLOOR="$(dirname "$BIN")/examples/floor"
+
+SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/cofferdam-floor.XXXXXX")
+trap 'cleanup; rm -rf "$SCRATCH"' EXIT
+# The example site without stock caps (as bench/collect.sh), so every post is a record.
+SITE="$SCRATCH/site"
+mkdir -p "$SITE"
+cp -r cofferdam.toml content templates "$SITE/"
+sed -i '/^stock = [0-9]*$/d' "$SITE/cofferdam.toml"
+"$BIN" build --site "$SITE" >/dev/null
+
+wrk() { taskset -c 1 "$(type -P wrk)" "$@"; }
+
+RESULTS="$OUT/floor-results.txt"
+: >"$RESULTS"
+# Runs the three loads against the server at URL, ROUNDS times each.
+load() {
+  local name=$1 url=$2 round
+  for round in $(seq 1 "$ROUNDS"); do
+    for conns in 64 1024; do
+      run_wrk "floor-$name-post-c$conns-$round" -t1 -c"$conns" -d"$DURATION" --latency \
+        -s bench/post-order.lua "$url"
+      report "$name" "post-c$conns" "$round"
+    done
+    run_wrk "floor-$name-get-$round" -t1 -c64 -d"$DURATION" --latency -H 'Accept-Encoding: br, gzip' "$url/"
+    report "$name" get-c64 "$round"
+  done
+}
+report() {
+  printf '%-10s %-10s round %s: %8s req/s  p50 %7s ms  p99 %7s ms  errors/non-2xx-3xx %s\n' \
+    "$1" "$2" "$3" "$RPS" "$P50" "$P99" "$BAD"
+  echo "$1 $2 $3 $RPS $P50 $P99 $BAD" >>"$RESULTS"
+}
+
+start() {
+  local name=$1 url=$2
+  shift 2
+  taskset -c 0 "$@" >"$OUT/floor-$name.log" 2>&1 &
+  SERVER_PID=$!
+  PIDS+=("$SERVER_PID")
+  wait_http "$url/"
+  local got
+  got=$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' -X POST -H "Origin: $url" \
+    -H 'Content-Type: application/x-www-form-urlencoded' \
+    --data 'name=Smoke+Test&email=buyer%40example.org&street=Hauptstr.+1&postcode=10115&city=Berlin&country=DE&sku=AURORA-EB&quantity=1' \
+    "$url/submit/order")
+  echo "bench: $name: one post -> $got; GET / -> $(curl -s -o /dev/null -w '%{size_download} bytes' -H 'Accept-Encoding: br, gzip' "$url/")"
+  [[ $got == 303* ]]
+}
+stop() {
+  kill -TERM "$1" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL "$1" 2>/dev/null || true
+}
+
+PORT=$(free_port)
+echo "== floor"
+start floor "http://127.0.0.1:$PORT" "$FLOOR" --listen "127.0.0.1:$PORT" \
+  --page "$SITE/dist/index.html.br" --encoding br --log "$SCRATCH/floor.jsonl"
+load floor "http://127.0.0.1:$PORT"
+stop "$SERVER_PID"
+
+PORT=$(free_port)
+ADMIN=$(free_port)
+echo "== cofferdam"
+start cofferdam "http://127.0.0.1:$PORT" "$BIN" serve --site "$SITE" --no-build \
+  --listen "127.0.0.1:$PORT" --admin "127.0.0.1:$ADMIN"
+load cofferdam "http://127.0.0.1:$PORT"
+stop "$SERVER_PID"
+echo "bench: lines on disk: floor $(wc -l <"$SCRATCH/floor.jsonl"), cofferdam $(cat "$SITE"/collected/order/*.jsonl* | wc -l)"
+
+echo
+echo "== cofferdam/floor, $(nproc) cores, server on core 0, wrk -t1 on core 1, $DURATION (best of $ROUNDS); load $(cut -d' ' -f1-3 /proc/loadavg)"
+best() { awk -v n="$1" -v l="$2" '$1 == n && $2 == l && $4 > r {r = $4; p99 = $6} END {print r, p99}' "$RESULTS"; }
+for load in post-c64 post-c1024 get-c64; do
+  read -r frps fp99 <<<"$(best floor "$load")"
+  read -r crps cp99 <<<"$(best cofferdam "$load")"
+  target=$([[ $load == get* ]] && echo 0.95 || echo 0.85)
+  printf '%-11s floor %8s req/s p99 %7s ms | cofferdam %8s req/s p99 %7s ms | ratio %s (target >= %s)\n' \
+    "$load" "$frps" "$fp99" "$crps" "$cp99" "$(ratio "$crps" "$frps")" "$target"
+done
