@@ -303,7 +303,7 @@ mod tests {
     #[test]
     fn a_gap_lifts_the_pen() {
         let svg = Chart::new("c", "t", vec![0.0, 1.0, 2.0, 3.0]).series("s", vec![1.0, f64::NAN, 1.0, 1.0]).to_svg();
-        let d = svg.split("d=\"").nth(1).unwrap().split('"').next().unwrap();
+        let d = svg.split(" d=\"").nth(1).unwrap().split('"').next().unwrap();
         assert_eq!(d.matches('M').count(), 2, "{d}");
         assert_eq!(d.matches('L').count(), 1, "{d}");
         assert!(svg.contains("data-values=\"1 NaN 1 1\""), "{svg}");

@@ -419,8 +419,13 @@ fn ms(seconds: f64) -> String {
     }
 }
 
+/// `6e7` → `60 MB`
 fn bytes(b: f64) -> String {
-    format!("{} B", short(b))
+    let text = short(b);
+    match text.strip_suffix(['k', 'M', 'G']) {
+        Some(number) => format!("{number} {}B", &text[number.len()..]),
+        None => format!("{text} B"),
+    }
 }
 
 /// `90.0` → `1 min`: a round duration for axis labels.
