@@ -5,6 +5,7 @@
 //! [`import`]. [`check`] and [`rehearse`] measure the built site before the day.
 
 pub mod build;
+pub mod chart;
 pub mod check;
 pub mod cmd;
 pub mod collect;

@@ -20,9 +20,25 @@ fn rejected(reason: &'static str) {
     metrics::counter!("cofferdam_collect_rejected_total", "reason" => reason).increment(1);
 }
 
+/// Times every post of a known form, whatever its answer (the admin page's p50/p99).
+pub async fn submit(
+    state: State<Arc<Collector>>,
+    launch: Extension<Arc<Forms>>,
+    form: Path<String>,
+    req: Request,
+) -> Response {
+    let started = std::time::Instant::now();
+    let timer = launch.forms.get(form.as_str()).map(|rt| rt.post_seconds.clone());
+    let response = answer_post(state, launch, form, req).await;
+    if let Some(timer) = timer {
+        timer.record(started.elapsed().as_secs_f64());
+    }
+    response
+}
+
 /// `launch` is the build this request was pinned to when it came in: its form, prices and
 /// pages decide the post, even if a reload swaps another in meanwhile.
-pub async fn submit(
+async fn answer_post(
     State(c): State<Arc<Collector>>,
     Extension(launch): Extension<Arc<Forms>>,
     Path(form_name): Path<String>,

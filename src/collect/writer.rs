@@ -265,6 +265,7 @@ impl Writer {
                 self.shared.healthy.store(true, Ordering::Relaxed);
                 self.failures.recovered();
                 metrics::counter!("cofferdam_collect_records_total").increment(records.len() as u64);
+                count_by_form(&records);
                 metrics::counter!("cofferdam_collect_batches_total").increment(1);
                 metrics::histogram!("cofferdam_collect_batch_size").record(batch.len() as f64);
                 metrics::histogram!("cofferdam_collect_commit_seconds").record(started.elapsed().as_secs_f64());
@@ -476,5 +477,17 @@ fn record(job: &mut Job, reference: Ref) -> Record {
         currency: job.valid.currency.take(),
         parent_ref: job.parent_ref.take(),
         meta: std::mem::take(&mut job.meta),
+    }
+}
+
+/// `cofferdam_collect_form_records_total{form}`: the admin page's records per second by form,
+/// counted once per form and batch, after the batch is durable.
+fn count_by_form(records: &[(usize, Record)]) {
+    let mut by_form: BTreeMap<&str, u64> = BTreeMap::new();
+    for (_, r) in records {
+        *by_form.entry(r.form.as_str()).or_default() += 1;
+    }
+    for (form, n) in by_form {
+        metrics::counter!("cofferdam_collect_form_records_total", "form" => form.to_string()).increment(n);
     }
 }

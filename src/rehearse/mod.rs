@@ -3,9 +3,11 @@
 //! It starts the real server ([`server`]) on the built site with a scratch collected folder,
 //! sends fresh visitors down the landing path ([`visitor`]) in steps of doubling concurrency,
 //! and reports the highest step whose p99 latency stayed within the budget without a `503` or
-//! an error: landing pages per second, orders per second, buyers per hour. Everything stays on
-//! 127.0.0.1 and ends by itself within `--duration` plus a few seconds.
+//! an error: landing pages per second, orders per second, buyers per hour, as text, JSON or an
+//! HTML page with charts ([`report`]). Everything stays on 127.0.0.1 and ends by itself within
+//! `--duration` plus a few seconds.
 
+mod report;
 mod server;
 mod visitor;
 
@@ -42,6 +44,10 @@ pub struct RehearseArgs {
     pub latency_budget_ms: Option<u64>,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+    /// Also write the rehearsal as a self-contained HTML page with charts (no script, no
+    /// external asset) to this file.
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
 }
 
 pub fn cli(args: &RehearseArgs) -> anyhow::Result<ExitCode> {
@@ -49,11 +55,25 @@ pub fn cli(args: &RehearseArgs) -> anyhow::Result<ExitCode> {
         bail!("--duration and --connections must be at least 1");
     }
     let site = Site::load(&args.site)?;
+    // Opened first: a path that cannot be written is better said before the rehearsal than after.
+    let mut report_file = match &args.report {
+        Some(path) => {
+            Some(std::fs::File::create(path).with_context(|| format!("{}: cannot write the report", path.display()))?)
+        }
+        None => None,
+    };
     let exe = std::env::current_exe().context("finding the cofferdam binary to start the server with")?;
     let report = rehearse(&site, &exe, args)?;
     match args.format {
         Format::Text => print!("{}", report.to_text()),
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    if let (Some(file), Some(path)) = (report_file.as_mut(), &args.report) {
+        use std::io::Write;
+        file.write_all(report::to_html(&report).as_bytes())
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("{}: cannot write the report", path.display()))?;
+        eprintln!("cofferdam rehearse: report written to {}", path.display());
     }
     Ok(if report.acknowledged_orders_lost == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

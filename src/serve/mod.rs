@@ -10,6 +10,7 @@
 mod admin;
 mod client_ip;
 mod conn;
+mod dashboard;
 mod deadline;
 mod headers;
 mod host;
@@ -20,6 +21,7 @@ mod range;
 mod ratelimit;
 mod receipt;
 mod reload;
+mod samples;
 mod site;
 mod stream;
 
@@ -54,7 +56,7 @@ pub struct ServeArgs {
     /// Public address (default: `server.listen`).
     #[arg(long)]
     pub listen: Option<String>,
-    /// Admin address for /healthz and /metrics (default: `server.admin`).
+    /// Admin address for the admin page, /healthz and /metrics (default: `server.admin`).
     #[arg(long)]
     pub admin: Option<String>,
     /// Serve the existing `dist/` as it is.
@@ -111,7 +113,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let serving = start(args).await?;
     let launch = serving.app.launch.load();
     println!(
-        "cofferdam: serving \"{}\" ({} files, {} bytes in memory, {} streamed from disk) on http://{}  admin http://{}/metrics  collecting into {}",
+        "cofferdam: serving \"{}\" ({} files, {} bytes in memory, {} streamed from disk) on http://{}  admin http://{}/  collecting into {}",
         launch.source.config.site.title,
         launch.site.files,
         launch.site.bytes,
@@ -148,9 +150,12 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Serving> {
     let manifest = Manifest::load(&dist)?;
     let config = site.config.server.clone();
     let static_site = StaticSite::load(&dist, &manifest, &config)?;
-    // Before the collector starts, so the figures it sets at start-up (stock left) are kept.
+    // Before the collector starts: it takes its metric handles and sets figures (stock left)
+    // at start-up.
     metrics::recorder();
     let collector = Collector::start(&site, &manifest).await?;
+    let board = admin_board(&site, &manifest);
+    let admin_collected = site.collected_dir();
     let forms = Arc::new(Forms::new(&site.config, &manifest, &dist));
     let metrics = Arc::new(ServeMetrics::default());
     let app = Arc::new(App {
@@ -190,9 +195,10 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Serving> {
         conn::Limits { max_header_bytes: 8192, header_timeout: Duration::from_secs(5), max_connections: 64 };
     let admin_busy: conn::Busy =
         Arc::new(|| (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")], "busy\n").into_response());
+    tokio::spawn(board.samples.clone().run(metrics.clone(), admin_collected, stop_rx.clone()));
     let admin_task = tokio::spawn(conn::serve(
         admin,
-        admin::router(app.clone()),
+        admin::router(app.clone(), board),
         None,
         admin_busy,
         admin_limits,
@@ -201,6 +207,22 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Serving> {
         stop_rx,
     ));
     Ok(Serving { public: public_addr, admin: admin_addr, app, args, stop, tasks: vec![public_task, admin_task] })
+}
+
+/// The admin page's ring (one sample a second, ten minutes) and what the page says.
+fn admin_board(site: &Site, manifest: &Manifest) -> Arc<admin::Board> {
+    let c = &site.config;
+    let info = dashboard::Info {
+        site: manifest.site.title.clone(),
+        node: c.server.node.clone(),
+        collected: site.collected_dir(),
+        forms: manifest.forms.keys().cloned().collect(),
+        caps: manifest.catalog.iter().filter_map(|p| Some((p.sku.clone(), p.stock?))).collect(),
+        replication: c.collect.replicate.as_ref().map(|r| r.ack),
+        refresh_secs: 5,
+    };
+    let samples = samples::Samples::new(Duration::from_secs(1), Duration::from_secs(600));
+    Arc::new(admin::Board { samples: Arc::new(samples), info })
 }
 
 /// The site's config, with the addresses given on the command line.

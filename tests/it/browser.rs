@@ -3,7 +3,8 @@
 //! form, the order goes to a payment page (a stand-in served by this test, which confirms the
 //! payment to `/hook/stripe` as Stripe would) and back to the thank-you page with the receipt,
 //! the one-time offer joins it, and a second browser without the cookie sees no receipt.
-//! Screenshots of every page, on a desktop and a 390 px phone, go to `target/screenshots/`.
+//! Then the operator's admin page shows those orders. Screenshots of every page, on a desktop
+//! and a 390 px phone, go to `target/screenshots/`.
 
 use crate::payments::{completed, now, paying_site, signature, start, SECRET};
 use crate::support::*;
@@ -131,7 +132,11 @@ async fn a_buyer_orders_pays_and_sees_the_receipt_in_chromium_with_javascript_of
     let driver = Driver::start(&chromedriver);
     let profile = tempfile::tempdir().unwrap();
     let c = browser(&chromium, &driver, profile.path()).await;
-    let result = tokio::time::timeout(Duration::from_secs(120), walk(&c, &server, site.path())).await;
+    let result = tokio::time::timeout(Duration::from_secs(120), async {
+        walk(&c, &server, site.path()).await;
+        admin_page(&c, &server).await;
+    })
+    .await;
     let _ = c.close().await;
     result.expect("the buyer's walk finished within 120 s");
 
@@ -249,6 +254,26 @@ async fn walk(c: &Client, server: &Server, site: &Path) {
     assert_eq!(offer.lines[0].sku, "BULB-2PK");
     let stats = stdout(&run(site, &["stats"]));
     assert!(stats.contains("order            paid        1  unpaid        0"), "{stats}");
+}
+
+/// The admin page, once its sampler (one sample a second) has seen the order and the offer.
+async fn admin_page(c: &Client, server: &Server) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        c.goto(&format!("http://127.0.0.1:{}/", server.admin)).await.unwrap();
+        let orders = c.find(Locator::Id("orders-order")).await.unwrap().text().await.unwrap();
+        let offers = c.find(Locator::Id("orders-offer")).await.unwrap().text().await.unwrap();
+        if (orders.as_str(), offers.as_str()) == ("1", "1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the admin page shows {orders} orders and {offers} offers, not 1 and 1");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(c.title().await.unwrap().ends_with("cofferdam admin"));
+    for chart in ["chart-requests", "chart-orders", "chart-latency", "chart-stock", "chart-disk"] {
+        c.find(Locator::Id(chart)).await.unwrap_or_else(|e| panic!("{chart}: {e}"));
+    }
+    shots(c, "admin").await;
 }
 
 /// The stand-in for the provider's hosted payment page: shows the order it was sent, and on

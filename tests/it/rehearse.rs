@@ -65,3 +65,61 @@ fn rehearsal_json_has_steps_capacity_and_every_order_on_disk() {
     assert!(steps.iter().all(|s| s["broke"].is_null()), "no step broke (no 409 sold out): {json}");
     assert!(!site.path().join("collected").exists(), "the site's collected/ is untouched");
 }
+
+#[test]
+fn rehearsal_report_charts_the_figures_of_the_json_output() {
+    use crate::admin::{data, series};
+    let site = example_site();
+    let report = site.path().join("rehearsal.html");
+    let out = run(
+        site.path(),
+        &[
+            "rehearse",
+            "--duration",
+            "3",
+            "--connections",
+            "4",
+            "--format",
+            "json",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)));
+    let html = std::fs::read_to_string(&report).expect("the report is written");
+
+    let steps = json["steps"].as_array().unwrap();
+    assert!(!steps.is_empty(), "{json}");
+    for (chart, name, field) in [
+        ("chart-landing", "landing pages/s", "landing_pages_per_sec"),
+        ("chart-orders", "orders/s", "orders_per_sec"),
+        ("chart-p99", "GET p99", "get_p99_ms"),
+        ("chart-p99", "POST p99", "post_p99_ms"),
+    ] {
+        let expected: Vec<f64> = steps.iter().map(|s| s[field].as_f64().unwrap()).collect();
+        assert_eq!(series(&html, chart, name).1, expected, "{chart} {name} against the JSON's {field}");
+    }
+    let visitors: Vec<f64> = steps.iter().map(|s| (s["visitors"].as_f64().unwrap()).log2()).collect();
+    assert_eq!(series(&html, "chart-orders", "orders/s").0, visitors, "x is the concurrency (log scale)");
+    let cap = &json["capacity"];
+    assert_eq!(data(&html, "landing-pages-per-sec"), cap["landing_pages_per_sec"].as_f64().unwrap());
+    assert_eq!(data(&html, "orders-per-sec"), cap["orders_per_sec"].as_f64().unwrap());
+    assert_eq!(data(&html, "buyers-per-hour"), cap["buyers_per_hour"].as_f64().unwrap());
+    assert_eq!(data(&html, "acknowledged"), json["acknowledged_orders"].as_f64().unwrap());
+    assert_eq!(data(&html, "on-disk"), json["orders_on_disk"].as_f64().unwrap());
+    assert!(html.contains("none lost"), "the acknowledged-vs-on-disk check passed");
+    match json["broke_first"].as_str() {
+        Some(why) => {
+            let escaped = why.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+            assert!(html.contains(&escaped.replace('\'', "&#39;")), "{why} in {html}");
+        }
+        None => assert!(html.contains("Did not break up to 4 visitors at once"), "{html}"),
+    }
+    // Self-contained: nothing to fetch, nothing to run.
+    assert!(html.contains("http-equiv=\"Content-Security-Policy\" content=\"default-src 'none';"));
+    for forbidden in ["<script", " src=", " href=", "url(", "@import", "<link", "<iframe"] {
+        assert!(!html.contains(forbidden), "{forbidden} in the report");
+    }
+}

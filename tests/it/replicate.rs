@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 const STREAM: &str = "ORDERS";
 
-fn nats_server() -> PathBuf {
+pub(crate) fn nats_server() -> PathBuf {
     if let Ok(p) = std::env::var("COFFERDAM_NATS_SERVER") {
         return PathBuf::from(p);
     }

@@ -121,7 +121,7 @@ impl Server {
                 panic!("cofferdam serve exited before its start-up line: {:?}", child.wait());
             }
         };
-        // `… on http://127.0.0.1:PORT  admin http://127.0.0.1:PORT/metrics  collecting into …`
+        // `… on http://127.0.0.1:PORT  admin http://127.0.0.1:PORT/  collecting into …`
         let port_after = |marker: &str| -> u16 {
             let addr = line.split(marker).nth(1).and_then(|r| r.split(['/', ' ']).next()).unwrap_or("");
             addr.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("no {marker:?} in {line:?}"))
