@@ -9,7 +9,7 @@
 mod assets;
 mod compress;
 mod content;
-mod forms;
+pub(crate) mod forms;
 mod front_matter;
 mod init;
 mod markdown;

@@ -243,21 +243,8 @@ pub fn short(v: f64) -> String {
     format!("{text}{suffix}")
 }
 
-/// Text for HTML and SVG, in content and in quoted attributes.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// Text for HTML and SVG, in content and in quoted attributes: the build's one escaper.
+pub(crate) use crate::build::forms::esc as escape;
 
 #[cfg(test)]
 mod tests {
