@@ -108,6 +108,14 @@ impl Cluster {
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
+        // Healthy servers are not yet a cluster that can place an R3 stream: wait until a meta
+        // leader sees every other running server current and online ("no suitable peers for
+        // placement, peer offline" otherwise refuses the first order).
+        let running: Vec<u16> = self.nodes.iter().filter(|n| n.child.is_some()).map(|n| n.monitor_port).collect();
+        while !running.iter().any(|&port| meta_leader_sees_peers(port, running.len() - 1)) {
+            assert!(Instant::now() < deadline, "the JetStream servers did not form a cluster in 60 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     fn kill(&mut self, i: usize) {
@@ -199,12 +207,34 @@ impl Drop for Cluster {
 
 /// A GET on loopback, its status (None when nothing answers).
 fn http_status(port: u16, path: &str) -> Option<u16> {
+    http_get(port, path)?.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Whether the server monitored on `port` leads the meta group with `peers` others current.
+fn meta_leader_sees_peers(port: u16, peers: usize) -> bool {
+    let Some(body) = http_body(port, "/jsz") else { return false };
+    let Ok(jsz) = serde_json::from_str::<serde_json::Value>(&body) else { return false };
+    let meta = &jsz["meta_cluster"];
+    let Some(leader) = meta["leader"].as_str() else { return false };
+    let replicas = meta["replicas"].as_array().cloned().unwrap_or_default();
+    // The leader's own view lists the others; a follower's lists the leader among them.
+    let is_leader = !replicas.iter().any(|r| r["name"] == leader);
+    let current = replicas.iter().filter(|r| r["current"] == true && r["offline"] != true).count();
+    is_leader && current >= peers
+}
+
+fn http_body(port: u16, path: &str) -> Option<String> {
+    Some(http_get(port, path)?.split_once("\r\n\r\n")?.1.to_string())
+}
+
+/// The whole answer (status line, headers, body) of a plain HTTP/1.0 GET.
+fn http_get(port: u16, path: &str) -> Option<String> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
-    text.split_whitespace().nth(1)?.parse().ok()
+    Some(text)
 }
 
 /// The example site, replicating to `cluster` with `ack`, as node `node`.
