@@ -103,9 +103,15 @@ pub struct Meta {
 impl Record {
     /// The record as one JSON line, newline included.
     pub fn to_json_line(&self) -> Vec<u8> {
-        let mut out = serde_json::to_vec(self).expect("a record always serializes");
-        out.push(b'\n');
+        let mut out = Vec::with_capacity(512);
+        self.write_json_line(&mut out);
         out
+    }
+
+    /// Appends the record as one JSON line to `out` (a batch's buffer: no line of its own).
+    pub fn write_json_line(&self, out: &mut Vec<u8>) {
+        serde_json::to_writer(&mut *out, self).expect("a record always serializes");
+        out.push(b'\n');
     }
 
     /// The import order: receive time, node, sequence.

@@ -68,11 +68,15 @@ impl After {
 }
 
 pub fn see_other(location: &str, cookies: Vec<HeaderValue>) -> Response {
-    let mut r = (StatusCode::SEE_OTHER, [(header::CACHE_CONTROL, "no-store")]).into_response();
-    r.headers_mut().insert(header::LOCATION, HeaderValue::from_str(location).unwrap_or(HeaderValue::from_static("/")));
+    // Room for these and the security headers the front adds, so the map never regrows.
+    let mut headers = HeaderMap::with_capacity(16);
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::LOCATION, HeaderValue::from_str(location).unwrap_or(HeaderValue::from_static("/")));
     for c in cookies {
-        r.headers_mut().append(header::SET_COOKIE, c);
+        headers.append(header::SET_COOKIE, c);
     }
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    *r.headers_mut() = headers;
     r
 }
 

@@ -88,7 +88,8 @@ impl Receipt {
 
     /// The cookie's value: base64url JSON, signed.
     pub fn encode(&self, signer: &Signer) -> String {
-        let json = serde_json::to_vec(self).expect("a receipt serializes");
+        let mut json = Vec::with_capacity(256);
+        serde_json::to_writer(&mut json, self).expect("a receipt serializes");
         signer.sign_text(CONTEXT, &URL_SAFE_NO_PAD.encode(json))
     }
 

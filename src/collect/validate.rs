@@ -23,21 +23,45 @@ pub enum BodyError {
 /// decode to UTF-8 is an error rather than a silent replacement character. The first value
 /// of a repeated name wins.
 pub fn parse_body(body: &[u8]) -> Result<BTreeMap<String, String>, BodyError> {
-    let text = std::str::from_utf8(body).map_err(|_| BodyError::NotUtf8)?;
     let mut out = BTreeMap::new();
-    for pair in text.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let decode = |s: &str| {
-            // Most names and many values have no '+': no copy for them.
-            let plus: std::borrow::Cow<str> = if s.contains('+') { s.replace('+', " ").into() } else { s.into() };
-            percent_encoding::percent_decode_str(&plus)
-                .decode_utf8()
-                .map(|c| c.into_owned())
-                .map_err(|_| BodyError::NotUtf8)
+    for pair in body.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+        let (k, v) = match pair.iter().position(|&b| b == b'=') {
+            Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+            None => (pair, &[][..]),
         };
-        out.entry(decode(k)?).or_insert(decode(v)?);
+        let (key, value) = (form_decode(k)?, form_decode(v)?);
+        out.entry(key).or_insert(value);
     }
     Ok(out)
+}
+
+/// One name or value: `+` is a space, `%XX` a byte (a `%` not followed by two hex digits stays
+/// as it is), and the bytes must be UTF-8.
+fn form_decode(s: &[u8]) -> Result<String, BodyError> {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    // Most names and many values need no decoding: one copy and the UTF-8 check.
+    let bytes = if s.iter().any(|&b| b == b'+' || b == b'%') {
+        let mut out = Vec::with_capacity(s.len());
+        let mut i = 0;
+        while i < s.len() {
+            match s[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < s.len() => match (hex(s[i + 1]), hex(s[i + 2])) {
+                    (Some(hi), Some(lo)) => {
+                        out.push(hi << 4 | lo);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                },
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        out
+    } else {
+        s.to_vec()
+    };
+    String::from_utf8(bytes).map_err(|_| BodyError::NotUtf8)
 }
 
 /// What a valid post yields: the stored fields (every field of the form, in the form's terms)
@@ -294,5 +318,10 @@ mod tests {
         assert_eq!(parse_body(b"a=1+2&b=%C3%A9&a=3").unwrap(), post(&[("a", "1 2"), ("b", "é")]));
         assert_eq!(parse_body(b"a=%FF"), Err(BodyError::NotUtf8));
         assert_eq!(parse_body(&[b'a', b'=', 0xff]), Err(BodyError::NotUtf8));
+        // A '%' without two hex digits is kept; an escaped '+' is a plus, a bare one a space.
+        assert_eq!(
+            parse_body(b"a=50%&b=%zz%4&c=%2B+&d").unwrap(),
+            post(&[("a", "50%"), ("b", "%zz%4"), ("c", "+ "), ("d", "")])
+        );
     }
 }

@@ -307,7 +307,7 @@ impl Writer {
                     for r in recs {
                         match &seg.header {
                             Some(header) => buf.extend(CsvCodec::row_line(header, r)),
-                            None => buf.extend(r.to_json_line()),
+                            None => r.write_json_line(&mut buf),
                         }
                     }
                     seg.append(&buf)?;

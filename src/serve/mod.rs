@@ -12,6 +12,7 @@ mod client_ip;
 mod conn;
 mod dashboard;
 mod deadline;
+mod front;
 mod headers;
 mod host;
 mod listening;
@@ -260,32 +261,11 @@ impl Serving {
     }
 }
 
-/// The public router: the collector's `POST /submit/{form}`, everything else from memory.
+/// The public router: the collector's `POST /submit/{form}`, everything else from memory, all
+/// through the one [`front::Front`].
 pub fn router(app: Arc<App>) -> axum::Router {
-    use tower_http::set_header::SetResponseHeaderLayer as SetHeader;
-    let config = &app.config;
-    let mut security = HeaderMap::new();
-    headers::add_security(&mut security, config);
-    let body_timeout = Duration::from_millis(config.body_timeout_ms);
-    let pinned = app.clone();
-    let mut router = app
-        .collector
-        .router()
-        .fallback(static_file)
-        .with_state(app.clone())
-        .layer(axum::middleware::from_fn_with_state(app.clone(), client_ip::resolve_and_limit))
-        // Each request is decided by the launch current when it came in, whole.
-        .layer(tower::util::MapRequestLayer::new(move |mut req: Request| {
-            let launch = pinned.launch.load_full();
-            req.extensions_mut().insert(launch.forms.clone());
-            req.extensions_mut().insert(launch);
-            deadline::with_body_deadline(req, body_timeout)
-        }))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| internal_error()));
-    for (name, value) in security.iter() {
-        router = router.layer(SetHeader::if_not_present(name.clone(), value.clone()));
-    }
-    router
+    let routes = app.collector.router().fallback(static_file).with_state(app.clone());
+    axum::Router::new().fallback_service(front::Front::new(app, routes))
 }
 
 /// A GET or HEAD of a file held in memory, answered 200 in full, straight from its prebuilt
