@@ -38,6 +38,9 @@ enum Command {
     Rehearse(cofferdam::rehearse::RehearseArgs),
 }
 
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
