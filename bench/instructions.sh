@@ -7,7 +7,7 @@
 # Kernel time (TCP, fdatasync) is not counted; it is the same for both servers.
 #
 # Usage: bench/instructions.sh   (N=2000 C=16 WARM=300 override; KEEP=1 keeps the callgrind
-# files in bench/out/ for callgrind_annotate)
+# files in bench/out/ for callgrind_annotate; WHAT=get counts a static `GET /` instead)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib.sh
@@ -17,6 +17,7 @@ trap cleanup EXIT
 N=${N:-2000}
 C=${C:-16}
 WARM=${WARM:-300}
+WHAT=${WHAT:-post}
 
 need valgrind curl python3 util-linux
 build_release
@@ -52,9 +53,9 @@ start() {
 count() {
   local name=$1 port=$2
   rm -f "$OUT/callgrind-$name".*
-  python3 bench/floor/posts.py "$port" "$WARM" "$C" >/dev/null
+  python3 bench/floor/posts.py "$port" "$WARM" "$C" "$WHAT" >/dev/null
   callgrind_control -z "$SERVER_PID" >/dev/null
-  python3 bench/floor/posts.py "$port" "$N" "$C" >&2
+  python3 bench/floor/posts.py "$port" "$N" "$C" "$WHAT" >&2
   callgrind_control -d "$SERVER_PID" >/dev/null
   kill -TERM "$SERVER_PID"
   wait "$SERVER_PID" 2>/dev/null || true
@@ -77,9 +78,9 @@ start cofferdam "http://127.0.0.1:$PORT/" "$BIN" serve --site "$SITE" --no-build
 CD_IR=$(count cofferdam "$PORT")
 
 echo
-echo "== instructions per order post (callgrind, $N posts over $C connections after $WARM)"
-awk -v f="$FLOOR_IR" -v c="$CD_IR" -v n="$N" 'BEGIN {
-  printf "floor      %9.0f instructions/post\n", f / n
-  printf "cofferdam  %9.0f instructions/post\n", c / n
+echo "== instructions per $WHAT (callgrind, $N requests over $C connections after $WARM)"
+awk -v f="$FLOOR_IR" -v c="$CD_IR" -v n="$N" -v w="$WHAT" 'BEGIN {
+  printf "floor      %9.0f instructions/%s\n", f / n, w
+  printf "cofferdam  %9.0f instructions/%s\n", c / n, w
   printf "ratio floor/cofferdam %.2f (what cofferdam would reach of the floor if CPU in user space were all)\n", f / c
 }'

@@ -5,7 +5,9 @@ keep-alive connections to 127.0.0.1:PORT and checks every answer is a 303.
 Used by bench/instructions.sh, where the server runs under callgrind: a fixed number of posts
 makes "instructions per post" a count rather than a rate.
 
-Usage: posts.py PORT N [C]
+With a fourth argument `get`, sends N `GET /` (brotli accepted) instead and expects 200s.
+
+Usage: posts.py PORT N [C] [get]
 """
 import socket
 import sys
@@ -13,11 +15,14 @@ import threading
 
 port, total = int(sys.argv[1]), int(sys.argv[2])
 conns = int(sys.argv[3]) if len(sys.argv) > 3 else 16
+gets = len(sys.argv) > 4 and sys.argv[4] == "get"
 origin = f"http://127.0.0.1:{port}"
 failures = []
 
 
 def request(tag):
+    if gets:
+        return f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept-Encoding: br, gzip\r\n\r\n".encode()
     body = (
         f"name=Bench+Buyer+{tag}&email=buyer%40example.org&street=Hauptstr.+1&postcode=10115"
         "&city=Berlin&country=DE&sku=AURORA-EB&quantity=1"
@@ -56,7 +61,7 @@ def client(index, count):
         for i in range(count):
             sock.sendall(request(f"{index}-{i}"))
             status, pending = read_response(sock, pending)
-            if status != 303:
+            if status != (200 if gets else 303):
                 failures.append(status)
         sock.close()
     except OSError as e:
@@ -74,4 +79,4 @@ for t in threads:
 if failures:
     print(f"posts.py: {len(failures)} of {total} posts failed: {failures[:5]}", file=sys.stderr)
     sys.exit(1)
-print(f"posts.py: {total} posts, all 303")
+print(f"posts.py: {total} {'GETs, all 200' if gets else 'posts, all 303'}")
