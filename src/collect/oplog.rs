@@ -5,24 +5,31 @@
 use super::writer::Shared;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-/// Counters the request handlers bump, lock-free: one per form, fixed at start-up.
+/// Counters the request handlers bump: one per form, each an atomic behind a lock that is only
+/// written when a form appears (one a reload added).
 pub struct OpLog {
-    accepted: BTreeMap<String, AtomicU64>,
+    accepted: RwLock<BTreeMap<String, AtomicU64>>,
     shed: AtomicU64,
 }
 
 impl OpLog {
     pub fn new<'a>(forms: impl Iterator<Item = &'a String>) -> OpLog {
-        OpLog { accepted: forms.map(|f| (f.clone(), AtomicU64::new(0))).collect(), shed: AtomicU64::new(0) }
+        let accepted = forms.map(|f| (f.clone(), AtomicU64::new(0))).collect();
+        OpLog { accepted: RwLock::new(accepted), shed: AtomicU64::new(0) }
     }
 
     pub fn accepted(&self, form: &str) {
-        if let Some(n) = self.accepted.get(form) {
+        let known = self.accepted.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = known.get(form) {
             n.fetch_add(1, Ordering::Relaxed);
+            return;
         }
+        drop(known);
+        let mut all = self.accepted.write().unwrap_or_else(|e| e.into_inner());
+        all.entry(form.to_string()).or_insert_with(|| AtomicU64::new(0)).fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn shed(&self) {
@@ -31,12 +38,9 @@ impl OpLog {
 
     /// The line for what was counted since the last call, or none when nothing was.
     pub fn take_line(&self, stock: &BTreeMap<String, u64>, every: Duration) -> Option<String> {
-        let per_form: Vec<(&str, u64)> = self
-            .accepted
-            .iter()
-            .map(|(f, n)| (f.as_str(), n.swap(0, Ordering::Relaxed)))
-            .filter(|(_, n)| *n > 0)
-            .collect();
+        let accepted = self.accepted.read().unwrap_or_else(|e| e.into_inner());
+        let per_form: Vec<(&str, u64)> =
+            accepted.iter().map(|(f, n)| (f.as_str(), n.swap(0, Ordering::Relaxed))).filter(|(_, n)| *n > 0).collect();
         let shed = self.shed.swap(0, Ordering::Relaxed);
         if per_form.is_empty() && shed == 0 {
             return None;
@@ -91,5 +95,11 @@ mod tests {
             Some("orders: 42 in 5s (offer 2, order 40) · stock left AURORA-EB 4958 · shed 1 (503, queue full)")
         );
         assert_eq!(log.take_line(&stock, every), None, "counted once");
+        // A form a reload added is counted too.
+        log.accepted("preorder");
+        assert_eq!(
+            log.take_line(&stock, every).as_deref(),
+            Some("orders: 1 in 5s (preorder 1) · stock left AURORA-EB 4958")
+        );
     }
 }

@@ -203,10 +203,11 @@ impl Writer {
         }
         let unreachable = self.stock.reserve(&demand).0;
         let mut outcomes = Vec::with_capacity(batch.len());
-        let mut taken: HashMap<String, u64> = HashMap::new();
-        let mut batch_keys: HashMap<[u8; 32], Ref> = HashMap::new();
+        let mut taken: HashMap<String, u64> = HashMap::with_capacity(demand.len());
+        // Sized once: growing them is most of what a batch's bookkeeping costs.
+        let mut batch_keys: HashMap<[u8; 32], Ref> = HashMap::with_capacity(batch.len());
         let mut batch_follow_ups: HashSet<(String, Ref)> = HashSet::new();
-        let mut records: Vec<(usize, Record)> = Vec::new();
+        let mut records: Vec<(usize, Record)> = Vec::with_capacity(batch.len());
         for (i, job) in batch.iter_mut().enumerate() {
             let earlier = self
                 .recent

@@ -19,8 +19,8 @@ pub fn router(app: Arc<App>, board: Arc<Board>) -> axum::Router {
     axum::Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .with_state(app)
-        .merge(axum::Router::new().route("/", get(page)).with_state(board))
+        .with_state(app.clone())
+        .merge(axum::Router::new().route("/", get(page)).with_state((app, board)))
 }
 
 async fn healthz(State(app): State<Arc<App>>) -> (http::StatusCode, &'static str) {
@@ -38,9 +38,11 @@ async fn metrics(State(app): State<Arc<App>>) -> ([(http::HeaderName, &'static s
     ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render())
 }
 
-async fn page(State(board): State<Arc<Board>>) -> impl IntoResponse {
+async fn page(State((app, board)): State<(Arc<App>, Arc<Board>)>) -> impl IntoResponse {
     let now = std::time::Instant::now();
-    let html = board.samples.with(|ring| dashboard::render(ring, now, &board.info));
+    // The forms and caps of the launch serving now: a reload may have added a form or a cap.
+    let info = board.info.clone().of_launch(&app.launch.load().source.config);
+    let html = board.samples.with(|ring| dashboard::render(ring, now, &info));
     let csp = format!("{}; frame-ancestors 'none'", crate::chart::html::content_security_policy());
     (
         [

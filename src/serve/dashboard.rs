@@ -4,7 +4,7 @@
 
 use super::samples::{Figures, Sample};
 use crate::chart::{self, escape, short, Chart};
-use crate::config::AckPolicy;
+use crate::config::{AckPolicy, Config};
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -22,6 +22,16 @@ pub struct Info {
     /// `[collect.replicate]`'s acknowledgement, when records are replicated.
     pub replication: Option<AckPolicy>,
     pub refresh_secs: u64,
+}
+
+impl Info {
+    /// With the forms and stock caps of `config`, the launch being served (a reload may add
+    /// either).
+    pub fn of_launch(mut self, config: &Config) -> Info {
+        self.forms = config.forms.keys().cloned().collect();
+        self.caps = config.catalog.iter().filter_map(|p| Some((p.sku.clone(), p.stock?))).collect();
+        self
+    }
 }
 
 /// "Now" on the tiles: the rate over the last this many seconds.

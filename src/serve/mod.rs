@@ -36,6 +36,7 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use site::{Entry, Source, StaticSite};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -217,11 +218,12 @@ fn admin_board(site: &Site, manifest: &Manifest) -> Arc<admin::Board> {
         site: manifest.site.title.clone(),
         node: c.server.node.clone(),
         collected: site.collected_dir(),
-        forms: manifest.forms.keys().cloned().collect(),
-        caps: manifest.catalog.iter().filter_map(|p| Some((p.sku.clone(), p.stock?))).collect(),
+        forms: Vec::new(),
+        caps: BTreeMap::new(),
         replication: c.collect.replicate.as_ref().map(|r| r.ack),
         refresh_secs: 5,
-    };
+    }
+    .of_launch(c);
     let samples = samples::Samples::new(Duration::from_secs(1), Duration::from_secs(600));
     Arc::new(admin::Board { samples: Arc::new(samples), info })
 }

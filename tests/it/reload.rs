@@ -153,3 +153,50 @@ async fn a_cap_raised_by_sighup_sells_only_the_difference_as_sold_stays_sold() {
     let page = client().get(s.url("/order/index.html")).send().await.unwrap().text().await.unwrap();
     assert!(!page.contains("Sold out"), "the full-price lamp is still on sale");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_form_added_by_sighup_is_on_the_admin_page_and_in_the_operators_log() {
+    let site = example_site();
+    build(site.path());
+    let log_path = site.path().join("serve.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    edit(site.path(), "cofferdam.toml", "[collect]", "[collect]\nlog_every_secs = 1");
+    let s = Server::start_logged(site.path(), &[("COFFERDAM_LOG", "info")], log);
+    let config = site.path().join("cofferdam.toml");
+    let mut toml = std::fs::read_to_string(&config).unwrap();
+    toml.push_str(
+        "\n[forms.waitlist]\ntitle = \"Wait list\"\nthanks = \"/subscribed/\"\nsubmit_label = \"Wait\"\nstore = [\"jsonl\"]\n\n\
+         [[forms.waitlist.fields]]\nname = \"email\"\nlabel = \"E-mail\"\ntype = \"email\"\nrequired = true\n",
+    );
+    std::fs::write(&config, toml).unwrap();
+    build(site.path());
+    s.signal(libc::SIGHUP);
+    let join = || async {
+        client()
+            .post(s.url("/submit/waitlist"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("origin", s.origin())
+            .body("email=late%40example.org")
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while join().await != 303 {
+        assert!(Instant::now() < deadline, "the new form never took a post");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let page = get(&format!("http://127.0.0.1:{}/", s.admin), &[]).await.text().await.unwrap();
+    assert!(page.contains("id=\"orders-waitlist\""), "the admin page has a tile for the new form");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(&log_path).unwrap();
+        if text.contains("(waitlist 1)") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the operator's log never counted the new form: {text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
