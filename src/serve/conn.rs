@@ -165,9 +165,7 @@ impl Protocols {
         watcher: Option<Watcher>,
         mut stop: watch::Receiver<bool>,
     ) where
-        S: hyper::service::Service<hyper::Request<Incoming>, Response = Response, Error = Infallible>
-            + Send
-            + 'static,
+        S: hyper::service::Service<hyper::Request<Incoming>, Response = Response, Error = Infallible> + Send + 'static,
         S::Future: Send + 'static,
     {
         let sniffed = tokio::select! {
