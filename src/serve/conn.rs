@@ -185,7 +185,9 @@ impl Protocols {
                 None => Box::pin(conn).await,
             };
         } else {
-            // The head's deadline counts from the accept, as before the bytes were sniffed.
+            // The head's deadline counts from the accept, sniffing included. hyper applies the
+            // setting to the connection's later heads too, which thus lose the sniff's time:
+            // nothing for a client that sends its head at once, as clients do.
             let mut h1 = self.h1.clone();
             h1.header_read_timeout(self.header_timeout.saturating_sub(started.elapsed()));
             let conn = h1.serve_connection(io, service);
