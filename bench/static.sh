@@ -10,7 +10,8 @@
 # Targets: cofferdam/nginx >= 1.3 on both paths, p99 no worse than nginx's;
 # RSS < 100 MiB beyond the site's size with 10,000 idle connections.
 #
-# Usage: bench/static.sh   (DURATION=10s CONNS=128 ROUNDS=2 IDLE=10000 override)
+# Usage: bench/static.sh   (DURATION=10s CONNS=128 ROUNDS=2 IDLE=10000 override; ONLY=idle runs
+# only the idle-connection RSS part; BIN=path/to/cofferdam skips the release build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib.sh
@@ -21,12 +22,22 @@ DURATION=${DURATION:-10s}
 CONNS=${CONNS:-128}
 ROUNDS=${ROUNDS:-2}
 IDLE=${IDLE:-10000}
+ONLY=${ONLY:-}
+case $ONLY in
+  "" | idle) ;;
+  *) echo "bench: ONLY=$ONLY: only ONLY=idle is known" >&2; exit 2 ;;
+esac
 # 10,000 sockets on each side (client and server are separate processes), plus files: raise
 # the soft limit to the hard one (20,000 here; root may not go past it in this sandbox).
 ulimit -n "$(ulimit -Hn)"
 
-need wrk nginx caddy libnginx-mod-http-brotli-static curl python3 util-linux
-build_release
+if [[ $ONLY == idle ]]; then
+  need wrk curl python3 util-linux
+else
+  need wrk nginx caddy libnginx-mod-http-brotli-static curl python3 util-linux
+fi
+if [[ -z ${BIN:-} ]]; then build_release; fi
+BIN=$(realpath "$BIN")
 
 # A private copy of the example site, built once: all three servers read this dist/.
 SITE=$(realpath -m "$OUT/static-site")
@@ -195,36 +206,39 @@ load() {
 # `taskset -c 1` for the load generator: wrk never competes with the server for its core.
 wrk() { taskset -c 1 "$(type -P wrk)" "$@"; }
 
-echo "== nginx ($NGINX_NOTE), worker_processes 1"
-start nginx "http://127.0.0.1:$NGINX_PORT" nginx -e "$(realpath "$OUT")/nginx/error.log" -c "$(realpath "$OUT")/nginx/nginx.conf"
-load nginx "http://127.0.0.1:$NGINX_PORT"
-stop "$SERVER_PID"
+# The throughput runs; ONLY=idle skips them.
+if [[ $ONLY != idle ]]; then
+  echo "== nginx ($NGINX_NOTE), worker_processes 1"
+  start nginx "http://127.0.0.1:$NGINX_PORT" nginx -e "$(realpath "$OUT")/nginx/error.log" -c "$(realpath "$OUT")/nginx/nginx.conf"
+  load nginx "http://127.0.0.1:$NGINX_PORT"
+  stop "$SERVER_PID"
 
-echo "== caddy $(caddy version 2>/dev/null | cut -d' ' -f1)"
-# Caddy's Go runtime sizes GOMAXPROCS from the affinity mask: 1 here.
-start caddy "http://127.0.0.1:$CADDY_PORT" env HOME="$(realpath "$OUT")/caddy" XDG_DATA_HOME="$(realpath "$OUT")/caddy" caddy run --adapter caddyfile --config "$OUT/caddy/Caddyfile"
-load caddy "http://127.0.0.1:$CADDY_PORT"
-stop "$SERVER_PID"
+  echo "== caddy $(caddy version 2>/dev/null | cut -d' ' -f1)"
+  # Caddy's Go runtime sizes GOMAXPROCS from the affinity mask: 1 here.
+  start caddy "http://127.0.0.1:$CADDY_PORT" env HOME="$(realpath "$OUT")/caddy" XDG_DATA_HOME="$(realpath "$OUT")/caddy" caddy run --adapter caddyfile --config "$OUT/caddy/Caddyfile"
+  load caddy "http://127.0.0.1:$CADDY_PORT"
+  stop "$SERVER_PID"
 
-echo "== cofferdam"
-start cofferdam "http://127.0.0.1:$CD_PORT" "$BIN" serve --site "$SITE" --no-build \
-  --listen "127.0.0.1:$CD_PORT" --admin "127.0.0.1:$CD_ADMIN"
-load cofferdam "http://127.0.0.1:$CD_PORT"
-stop "$SERVER_PID"
+  echo "== cofferdam"
+  start cofferdam "http://127.0.0.1:$CD_PORT" "$BIN" serve --site "$SITE" --no-build \
+    --listen "127.0.0.1:$CD_PORT" --admin "127.0.0.1:$CD_ADMIN"
+  load cofferdam "http://127.0.0.1:$CD_PORT"
+  stop "$SERVER_PID"
 
-# --- summary: best round of each (the rounds are there to show noise) ----------------------
-echo
-echo "== static serving, $(nproc) cores, server on core 0, wrk -t1 -c$CONNS -d$DURATION on core 1 (best of $ROUNDS)"
-best() { awk -v n="$1" -v l="$2" -v f="$3" '$1 == n && $2 == l && $4 > r {r = $4; p50 = $5; p99 = $6} END {print (f == "rps" ? r : (f == "p50" ? p50 : p99))}' "$RESULTS"; }
-for label in landing asset; do
-  for name in nginx caddy cofferdam; do
-    printf '%-8s %-10s %8s req/s  p50 %6s ms  p99 %6s ms\n' "$label" "$name" \
-      "$(best $name $label rps)" "$(best $name $label p50)" "$(best $name $label p99)"
+  # --- summary: best round of each (the rounds are there to show noise) ----------------------
+  echo
+  echo "== static serving, $(nproc) cores, server on core 0, wrk -t1 -c$CONNS -d$DURATION on core 1 (best of $ROUNDS)"
+  best() { awk -v n="$1" -v l="$2" -v f="$3" '$1 == n && $2 == l && $4 > r {r = $4; p50 = $5; p99 = $6} END {print (f == "rps" ? r : (f == "p50" ? p50 : p99))}' "$RESULTS"; }
+  for label in landing asset; do
+    for name in nginx caddy cofferdam; do
+      printf '%-8s %-10s %8s req/s  p50 %6s ms  p99 %6s ms\n' "$label" "$name" \
+        "$(best $name $label rps)" "$(best $name $label p50)" "$(best $name $label p99)"
+    done
+    echo "$label: ratio cofferdam/nginx $(ratio "$(best cofferdam $label rps)" "$(best nginx $label rps)")" \
+      " cofferdam/caddy $(ratio "$(best cofferdam $label rps)" "$(best caddy $label rps)")" \
+      " p99 cofferdam/nginx $(ratio "$(best cofferdam $label p99)" "$(best nginx $label p99)")"
   done
-  echo "$label: ratio cofferdam/nginx $(ratio "$(best cofferdam $label rps)" "$(best nginx $label rps)")" \
-    " cofferdam/caddy $(ratio "$(best cofferdam $label rps)" "$(best caddy $label rps)")" \
-    " p99 cofferdam/nginx $(ratio "$(best cofferdam $label p99)" "$(best nginx $label p99)")"
-done
+fi
 
 # --- cofferdam's memory with IDLE idle keep-alive connections ------------------------------
 # hyper closes a keep-alive connection that sends no request head within header_timeout_ms

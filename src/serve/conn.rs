@@ -2,16 +2,26 @@
 //! speak to an origin), with a header size limit, a total deadline for a request's head
 //! (slowloris), a connection cap answered with a fast 503, and graceful shutdown that lets
 //! in-flight requests finish.
+//!
+//! The protocol is told apart by the client's first bytes (at most the 24 of the h2 preface),
+//! read here within the header deadline; the connection is then served by hyper's HTTP/1 or
+//! HTTP/2 machinery alone, so an idle HTTP/1 connection holds no HTTP/2 state.
 
 use super::metrics::ServeMetrics;
 use axum::extract::ConnectInfo;
 use axum::response::Response;
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::Watcher;
+use std::convert::Infallible;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::net::TcpListener;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tower::ServiceExt;
 
@@ -32,6 +42,9 @@ pub struct Limits {
 /// unanswered: its 503 must not hold a socket as long as a visitor's request may.
 const BUSY_DEADLINE: Duration = Duration::from_secs(2);
 
+/// What an HTTP/2 client with prior knowledge sends first.
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 /// Serves `app` on `listener` until `stop` changes, then waits (bounded) for open requests.
 pub async fn serve(
     listener: TcpListener,
@@ -46,8 +59,8 @@ pub async fn serve(
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     // Connections being told "busy" are capped too, so a flood cannot run us out of sockets.
     let busy_slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let http = builder(&limits, true);
-    let busy_http = builder(&limits, false);
+    let http = Arc::new(Protocols::new(&limits, true));
+    let busy_http = Arc::new(Protocols::new(&limits, false));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -70,10 +83,12 @@ pub async fn serve(
                 let service = hyper::service::service_fn(move |_req: hyper::Request<Incoming>| {
                     let mut response = busy();
                     response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
-                    std::future::ready(Ok::<_, std::convert::Infallible>(response))
+                    std::future::ready(Ok::<_, Infallible>(response))
                 });
-                let conn = busy_http.serve_connection(TokioIo::new(stream), service).into_owned();
+                let (busy_http, stop) = (busy_http.clone(), stop.clone());
                 tokio::spawn(async move {
+                    let started = Instant::now();
+                    let conn = busy_http.serve(stream, started, service, None, stop);
                     let _ = tokio::time::timeout(BUSY_DEADLINE, conn).await;
                     drop(slot);
                 });
@@ -98,12 +113,12 @@ pub async fn serve(
                 }
             }
         });
-        let conn = http.serve_connection(TokioIo::new(stream), service).into_owned();
-        let conn = graceful.watch(conn);
-        let metrics = metrics.clone();
+        let watcher = graceful.watcher();
+        let (http, metrics, stop) = (http.clone(), metrics.clone(), stop.clone());
         tokio::spawn(async move {
+            let started = Instant::now();
             metrics.connections.add(1);
-            let _ = conn.await;
+            http.serve(stream, started, service, Some(watcher), stop).await;
             metrics.connections.add(-1);
             drop(slot);
         });
@@ -114,21 +129,143 @@ pub async fn serve(
     }
 }
 
-/// HTTP/1.1 or HTTP/2, told apart by the client's first bytes (the h2 preface).
-fn builder(limits: &Limits, keep_alive: bool) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        // hyper answers 431 when a request head outgrows this buffer; 8 KiB is its minimum.
-        .max_buf_size(limits.max_header_bytes.max(8192))
-        .keep_alive(keep_alive);
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(limits.max_header_bytes.max(8192) as u32)
-        .max_concurrent_streams(256)
-        // An idle h2 connection that stops answering pings is closed, as a stalled one is.
-        .keep_alive_interval(limits.header_timeout)
-        .keep_alive_timeout(limits.header_timeout);
-    b
+/// hyper's HTTP/1.1 and HTTP/2 servers, configured once per listener.
+struct Protocols {
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+    header_timeout: Duration,
+}
+
+impl Protocols {
+    fn new(limits: &Limits, keep_alive: bool) -> Protocols {
+        let mut h1 = http1::Builder::new();
+        h1.timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout)
+            // hyper answers 431 when a request head outgrows this buffer; 8 KiB is its minimum.
+            .max_buf_size(limits.max_header_bytes.max(8192))
+            .keep_alive(keep_alive);
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
+            .max_header_list_size(limits.max_header_bytes.max(8192) as u32)
+            .max_concurrent_streams(256)
+            // An idle h2 connection that stops answering pings is closed, as a stalled one is.
+            .keep_alive_interval(limits.header_timeout)
+            .keep_alive_timeout(limits.header_timeout);
+        Protocols { h1, h2, header_timeout: limits.header_timeout }
+    }
+
+    /// Serves one connection accepted at `started` until it closes. Its first bytes, read within
+    /// the header deadline, choose the protocol; `stop` ends a connection still being read
+    /// then, `watcher` lets requests in flight finish at shutdown.
+    async fn serve<S>(
+        &self,
+        stream: TcpStream,
+        started: Instant,
+        service: S,
+        watcher: Option<Watcher>,
+        mut stop: watch::Receiver<bool>,
+    ) where
+        S: hyper::service::Service<hyper::Request<Incoming>, Response = Response, Error = Infallible> + Send + 'static,
+        S::Future: Send + 'static,
+    {
+        let sniffed = tokio::select! {
+            sniffed = tokio::time::timeout(self.header_timeout, sniff(stream)) => sniffed,
+            _ = stop.changed() => return,
+        };
+        drop(stop);
+        // Silent for the whole header deadline, closed before a byte, or a read error: the
+        // connection is dropped, as hyper drops one that times out before its first byte.
+        let Ok(Ok(Some((io, h2)))) = sniffed else { return };
+        let io = TokioIo::new(io);
+        if h2 {
+            // Boxed: the HTTP/2 connection's state is large, and most connections are HTTP/1.
+            let conn = self.h2.serve_connection(io, service);
+            let _ = match watcher {
+                Some(w) => Box::pin(w.watch(conn)).await,
+                None => Box::pin(conn).await,
+            };
+        } else {
+            // The head's deadline counts from the accept, sniffing included. hyper applies the
+            // setting to the connection's later heads too, which thus lose the sniff's time:
+            // nothing for a client that sends its head at once, as clients do.
+            let mut h1 = self.h1.clone();
+            h1.header_read_timeout(self.header_timeout.saturating_sub(started.elapsed()));
+            let conn = h1.serve_connection(io, service);
+            let _ = match watcher {
+                Some(w) => w.watch(conn).await,
+                None => conn.await,
+            };
+        }
+    }
+}
+
+/// Reads the client's first bytes until they are the h2 preface or cannot be; returns them
+/// with the socket, and whether the client speaks HTTP/2. `None` when it closed first.
+async fn sniff(mut stream: TcpStream) -> io::Result<Option<(Replay, bool)>> {
+    let mut head = [0u8; H2_PREFACE.len()];
+    let mut len = 0;
+    loop {
+        let n = stream.read(&mut head[len..]).await?;
+        if n == 0 {
+            break;
+        }
+        len += n;
+        if head[..len] != H2_PREFACE[..len] || len == H2_PREFACE.len() {
+            break;
+        }
+    }
+    if len == 0 {
+        return Ok(None);
+    }
+    let h2 = head[..len] == H2_PREFACE[..];
+    Ok(Some((Replay { stream, head, pos: 0, len: len as u8 }, h2)))
+}
+
+/// A socket whose first bytes were already read: they are handed out again before anything
+/// more is read from it.
+struct Replay {
+    stream: TcpStream,
+    head: [u8; H2_PREFACE.len()],
+    pos: u8,
+    len: u8,
+}
+
+impl AsyncRead for Replay {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.pos < this.len {
+            let rest = &this.head[this.pos as usize..this.len as usize];
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            this.pos += n as u8;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Replay {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
 }

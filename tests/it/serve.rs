@@ -287,3 +287,78 @@ async fn metrics_show_stock_and_health_from_start_up_and_count_no_admin_connecti
     assert!(text.contains("cofferdam_stock_remaining{sku=\"BULB-2PK\"} 3000\n"), "{text}");
     assert!(text.contains("cofferdam_collect_healthy 1\n"), "{text}");
 }
+
+/// A site served with a 500 ms header deadline.
+fn served_with_short_header_timeout() -> (tempfile::TempDir, Server) {
+    let site = example_site();
+    edit(site.path(), "cofferdam.toml", "header_timeout_ms = 5000", "header_timeout_ms = 500");
+    build(site.path());
+    let server = Server::start(site.path());
+    (site, server)
+}
+
+/// Reads until the server closes `c` (or our 10 s read timeout); returns what came and when.
+fn until_closed(c: &mut TcpStream) -> (Vec<u8>, Duration) {
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let _ = c.read_to_end(&mut buf);
+    (buf, started.elapsed())
+}
+
+#[test]
+fn silent_connection_is_closed() {
+    let (_site, s) = served_with_short_header_timeout();
+    // Connects and never sends a byte: it must not hold a socket (and a slot) for ever.
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    let (answer, elapsed) = until_closed(&mut c);
+    assert!(elapsed < Duration::from_secs(3), "still open after {elapsed:?} (header timeout 500 ms)");
+    assert!(elapsed >= Duration::from_millis(450), "closed before the header timeout: {elapsed:?}");
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+}
+
+#[test]
+fn idle_keep_alive_connection_is_closed_after_the_header_timeout() {
+    let (_site, s) = served_with_short_header_timeout();
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nAccept-Encoding: identity\r\n\r\n").unwrap();
+    // The whole answer (head, then Content-Length bytes), and the connection stays open.
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let complete = |a: &[u8]| {
+        let text = String::from_utf8_lossy(a);
+        let Some(end) = text.find("\r\n\r\n") else { return false };
+        let length = text[..end]
+            .lines()
+            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.parse::<usize>().unwrap()))
+            .expect("a Content-Length");
+        a.len() >= end + 4 + length
+    };
+    while !complete(&answer) {
+        let n = c.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed before the answer was complete: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
+    // Then silence: the server closes the idle connection once the next head is overdue.
+    let (rest, elapsed) = until_closed(&mut c);
+    assert!(elapsed < Duration::from_secs(3), "still open after {elapsed:?} (header timeout 500 ms)");
+    assert!(elapsed >= Duration::from_millis(450), "closed before the header timeout: {elapsed:?}");
+    assert!(rest.is_empty() || rest.starts_with(b"HTTP/1.1 408"), "{}", String::from_utf8_lossy(&rest));
+}
+
+#[test]
+fn a_request_sent_a_byte_at_a_time_is_answered() {
+    let (_site, s) = served();
+    // 'P' is also how the HTTP/2 preface starts: the server must not take it for HTTP/2.
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    c.set_nodelay(true).unwrap();
+    for byte in b"PUT / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" {
+        c.write_all(&[*byte]).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let (answer, _) = until_closed(&mut c);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer:.200}");
+}
