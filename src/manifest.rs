@@ -23,6 +23,11 @@ pub struct Manifest {
     pub pages: Vec<Page>,
     /// Every file in the output folder except the manifest and the `.br`/`.gz` twins, sorted by path.
     pub files: Vec<FileEntry>,
+    /// The settings the `.br`/`.gz` twins were made with; absent when the build made none (and
+    /// in manifests written before it was recorded). The next build keeps a twin of unchanged
+    /// bytes only when these match its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub twins: Option<Twins>,
     /// Source asset path (relative to `content/`) → fingerprinted output path.
     pub assets: BTreeMap<String, String>,
     pub forms: BTreeMap<String, Form>,
@@ -75,6 +80,14 @@ pub struct FileEntry {
     /// Sizes of the precompressed twins `path.br` / `path.gz`, when written.
     pub br_size: Option<u64>,
     pub gz_size: Option<u64>,
+}
+
+/// How the twins were compressed (`[build] brotli_quality` and `gzip_level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Twins {
+    pub brotli_quality: u32,
+    pub gzip_level: u32,
 }
 
 /// Output files (relative paths) of the pages the server answers with on its own.
