@@ -169,3 +169,32 @@ impl Manifest {
         self.pages.iter().filter(move |p| p.forms.iter().any(|f| f == form)).map(|p| p.route.as_str())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WITHOUT_TWINS: &str = r#"{
+  "v": 1,
+  "site": { "title": "T", "base_url": "https://example.org" },
+  "landing": "/",
+  "pages": [],
+  "files": [],
+  "assets": {},
+  "forms": {},
+  "catalog": [],
+  "special": { "not_found": null, "busy": null, "sold_out": null, "invalid": null },
+  "redirects": []
+}"#;
+
+    #[test]
+    fn a_manifest_written_before_twins_were_recorded_still_reads_and_round_trips() {
+        let old: Manifest = serde_json::from_str(WITHOUT_TWINS).unwrap();
+        assert_eq!(old.twins, None);
+        assert!(!String::from_utf8(old.to_json()).unwrap().contains("twins"));
+        let new = Manifest { twins: Some(Twins { brotli_quality: 5, gzip_level: 9 }), ..old };
+        let json = new.to_json();
+        assert!(String::from_utf8_lossy(&json).contains("\"brotli_quality\": 5"));
+        assert_eq!(serde_json::from_slice::<Manifest>(&json).unwrap(), new);
+    }
+}

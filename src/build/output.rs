@@ -196,9 +196,13 @@ impl Output {
             .map(String::as_str)
             .filter(|rel| !made.contains(*rel) && !folders.contains(rel))
             .collect();
-        // Deleting a folder deletes what is in it: only the outermost stale names are deleted.
-        let outermost: Vec<&str> =
-            stale.iter().copied().filter(|rel| !folders_of(rel).any(|f| stale.contains(f))).collect();
+        // Deleting a folder deletes what is in it: only the outermost stale names are deleted,
+        // and none inside a folder that this build replaced by a file (deleted already).
+        let outermost: Vec<&str> = stale
+            .iter()
+            .copied()
+            .filter(|rel| !folders_of(rel).any(|f| stale.contains(f) || made.contains(f)))
+            .collect();
         outermost.par_iter().try_for_each(|rel| {
             let path = self.dir.join(rel);
             match kept.found[*rel] {
@@ -337,5 +341,56 @@ fn remove_dir_all(path: &Path) -> Result<(), BuildError> {
     match std::fs::remove_dir_all(path) {
         Err(e) if e.kind() != ErrorKind::NotFound => Err(BuildError::Io { path: path.to_path_buf(), source: e }),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn read(path: &Path) -> String {
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    #[test]
+    fn a_file_where_a_folder_goes_and_a_folder_where_a_file_goes_are_replaced() {
+        let parent = tempfile::tempdir().unwrap();
+        let output = parent.path().join("dist");
+        let kept = parent.path().join(".cofferdam-previous-dist");
+        std::fs::create_dir_all(kept.join("b/deep")).unwrap();
+        std::fs::write(kept.join("a"), "a file").unwrap();
+        std::fs::write(kept.join("b/deep/c.txt"), "in a folder").unwrap();
+        std::fs::write(kept.join("same.txt"), "same").unwrap();
+        std::fs::write(kept.join("changed.txt"), "old").unwrap();
+        std::fs::create_dir_all(kept.join("gone/away")).unwrap();
+        std::fs::write(kept.join("gone/away/x.txt"), "gone").unwrap();
+        std::fs::write(kept.join("gone.txt"), "gone").unwrap();
+        let same = std::fs::metadata(kept.join("same.txt")).unwrap().ino();
+
+        let out = Output::prepare(&output).unwrap();
+        assert!(out.kept.is_some(), "the kept folder was not reused");
+        let made = [("a/index.html", "page"), ("b", "now a file"), ("same.txt", "same"), ("changed.txt", "new")];
+        for (rel, bytes) in made {
+            out.write(rel, bytes.as_bytes()).unwrap();
+        }
+        out.finish(&made.iter().map(|(rel, _)| rel.to_string()).collect()).unwrap();
+        out.swap_into_place(&output).unwrap();
+
+        let mut found: Vec<String> = walkdir::WalkDir::new(&output)
+            .min_depth(1)
+            .into_iter()
+            .map(|e| relative(&output, e.unwrap().path()))
+            .collect();
+        found.sort();
+        assert_eq!(found, ["a", "a/index.html", "b", "changed.txt", "same.txt"]);
+        assert_eq!(read(&output.join("a/index.html")), "page");
+        assert_eq!(read(&output.join("b")), "now a file");
+        assert_eq!(read(&output.join("changed.txt")), "new");
+        assert_eq!(std::fs::metadata(output.join("same.txt")).unwrap().ino(), same, "an unchanged file was rewritten");
+        // The output replaced (none here) leaves nothing behind but the two folders.
+        let names: Vec<String> =
+            std::fs::read_dir(parent.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        assert_eq!(names, ["dist"]);
     }
 }
