@@ -53,7 +53,12 @@ fn wants_twins(entry: &FileEntry) -> bool {
 /// Writes the twins of the file `entry` describes, whose bytes are `bytes`, when it is worth
 /// it and the site wants them (or keeps the previous output's); returns the entry with their
 /// sizes.
-pub fn write_twins(out: &Output, entry: FileEntry, bytes: &[u8], config: &BuildConfig) -> Result<FileEntry, BuildError> {
+pub fn write_twins(
+    out: &Output,
+    entry: FileEntry,
+    bytes: &[u8],
+    config: &BuildConfig,
+) -> Result<FileEntry, BuildError> {
     if !config.precompress || !wants_twins(&entry) {
         return Ok(entry);
     }
@@ -77,7 +82,8 @@ fn kept_twins(out: &Output, entry: &FileEntry, config: &BuildConfig) -> Option<F
         return None;
     }
     let (br, gz) = (before.br_size?, before.gz_size?);
-    if out.kept_size(&format!("{}.br", entry.path)) != Some(br) || out.kept_size(&format!("{}.gz", entry.path)) != Some(gz)
+    if out.kept_size(&format!("{}.br", entry.path)) != Some(br)
+        || out.kept_size(&format!("{}.gz", entry.path)) != Some(gz)
     {
         return None;
     }

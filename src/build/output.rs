@@ -77,8 +77,10 @@ impl Output {
     pub fn prepare(output: &Path) -> Result<Output, BuildError> {
         let parent = parent_of(output);
         std::fs::create_dir_all(&parent).map_err(BuildError::io(&parent))?;
-        let holder =
-            tempfile::Builder::new().prefix(".cofferdam-build-").tempdir_in(&parent).map_err(BuildError::io(&parent))?;
+        let holder = tempfile::Builder::new()
+            .prefix(".cofferdam-build-")
+            .tempdir_in(&parent)
+            .map_err(BuildError::io(&parent))?;
         let claimed = holder.path().join("previous");
         if let Some(kept) = previous_path(output).and_then(|previous| claim(&previous, &claimed)) {
             return Ok(Output { holder, dir: claimed, kept: Some(kept) });

@@ -385,7 +385,11 @@ fn rebuild_never_writes_through_links_left_in_the_previous_output() {
     for (name, bytes) in &files {
         assert_eq!(&std::fs::read(outside.join(name)).unwrap(), bytes, "the build wrote through to {name}");
     }
-    assert_eq!(std::fs::read_dir(outside.join("folder")).unwrap().count(), 1, "the build wrote into a symlinked folder");
+    assert_eq!(
+        std::fs::read_dir(outside.join("folder")).unwrap().count(),
+        1,
+        "the build wrote into a symlinked folder"
+    );
     let dist = s.join("dist");
     assert!(tree(&dist) == fresh_build(s), "the rebuild differs from a fresh build");
     assert_plain_files(&dist);
