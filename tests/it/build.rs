@@ -398,7 +398,9 @@ fn rebuild_never_writes_through_links_left_in_the_previous_output() {
 #[test]
 fn build_works_whatever_holds_the_place_of_the_previous_output() {
     use std::os::unix::fs::PermissionsExt;
-    let cases: [(&str, fn(&Path, &Path)); 3] = [
+    /// Puts something in the kept output's place (given a folder elsewhere).
+    type Plant = fn(&Path, &Path);
+    let cases: [(&str, Plant); 3] = [
         ("a plain file", |kept, _| std::fs::write(kept, "not a folder").unwrap()),
         ("an unreadable folder", |kept, _| {
             std::fs::create_dir(kept).unwrap();
