@@ -23,6 +23,11 @@ pub struct Manifest {
     pub pages: Vec<Page>,
     /// Every file in the output folder except the manifest and the `.br`/`.gz` twins, sorted by path.
     pub files: Vec<FileEntry>,
+    /// The settings the `.br`/`.gz` twins were made with; absent when the build made none (and
+    /// in manifests written before it was recorded). The next build keeps a twin of unchanged
+    /// bytes only when these match its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub twins: Option<Twins>,
     /// Source asset path (relative to `content/`) → fingerprinted output path.
     pub assets: BTreeMap<String, String>,
     pub forms: BTreeMap<String, Form>,
@@ -75,6 +80,14 @@ pub struct FileEntry {
     /// Sizes of the precompressed twins `path.br` / `path.gz`, when written.
     pub br_size: Option<u64>,
     pub gz_size: Option<u64>,
+}
+
+/// How the twins were compressed (`[build] brotli_quality` and `gzip_level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Twins {
+    pub brotli_quality: u32,
+    pub gzip_level: u32,
 }
 
 /// Output files (relative paths) of the pages the server answers with on its own.
@@ -154,5 +167,34 @@ impl Manifest {
     /// Routes of the pages that show `form`.
     pub fn form_pages<'a>(&'a self, form: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.pages.iter().filter(move |p| p.forms.iter().any(|f| f == form)).map(|p| p.route.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WITHOUT_TWINS: &str = r#"{
+  "v": 1,
+  "site": { "title": "T", "base_url": "https://example.org" },
+  "landing": "/",
+  "pages": [],
+  "files": [],
+  "assets": {},
+  "forms": {},
+  "catalog": [],
+  "special": { "not_found": null, "busy": null, "sold_out": null, "invalid": null },
+  "redirects": []
+}"#;
+
+    #[test]
+    fn a_manifest_written_before_twins_were_recorded_still_reads_and_round_trips() {
+        let old: Manifest = serde_json::from_str(WITHOUT_TWINS).unwrap();
+        assert_eq!(old.twins, None);
+        assert!(!String::from_utf8(old.to_json()).unwrap().contains("twins"));
+        let new = Manifest { twins: Some(Twins { brotli_quality: 5, gzip_level: 9 }), ..old };
+        let json = new.to_json();
+        assert!(String::from_utf8_lossy(&json).contains("\"brotli_quality\": 5"));
+        assert_eq!(serde_json::from_slice::<Manifest>(&json).unwrap(), new);
     }
 }

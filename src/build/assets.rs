@@ -1,6 +1,7 @@
 //! Colocated assets: copied under a content-hashed name (`style.3f9c2a1b.css`) so they can be
 //! cached for a year, with references between them (CSS `url()`) rewritten first.
 
+use super::output::Output;
 use super::{relative, BuildError};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -58,9 +59,9 @@ fn normalize(path: &str) -> Option<String> {
     Some(parts.join("/"))
 }
 
-/// Copies every asset into `out`, fingerprinted; stylesheets last, after their references
+/// Writes every asset into `out`, fingerprinted; stylesheets last, after their references
 /// were rewritten, so a stylesheet's hash covers the names it points at.
-pub fn process(root: &Path, content_dir: &Path, sources: &[PathBuf], out: &Path) -> Result<Assets, BuildError> {
+pub fn process(root: &Path, content_dir: &Path, sources: &[PathBuf], out: &Output) -> Result<Assets, BuildError> {
     let mut assets = Assets { map: BTreeMap::new() };
     let (css, other): (Vec<&PathBuf>, Vec<&PathBuf>) =
         sources.iter().partition(|p| p.extension().is_some_and(|e| e == "css"));
@@ -103,11 +104,7 @@ pub fn process(root: &Path, content_dir: &Path, sources: &[PathBuf], out: &Path)
         } else {
             fingerprinted_name(&rel, &bytes)
         };
-        let target = out.join(&name);
-        if let Some(p) = target.parent() {
-            std::fs::create_dir_all(p).map_err(BuildError::io(p))?;
-        }
-        std::fs::write(&target, &bytes).map_err(BuildError::io(&target))?;
+        out.write(&name, &bytes)?;
         assets.map.insert(rel, name);
     }
     Ok(assets)

@@ -1,11 +1,11 @@
 //! `.br` and `.gz` twins of every text file, so serving never compresses.
 
+use super::output::Output;
 use super::BuildError;
 use crate::config::BuildConfig;
-use crate::manifest::FileEntry;
+use crate::manifest::{FileEntry, Twins};
 use rayon::prelude::*;
 use std::io::Write;
-use std::path::Path;
 
 /// Files below this size are not worth a twin: the headers outweigh the saving.
 const MIN_SIZE: u64 = 256;
@@ -19,8 +19,14 @@ pub fn is_text(content_type: &str) -> bool {
         || content_type.starts_with("application/manifest+json")
 }
 
-/// Writes `path.br` and `path.gz` for each text file (in parallel) and records their sizes.
-pub fn twins(dir: &Path, files: Vec<FileEntry>, config: &BuildConfig) -> Result<Vec<FileEntry>, BuildError> {
+/// The settings the twins are made with, as the manifest records them (`None`: no twins).
+pub fn settings(config: &BuildConfig) -> Option<Twins> {
+    config.precompress.then_some(Twins { brotli_quality: config.brotli_quality, gzip_level: config.gzip_level })
+}
+
+/// Writes `path.br` and `path.gz` for each text file of `out` (in parallel), or keeps those
+/// of the previous output, and records their sizes.
+pub fn twins(out: &Output, files: Vec<FileEntry>, config: &BuildConfig) -> Result<Vec<FileEntry>, BuildError> {
     if !config.precompress {
         return Ok(files);
     }
@@ -30,9 +36,12 @@ pub fn twins(dir: &Path, files: Vec<FileEntry>, config: &BuildConfig) -> Result<
             if !wants_twins(&entry) {
                 return Ok(entry);
             }
-            let path = dir.join(&entry.path);
+            if let Some(kept) = kept_twins(out, &entry, config) {
+                return Ok(kept);
+            }
+            let path = out.dir().join(&entry.path);
             let bytes = std::fs::read(&path).map_err(BuildError::io(&path))?;
-            write_twins(dir, entry, &bytes, config)
+            make_twins(out, entry, &bytes, config)
         })
         .collect()
 }
@@ -42,22 +51,50 @@ fn wants_twins(entry: &FileEntry) -> bool {
 }
 
 /// Writes the twins of the file `entry` describes, whose bytes are `bytes`, when it is worth
-/// it and the site wants them; returns the entry with their sizes.
+/// it and the site wants them (or keeps the previous output's); returns the entry with their
+/// sizes.
 pub fn write_twins(
-    dir: &Path,
-    mut entry: FileEntry,
+    out: &Output,
+    entry: FileEntry,
     bytes: &[u8],
     config: &BuildConfig,
 ) -> Result<FileEntry, BuildError> {
     if !config.precompress || !wants_twins(&entry) {
         return Ok(entry);
     }
+    if let Some(kept) = kept_twins(out, &entry, config) {
+        return Ok(kept);
+    }
+    make_twins(out, entry, bytes, config)
+}
+
+/// The entry with the sizes of the twins the previous output left, when they can stay: the
+/// previous manifest describes a file of the same size and hash with twins, made with the same
+/// settings, and both twins are still there at the sizes it recorded (each a regular file
+/// with one link, so nobody else can have changed them through another name).
+fn kept_twins(out: &Output, entry: &FileEntry, config: &BuildConfig) -> Option<FileEntry> {
+    let previous = out.previous()?;
+    if previous.twins != settings(config) {
+        return None;
+    }
+    let before = previous.file(&entry.path)?;
+    if before.size != entry.size || before.hash != entry.hash {
+        return None;
+    }
+    let (br, gz) = (before.br_size?, before.gz_size?);
+    if out.kept_size(&format!("{}.br", entry.path)) != Some(br)
+        || out.kept_size(&format!("{}.gz", entry.path)) != Some(gz)
+    {
+        return None;
+    }
+    Some(FileEntry { br_size: Some(br), gz_size: Some(gz), ..entry.clone() })
+}
+
+fn make_twins(out: &Output, mut entry: FileEntry, bytes: &[u8], config: &BuildConfig) -> Result<FileEntry, BuildError> {
     let br = brotli_bytes(bytes, config.brotli_quality);
     let gz = gzip_bytes(bytes, config.gzip_level);
-    let br_path = dir.join(format!("{}.br", entry.path));
-    let gz_path = dir.join(format!("{}.gz", entry.path));
-    std::fs::write(&br_path, &br).map_err(BuildError::io(&br_path))?;
-    std::fs::write(&gz_path, &gz).map_err(BuildError::io(&gz_path))?;
+    out.write(&format!("{}.br", entry.path), &br)?;
+    out.write(&format!("{}.gz", entry.path), &gz)?;
     entry.br_size = Some(br.len() as u64);
     entry.gz_size = Some(gz.len() as u64);
     Ok(entry)

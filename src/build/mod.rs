@@ -3,8 +3,9 @@
 //! The pipeline, one file per stage: [`content`] finds pages and assets, [`front_matter`] and
 //! [`markdown`] read a page, [`assets`] fingerprints files and rewrites references, [`forms`]
 //! renders form definitions as plain HTML, [`render`] runs Tera, [`compress`] writes the `.br`
-//! and `.gz` twins. Everything is written into a temporary folder that replaces the output
-//! folder only once the whole build has succeeded.
+//! and `.gz` twins. Everything is written into a folder beside the output that replaces it
+//! only once the whole build has succeeded; [`output`] keeps the replaced one, and the next
+//! build writes over it, creating only the files that changed.
 
 mod assets;
 mod compress;
@@ -13,6 +14,7 @@ pub(crate) mod forms;
 mod front_matter;
 mod init;
 mod markdown;
+mod output;
 mod render;
 
 pub use forms::{esc as escape_html, format_price, render as render_form, render_filled as render_filled_form, Filled};
@@ -20,8 +22,8 @@ pub use init::init_cli;
 
 use crate::config::{ConfigError, Site};
 use crate::manifest::{FileEntry, Manifest, SiteInfo, SpecialPages, MANIFEST_PATH, MANIFEST_VERSION};
+use output::Output;
 use rayon::prelude::*;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -94,19 +96,14 @@ pub fn cli(args: &BuildArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Builds `site` into `out` (default: the configured output folder), atomically: on error the
-/// previous output is untouched and nothing half-built is left behind.
+/// previous output is untouched and nothing half-built is left behind. The output it replaces
+/// is kept beside it (`.cofferdam-previous-dist`) for the next build to write over.
 pub fn build_site(site: &Site, out: Option<&Path>) -> Result<BuildReport, BuildError> {
     let started = Instant::now();
     let output = out.map(Path::to_path_buf).unwrap_or_else(|| site.output_dir());
-    let parent = match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent).map_err(BuildError::io(&parent))?;
-    let staging =
-        tempfile::Builder::new().prefix(".cofferdam-build-").tempdir_in(&parent).map_err(BuildError::io(&parent))?;
+    let staging = Output::prepare(&output)?;
 
-    let manifest = build_into(site, staging.path())?;
+    let manifest = build_into(site, &staging)?;
     let bytes = manifest.files.iter().map(|f| f.size).sum();
     let report = BuildReport {
         output: output.clone(),
@@ -115,15 +112,15 @@ pub fn build_site(site: &Site, out: Option<&Path>) -> Result<BuildReport, BuildE
         bytes,
         elapsed: Duration::ZERO,
     };
-    swap_into_place(staging, &output)?;
+    staging.swap_into_place(&output)?;
     Ok(BuildReport { elapsed: started.elapsed(), ..report })
 }
 
-/// Renders the whole site into `dir` (empty) and returns the manifest written there.
-fn build_into(site: &Site, dir: &Path) -> Result<Manifest, BuildError> {
+/// Renders the whole site into `out` and returns the manifest written there.
+fn build_into(site: &Site, out: &Output) -> Result<Manifest, BuildError> {
     let config = &site.config;
     let sources = content::discover(&site.root, &site.content_dir())?;
-    let assets = assets::process(&site.root, &site.content_dir(), &sources.assets, dir)?;
+    let assets = assets::process(&site.root, &site.content_dir(), &sources.assets, out)?;
     let pages =
         sources.pages.par_iter().map(|p| content::read_page(&site.root, p, config)).collect::<Result<Vec<_>, _>>()?;
     content::check_routes(&pages)?;
@@ -137,19 +134,15 @@ fn build_into(site: &Site, dir: &Path) -> Result<Manifest, BuildError> {
         .map(|page| {
             let body = markdown::to_html(page, &assets)?;
             let html = renderer.render(page, &body)?;
-            let target = dir.join(&page.file);
-            if let Some(p) = target.parent() {
-                std::fs::create_dir_all(p).map_err(BuildError::io(p))?;
-            }
-            std::fs::write(&target, &html).map_err(BuildError::io(&target))?;
-            let entry = describe(relative(dir, &target), html.as_bytes(), false);
-            compress::write_twins(dir, entry, html.as_bytes(), &config.build)
+            out.write(&page.file, html.as_bytes())?;
+            let entry = describe(page.file.clone(), html.as_bytes(), false);
+            compress::write_twins(out, entry, html.as_bytes(), &config.build)
         })
         .collect::<Result<Vec<FileEntry>, BuildError>>()?;
 
     let written: std::collections::HashSet<&str> = page_files.iter().map(|f| f.path.as_str()).collect();
-    let others = describe_files(dir, &assets.fingerprinted_paths(), &written)?;
-    let mut files = compress::twins(dir, others, &config.build)?;
+    let others = describe_assets(out.dir(), &assets, &written)?;
+    let mut files = compress::twins(out, others, &config.build)?;
     files.extend(page_files);
     files.sort_by(|a, b| a.path.cmp(&b.path));
 
@@ -164,6 +157,7 @@ fn build_into(site: &Site, dir: &Path) -> Result<Manifest, BuildError> {
         landing: "/".into(),
         pages: manifest_pages,
         files,
+        twins: compress::settings(&config.build),
         assets: assets.map.clone(),
         forms: config.forms.clone(),
         catalog: config.catalog.clone(),
@@ -175,35 +169,47 @@ fn build_into(site: &Site, dir: &Path) -> Result<Manifest, BuildError> {
         },
         redirects,
     };
-    let path = dir.join(MANIFEST_PATH);
-    std::fs::create_dir_all(path.parent().unwrap()).map_err(BuildError::io(&path))?;
-    std::fs::write(&path, manifest.to_json()).map_err(BuildError::io(&path))?;
+    // Written anew even when unchanged: its time is the build's, which `check` and `serve`
+    // compare the sources against.
+    out.write_anew(MANIFEST_PATH, &manifest.to_json())?;
+    out.finish(&made(&manifest))?;
     Ok(manifest)
 }
 
-/// One entry per output file not in `written` (described already, with their twins), sorted
-/// by path.
-fn describe_files(
+/// Every file a build with this manifest made: the files, their twins and the manifest.
+fn made(manifest: &Manifest) -> std::collections::HashSet<String> {
+    let mut made: std::collections::HashSet<String> = manifest
+        .files
+        .iter()
+        .flat_map(|f| {
+            let br = f.br_size.map(|_| format!("{}.br", f.path));
+            let gz = f.gz_size.map(|_| format!("{}.gz", f.path));
+            [Some(f.path.clone()), br, gz].into_iter().flatten()
+        })
+        .collect();
+    made.insert(MANIFEST_PATH.to_string());
+    made
+}
+
+/// One entry per asset written into `dir` and not in `written` (pages, described already with
+/// their twins), sorted by path.
+fn describe_assets(
     dir: &Path,
-    fingerprinted: &BTreeMap<String, ()>,
+    assets: &assets::Assets,
     written: &std::collections::HashSet<&str>,
 ) -> Result<Vec<FileEntry>, BuildError> {
+    let fingerprinted = assets.fingerprinted_paths();
+    let outputs: std::collections::BTreeSet<&String> = assets.map.values().collect();
     let mut out = Vec::new();
-    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
-        let entry = entry.map_err(|e| BuildError::Io { path: dir.to_path_buf(), source: e.into() })?;
-        if !entry.file_type().is_file() {
-            continue;
-        }
-        let rel = relative(dir, entry.path());
+    for rel in outputs {
         let twin_of = rel.strip_suffix(".br").or_else(|| rel.strip_suffix(".gz"));
         if written.contains(rel.as_str()) || twin_of.is_some_and(|p| written.contains(p)) {
             continue;
         }
-        let bytes = std::fs::read(entry.path()).map_err(BuildError::io(entry.path()))?;
-        let fingerprinted = fingerprinted.contains_key(&rel);
-        out.push(describe(rel, &bytes, fingerprinted));
+        let path = dir.join(rel);
+        let bytes = std::fs::read(&path).map_err(BuildError::io(&path))?;
+        out.push(describe(rel.clone(), &bytes, fingerprinted.contains_key(rel)));
     }
-    out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
 }
 
@@ -239,32 +245,4 @@ pub(crate) fn content_type(path: &str) -> String {
         }
         _ => mime.to_string(),
     }
-}
-
-/// Replaces `output` by the finished `staging` folder with two renames, so a reader sees the
-/// old tree or the new one, and a failed build never touches the old one.
-fn swap_into_place(staging: tempfile::TempDir, output: &Path) -> Result<(), BuildError> {
-    let parent = output.parent().unwrap_or(Path::new("."));
-    let old = if output.exists() {
-        let old = tempfile::Builder::new()
-            .prefix(".cofferdam-old-")
-            .tempdir_in(if parent.as_os_str().is_empty() { Path::new(".") } else { parent })
-            .map_err(BuildError::io(parent))?;
-        let old_path = old.path().join("dist");
-        std::fs::rename(output, &old_path).map_err(BuildError::io(output))?;
-        Some(old)
-    } else {
-        None
-    };
-    let staged = staging.keep();
-    if let Err(e) = std::fs::rename(&staged, output) {
-        // Put the old site back rather than leave none.
-        if let Some(old) = &old {
-            let _ = std::fs::rename(old.path().join("dist"), output);
-        }
-        let _ = std::fs::remove_dir_all(&staged);
-        return Err(BuildError::Io { path: output.to_path_buf(), source: e });
-    }
-    drop(old);
-    Ok(())
 }

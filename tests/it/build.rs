@@ -273,3 +273,185 @@ fn template_rendering_error_names_the_template_line() {
         )],
     );
 }
+
+/// Where a build keeps the output it replaced, for the next build to write over.
+const KEPT: &str = ".cofferdam-previous-dist";
+
+/// The same site built from nothing into `fresh/` (no previous output there): what `dist/`
+/// must equal, byte for byte.
+fn fresh_build(site: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let out = run(site, &["build", "--out", "fresh"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let fresh = tree(&site.join("fresh"));
+    std::fs::remove_dir_all(site.join("fresh")).unwrap();
+    fresh
+}
+
+fn inode(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path).unwrap().ino()
+}
+
+/// `.cofferdam-*` names beside `dist/` other than the kept output: temporary folders left behind.
+fn leftovers(site: &Path) -> Vec<String> {
+    std::fs::read_dir(site)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".cofferdam") && n != KEPT)
+        .collect()
+}
+
+/// No symlink anywhere in `dir`, and every file has one link.
+fn assert_plain_files(dir: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    for entry in walkdir::WalkDir::new(dir) {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        assert!(!entry.path_is_symlink(), "symlink in the output: {}", entry.path().display());
+        assert!(meta.is_dir() || meta.nlink() == 1, "{} has {} links", entry.path().display(), meta.nlink());
+    }
+}
+
+#[test]
+fn rebuild_over_the_previous_output_equals_a_fresh_build() {
+    let site = example_site();
+    let s = site.path();
+    std::fs::create_dir_all(s.join("content/notes")).unwrap();
+    std::fs::write(s.join("content/notes/old.md"), "+++\ntitle = \"Old notes\"\n+++\n\nSoon gone.\n").unwrap();
+    build(s);
+    build(s);
+    // The second build kept the first one's output; the next one writes over it.
+    let dist = s.join("dist");
+    let kept = s.join(KEPT);
+    let before = tree(&dist);
+    assert_eq!(tree(&kept), before, "the kept output is not the previous build's");
+    let css = before.keys().find(|p| p.starts_with("style.") && p.ends_with(".css")).unwrap().clone();
+    let unchanged = ["index.html", "index.html.br", "index.html.gz", css.as_str()].map(|p| (p, inode(&kept.join(p))));
+
+    edit(s, "content/busy.md", "press the button again", "press the button once more");
+    std::fs::remove_file(s.join("content/notes/old.md")).unwrap();
+    build(s);
+
+    let after = tree(&dist);
+    assert!(after == fresh_build(s), "a rebuild over the previous output differs from a fresh build");
+    assert!(after["busy/index.html"].windows(9).any(|w| w == b"once more"));
+    assert!(!after.contains_key("notes/old/index.html") && !dist.join("notes").exists(), "a deleted page stayed");
+    assert_eq!(tree(&kept), before, "the output the rebuild replaced was not kept as it was");
+    // What did not change was not written again: the same files, not copies.
+    for (path, was) in unchanged {
+        assert_eq!(inode(&dist.join(path)), was, "{path} was created anew");
+    }
+    assert!(leftovers(s).is_empty(), "left behind: {:?}", leftovers(s));
+    assert_plain_files(&dist);
+}
+
+#[test]
+fn rebuild_never_writes_through_links_left_in_the_previous_output() {
+    let site = example_site();
+    let s = site.path();
+    build(s);
+    build(s);
+    let kept = s.join(KEPT);
+    // Files elsewhere that the kept output now points at, by hard link and by symlink.
+    let outside = s.join("outside");
+    std::fs::create_dir_all(outside.join("folder")).unwrap();
+    let br_size = std::fs::metadata(kept.join("order/index.html.br")).unwrap().len() as usize;
+    let files: [(&str, Vec<u8>); 4] = [
+        ("hard.html", b"outside, hard-linked".to_vec()),
+        ("twin.br", vec![b'x'; br_size]),
+        ("soft.html", b"outside, symlinked".to_vec()),
+        ("folder/index.html", b"outside, in a symlinked folder".to_vec()),
+    ];
+    for (name, bytes) in &files {
+        std::fs::write(outside.join(name), bytes).unwrap();
+    }
+    let plant = |at: &str| {
+        let path = kept.join(at);
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path).unwrap();
+        } else {
+            std::fs::remove_file(&path).unwrap();
+        }
+        path
+    };
+    std::fs::hard_link(outside.join("hard.html"), plant("index.html")).unwrap();
+    // A twin at the size the previous manifest recorded, so only its second link gives it away.
+    std::fs::hard_link(outside.join("twin.br"), plant("order/index.html.br")).unwrap();
+    std::os::unix::fs::symlink(outside.join("soft.html"), plant("404.html")).unwrap();
+    std::os::unix::fs::symlink(outside.join("folder"), plant("thanks")).unwrap();
+
+    build(s);
+
+    for (name, bytes) in &files {
+        assert_eq!(&std::fs::read(outside.join(name)).unwrap(), bytes, "the build wrote through to {name}");
+    }
+    assert_eq!(
+        std::fs::read_dir(outside.join("folder")).unwrap().count(),
+        1,
+        "the build wrote into a symlinked folder"
+    );
+    let dist = s.join("dist");
+    assert!(tree(&dist) == fresh_build(s), "the rebuild differs from a fresh build");
+    assert_plain_files(&dist);
+}
+
+#[test]
+fn build_works_whatever_holds_the_place_of_the_previous_output() {
+    use std::os::unix::fs::PermissionsExt;
+    /// Puts something in the kept output's place (given a folder elsewhere).
+    type Plant = fn(&Path, &Path);
+    let cases: [(&str, Plant); 3] = [
+        ("a plain file", |kept, _| std::fs::write(kept, "not a folder").unwrap()),
+        ("an unreadable folder", |kept, _| {
+            std::fs::create_dir(kept).unwrap();
+            std::fs::write(kept.join("index.html"), "stale").unwrap();
+            std::fs::set_permissions(kept, std::fs::Permissions::from_mode(0o000)).unwrap();
+        }),
+        ("a symlink to a folder elsewhere", |kept, outside| std::os::unix::fs::symlink(outside, kept).unwrap()),
+    ];
+    for (what, plant) in cases {
+        let site = example_site();
+        let s = site.path();
+        let fresh = fresh_build(s);
+        build(s);
+        let outside = s.join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("index.html"), "outside").unwrap();
+        let kept = s.join(KEPT);
+        plant(&kept, &outside);
+        let out = run(s, &["build"]);
+        assert!(out.status.success(), "with {what} in the kept output's place: {}", stderr(&out));
+        assert!(tree(&s.join("dist")) == fresh, "with {what} in the kept output's place, dist/ differs");
+        assert_eq!(tree(&outside).len(), 1, "with {what}: the build wrote elsewhere");
+        assert_eq!(std::fs::read(outside.join("index.html")).unwrap(), b"outside", "with {what}");
+        assert!(leftovers(s).is_empty(), "with {what}, left behind: {:?}", leftovers(s));
+        // And the build after it writes over what this one kept.
+        build(s);
+        assert!(tree(&s.join("dist")) == fresh, "with {what}: the next build differs");
+        if let Ok(m) = std::fs::symlink_metadata(&kept) {
+            if m.is_dir() {
+                std::fs::set_permissions(&kept, std::fs::Permissions::from_mode(0o755)).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn failed_build_over_the_previous_output_leaves_dist_as_it_was() {
+    let site = example_site();
+    let s = site.path();
+    build(s);
+    build(s);
+    let before = tree(&s.join("dist"));
+    edit(s, "templates/landing.html", "<h1>{{ page.title }}</h1>", "<h1>{{ page.titel }}</h1>");
+    let out = run(s, &["build"]);
+    assert!(!out.status.success(), "the build succeeded with a broken template");
+    assert!(stderr(&out).contains("page.titel"), "{}", stderr(&out));
+    assert!(tree(&s.join("dist")) == before, "a failed build changed dist/");
+    assert!(leftovers(s).is_empty(), "left behind: {:?}", leftovers(s));
+    // The half-written folder is not kept for the next build, which comes out whole.
+    assert!(!s.join(KEPT).exists(), "a failed build's folder was kept");
+    edit(s, "templates/landing.html", "<h1>{{ page.titel }}</h1>", "<h1>{{ page.title }}</h1>");
+    build(s);
+    assert!(tree(&s.join("dist")) == fresh_build(s), "the build after a failed one differs from a fresh build");
+}
