@@ -148,7 +148,8 @@ impl Voids {
     /// none is left.
     fn taken(&self, n: usize) -> std::io::Result<()> {
         let mut pending = self.pending();
-        pending.drain(..n.min(pending.len()));
+        let n = n.min(pending.len());
+        pending.drain(..n);
         if pending.is_empty() {
             match std::fs::remove_file(&self.path) {
                 Ok(()) => {}
