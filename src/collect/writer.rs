@@ -295,7 +295,8 @@ impl Writer {
     /// segment (and voided in the stream, by the replicator) and refused whole.
     fn persist(&mut self, records: &[(usize, Record)]) -> std::io::Result<()> {
         let replicated = self.replicator.as_ref().is_some_and(Replicator::sends_batches);
-        let jsonl = records.iter().any(|(_, r)| self.settings.forms[r.form.as_str()].store.contains(&StoreFormat::Jsonl));
+        let jsonl =
+            records.iter().any(|(_, r)| self.settings.forms[r.form.as_str()].store.contains(&StoreFormat::Jsonl));
         let json = (replicated || jsonl).then(|| JsonLines::of(records));
         let inflight = match &self.replicator {
             Some(r) if replicated => {

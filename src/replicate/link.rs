@@ -5,8 +5,8 @@
 use super::ReplicateError;
 use crate::config::ReplicateConfig;
 use crate::record::{Record, Ref};
-use async_nats::jetstream::{self, kv, stream};
 use async_nats::jetstream::context::PublishAckFuture;
+use async_nats::jetstream::{self, kv, stream};
 use bytes::Bytes;
 use std::future::IntoFuture;
 use std::time::Duration;
@@ -136,7 +136,9 @@ impl Link {
         // last void holds its highest voided reference.
         let voided = match last(self.void_subject()).await? {
             Some(payload) => serde_json::from_slice::<super::Void>(&payload)
-                .map_err(|e| ReplicateError::Stream(format!("the last message on {} is not a void: {e}", self.void_subject())))?
+                .map_err(|e| {
+                    ReplicateError::Stream(format!("the last message on {} is not a void: {e}", self.void_subject()))
+                })?
                 .void
                 .iter()
                 .map(|r| r.seq)
@@ -264,10 +266,15 @@ impl Link {
             .message_id(id)
             .payload(serde_json::to_vec(&void).expect("a void serializes").into());
         let sent = async {
-            let ack = self.js.send_publish(self.void_subject(), msg).await.map_err(|e| ReplicateError::Stream(e.to_string()))?;
+            let ack = self
+                .js
+                .send_publish(self.void_subject(), msg)
+                .await
+                .map_err(|e| ReplicateError::Stream(e.to_string()))?;
             ack.await.map_err(|e| ReplicateError::Stream(e.to_string()))
         };
-        let ack = tokio::time::timeout(self.timeout, sent).await.map_err(|_| ReplicateError::Timeout(self.timeout))??;
+        let ack =
+            tokio::time::timeout(self.timeout, sent).await.map_err(|_| ReplicateError::Timeout(self.timeout))??;
         self.check(&ack)
     }
 

@@ -214,7 +214,8 @@ pub async fn start(
     next_seq: u64,
 ) -> Result<Started, ReplicateError> {
     let link = Arc::new(Link::connect(config, node, caps).await?);
-    let voids = Voids::load(collected, node).map_err(|e| ReplicateError::Stream(format!("{}: {e}", Voids::path(collected, node).display())))?;
+    let voids = Voids::load(collected, node)
+        .map_err(|e| ReplicateError::Stream(format!("{}: {e}", Voids::path(collected, node).display())))?;
     // A reference refused and voided is never handed out again, before or after the stream
     // has the void.
     let next_seq = next_seq.max(voids.top() + 1);
@@ -286,7 +287,11 @@ impl Replicator {
     /// `payloads` are the records' JSON, the same bytes as their segment lines. An error means
     /// the batch must be refused (what was sent of it is voided already). Blocking: called from
     /// the writer thread.
-    pub fn send(&self, records: &[(usize, Record)], payloads: impl Iterator<Item = Bytes>) -> Result<Option<InFlight>, ReplicateError> {
+    pub fn send(
+        &self,
+        records: &[(usize, Record)],
+        payloads: impl Iterator<Item = Bytes>,
+    ) -> Result<Option<InFlight>, ReplicateError> {
         let Replicator::Replicated { link, rt, .. } = self else { return Ok(None) };
         let started = Instant::now();
         let refs: Vec<Ref> = records.iter().map(|(_, r)| r.reference.clone()).collect();
