@@ -7,15 +7,19 @@
 # Target: cofferdam >= 10x PostgreSQL, p99 < 20 ms.
 #
 # Then the same posts with `[collect.replicate] ack = "replicated"`: every 303 waits for the
-# local fsync and for a three-node JetStream cluster (R3, on loopback, unpinned) to acknowledge
-# the record. Target: at least half the local throughput, p99 < 20 ms. REPLICATED=0 skips it.
+# local fsync and for a three-node JetStream cluster (R3, on loopback) to acknowledge the record.
+# Target: at least half the local throughput, p99 < 20 ms. REPLICATED=0 skips it. The three
+# NATS servers run under `taskset -c $JS_CPUS` (default 1: on wrk's core, so the cluster does
+# not take the server's core 0 from cofferdam; JS_CPUS=0-1 leaves them unpinned on 2 cores).
+# BIN=path/to/cofferdam measures that binary and skips the build (e.g. main's, for a
+# comparison in the same minutes).
 #
 # PostgreSQL: a private throw-away cluster (initdb defaults: fsync on, synchronous_commit on,
 # wal_sync_method fdatasync) started under `taskset -c 0` on a free port, so the database is
 # pinned like cofferdam and the shared system instance is left alone. It lives in a temp dir
 # on the same disk class as cofferdam's collected/ (both under /tmp unless TMPDIR says else).
 #
-# Usage: bench/collect.sh   (DURATION=10s CONNS=64 ROUNDS=2 REPLICATED=1 override)
+# Usage: bench/collect.sh   (DURATION=10s CONNS=64 ROUNDS=2 REPLICATED=1 JS_CPUS=1 BIN= override)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib.sh
@@ -26,10 +30,16 @@ SECS=${DURATION%s}
 CONNS=${CONNS:-64}
 ROUNDS=${ROUNDS:-2}
 REPLICATED=${REPLICATED:-1}
+JS_CPUS=${JS_CPUS:-1}
 ulimit -n "$(ulimit -Hn)"
 
 need wrk postgresql curl python3 util-linux  # postgresql brings initdb, pg_ctl, pgbench, psql
-build_release
+if [[ -n ${BIN:-} ]]; then
+  BIN=$(realpath "$BIN")
+  echo "bench: measuring $BIN (no build)"
+else
+  build_release
+fi
 
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/cofferdam-collect.XXXXXX")
 PGDATA=""
@@ -116,13 +126,13 @@ if [[ $REPLICATED == 1 ]]; then
   for i in 0 1 2; do
     routes=$(printf '%s\n' "${JS_ROUTES[@]}" | grep -vx "${JS_ROUTES[$i]}" | paste -sd, -)
     monitor=$(free_port)
-    "$NATS" -a 127.0.0.1 -p "${JS_PORTS[$i]}" -n "js$i" -js -sd "$SCRATCH/js$i" --cluster_name bench \
+    taskset -c "$JS_CPUS" "$NATS" -a 127.0.0.1 -p "${JS_PORTS[$i]}" -n "js$i" -js -sd "$SCRATCH/js$i" --cluster_name bench \
       --cluster "${JS_ROUTES[$i]}" --routes "$routes" -m "$monitor" >"$OUT/collect-nats-$i.log" 2>&1 &
     PIDS+=("$!")
     JS_MONITORS+=("$monitor")
   done
   for m in "${JS_MONITORS[@]}"; do wait_http "http://127.0.0.1:$m/healthz"; done
-  echo "bench: JetStream $("$NATS" --version | awk '{print $2}'), 3 servers on ports ${JS_PORTS[*]}"
+  echo "bench: JetStream $("$NATS" --version | awk '{print $2}'), 3 servers on ports ${JS_PORTS[*]}, cores $JS_CPUS"
   RSITE="$SCRATCH/site-replicated"
   cp -r "$SITE" "$RSITE"
   rm -rf "$RSITE/collected"

@@ -3,16 +3,18 @@
 //! each (duplicate, sold out, accepted), writes the batch, fsyncs once per touched file, and
 //! only then answers. Under load batches grow, so fsyncs per second stay flat while records
 //! per second rise. A failed write answers the whole batch "failed" and cuts the files back.
-//! With `[collect.replicate]`, a written batch goes to the [`Replicator`] before it is answered,
-//! and is cut back out of its segments if the stream refuses it.
+//! With `[collect.replicate] ack = "replicated"`, a decided batch is sent to the stream before
+//! it is written, and answered once it is fsynced and every acknowledgement is in; it is cut
+//! back out of its segments if the stream does not take it.
 
 use super::failures::FailureLog;
 use super::segment::Segment;
 use super::stock::Stock;
 use super::validate::Valid;
-use crate::config::Form;
+use crate::config::{Form, StoreFormat};
 use crate::record::{CsvCodec, Meta, Record, Ref, RECORD_VERSION};
 use crate::replicate::Replicator;
+use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -247,11 +249,7 @@ impl Writer {
             outcomes.push(Outcome::Accepted(reference));
         }
 
-        let written = if records.is_empty() {
-            Ok(())
-        } else {
-            self.write(&records).and_then(|marks| self.replicate(&records, marks))
-        };
+        let written = if records.is_empty() { Ok(()) } else { self.persist(&records) };
         match written {
             Ok(()) => {
                 for (sku, n) in taken {
@@ -291,27 +289,86 @@ impl Writer {
         }
     }
 
+    /// Makes a decided batch durable: sent to the stream first (`ack = "replicated"`), so the
+    /// round trip runs while the local write and fsync do; then written and fsynced; then every
+    /// acknowledgement awaited together. A batch that fails anywhere is cut back out of every
+    /// segment (and voided in the stream, by the replicator) and refused whole.
+    fn persist(&mut self, records: &[(usize, Record)]) -> std::io::Result<()> {
+        let replicated = self.replicator.as_ref().is_some_and(Replicator::sends_batches);
+        let jsonl =
+            records.iter().any(|(_, r)| self.settings.forms[r.form.as_str()].store.contains(&StoreFormat::Jsonl));
+        let json = (replicated || jsonl).then(|| JsonLines::of(records));
+        let inflight = match &self.replicator {
+            Some(r) if replicated => {
+                let json = json.as_ref().expect("serialized for the stream");
+                r.send(records, json.payloads()).map_err(|e| std::io::Error::other(format!("replication: {e}")))?
+            }
+            _ => None,
+        };
+        let marks = match self.write(records, json.as_ref()) {
+            Ok(marks) => marks,
+            Err(e) => {
+                if let Some(r) = &self.replicator {
+                    r.abandon(inflight);
+                }
+                return Err(e);
+            }
+        };
+        if let Some(r) = &self.replicator {
+            if let Err(e) = r.confirm(records, inflight) {
+                self.cut_back(&marks);
+                return Err(std::io::Error::other(format!("replication: {e}")));
+            }
+        }
+        for mark in &marks {
+            let too_big = self
+                .open
+                .get(&mark.form)
+                .is_some_and(|segs| segs.iter().any(|s| s.len >= self.settings.segment_max_bytes));
+            if too_big {
+                self.seal(&mark.form);
+            }
+        }
+        Ok(())
+    }
+
     /// Appends the records to their forms' segments and fsyncs each touched file once. Returns
     /// where each touched segment ended before, so a batch the stream refuses can be cut back.
-    fn write(&mut self, records: &[(usize, Record)]) -> std::io::Result<Vec<Mark>> {
-        let mut by_form: BTreeMap<&str, Vec<&Record>> = BTreeMap::new();
-        for (_, r) in records {
-            by_form.entry(r.form.as_str()).or_default().push(r);
+    /// `json` holds the records' JSON lines when a form of the batch keeps JSON Lines.
+    fn write(&mut self, records: &[(usize, Record)], json: Option<&JsonLines>) -> std::io::Result<Vec<Mark>> {
+        let mut by_form: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, (_, r)) in records.iter().enumerate() {
+            by_form.entry(r.form.as_str()).or_default().push(i);
         }
+        let single_form = by_form.len() == 1;
         let mut marks = Vec::new();
         let result = (|| {
-            for (form, recs) in &by_form {
-                self.ensure_open(form, recs[0].reference.seq)?;
+            for (form, idx) in &by_form {
+                self.ensure_open(form, records[idx[0]].1.reference.seq)?;
                 marks.push(Mark { form: form.to_string(), lens: self.open[*form].iter().map(|s| s.len).collect() });
                 for seg in self.open.get_mut(*form).expect("just opened") {
-                    let mut buf = Vec::with_capacity(recs.len() * 512);
-                    for r in recs {
-                        match &seg.header {
-                            Some(header) => buf.extend(CsvCodec::row_line(header, r)),
-                            None => r.write_json_line(&mut buf),
+                    match (&seg.header, json) {
+                        // The whole batch is this form's: its JSON lines as they are.
+                        (None, Some(json)) if single_form => seg.append(&json.buf)?,
+                        (None, Some(json)) => {
+                            let mut buf = Vec::with_capacity(idx.len() * 512);
+                            for &i in idx {
+                                buf.extend_from_slice(json.line(i));
+                            }
+                            seg.append(&buf)?;
+                        }
+                        (header, _) => {
+                            let mut buf = Vec::with_capacity(idx.len() * 512);
+                            for &i in idx {
+                                let r = &records[i].1;
+                                match header {
+                                    Some(header) => buf.extend(CsvCodec::row_line(header, r)),
+                                    None => r.write_json_line(&mut buf),
+                                }
+                            }
+                            seg.append(&buf)?;
                         }
                     }
-                    seg.append(&buf)?;
                 }
             }
             for form in by_form.keys() {
@@ -341,29 +398,6 @@ impl Writer {
                 self.open.remove(&mark.form);
             }
         }
-    }
-
-    /// Hands a written batch to the replicator (if any); if the stream refuses it, cuts it
-    /// back out of every segment it was written to, so nothing unacknowledged stays on disk.
-    /// Then rolls the segments that have grown too big.
-    fn replicate(&mut self, records: &[(usize, Record)], marks: Vec<Mark>) -> std::io::Result<()> {
-        if let Some(r) = &self.replicator {
-            let batch: Vec<Record> = records.iter().map(|(_, r)| r.clone()).collect();
-            if let Err(e) = r.commit(&batch) {
-                self.cut_back(&marks);
-                return Err(std::io::Error::other(format!("replication: {e}")));
-            }
-        }
-        for mark in &marks {
-            let too_big = self
-                .open
-                .get(&mark.form)
-                .is_some_and(|segs| segs.iter().any(|s| s.len >= self.settings.segment_max_bytes));
-            if too_big {
-                self.seal(&mark.form);
-            }
-        }
-        Ok(())
     }
 
     fn ensure_open(&mut self, form: &str, first_seq: u64) -> std::io::Result<()> {
@@ -478,6 +512,45 @@ fn record(job: &mut Job, reference: Ref) -> Record {
         currency: job.valid.currency.take(),
         parent_ref: job.parent_ref.take(),
         meta: std::mem::take(&mut job.meta),
+    }
+}
+
+/// A batch's records serialized to JSON once: the same bytes are the JSON Lines segments'
+/// lines and the stream's message payloads.
+struct JsonLines {
+    /// Every record's line, newline-terminated, in batch order.
+    buf: Bytes,
+    /// Where each line ends (after its newline).
+    ends: Vec<usize>,
+}
+
+impl JsonLines {
+    fn of(records: &[(usize, Record)]) -> JsonLines {
+        let mut buf = Vec::with_capacity(records.len() * 640);
+        let mut ends = Vec::with_capacity(records.len());
+        for (_, r) in records {
+            r.write_json_line(&mut buf);
+            ends.push(buf.len());
+        }
+        JsonLines { buf: Bytes::from(buf), ends }
+    }
+
+    fn start(&self, i: usize) -> usize {
+        if i == 0 {
+            0
+        } else {
+            self.ends[i - 1]
+        }
+    }
+
+    /// Record `i`'s line, with its newline.
+    fn line(&self, i: usize) -> &[u8] {
+        &self.buf[self.start(i)..self.ends[i]]
+    }
+
+    /// Each record's JSON without the newline, sharing the buffer.
+    fn payloads(&self) -> impl Iterator<Item = Bytes> + '_ {
+        (0..self.ends.len()).map(|i| self.buf.slice(self.start(i)..self.ends[i] - 1))
     }
 }
 

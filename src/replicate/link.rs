@@ -5,8 +5,10 @@
 use super::ReplicateError;
 use crate::config::ReplicateConfig;
 use crate::record::{Record, Ref};
+use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::{self, kv, stream};
-use std::sync::Arc;
+use bytes::Bytes;
+use std::future::IntoFuture;
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
@@ -20,9 +22,6 @@ pub struct Link {
     /// Capped SKUs and their catalog caps: the initial values of the stock bucket.
     caps: Vec<(String, u64)>,
     ready: OnceCell<Ready>,
-    /// References refused after their publish was sent, not yet voided in the stream.
-    voids: std::sync::Mutex<Vec<Ref>>,
-    voids_waiting: tokio::sync::Notify,
 }
 
 /// What is known once the stream (and the stock bucket) exist.
@@ -66,8 +65,6 @@ impl Link {
             timeout,
             caps,
             ready: OnceCell::new(),
-            voids: Default::default(),
-            voids_waiting: tokio::sync::Notify::new(),
         })
     }
 
@@ -113,18 +110,43 @@ impl Link {
         Ok(())
     }
 
-    /// The highest sequence of this node in the stream: references below it must never be
-    /// handed out again, or JetStream would fold a new record into an old message of the same ID.
+    /// The highest sequence of this node in the stream, among its records and the references it
+    /// voided: none of them may be handed out again, or JetStream would fold a new record into
+    /// an old message of the same ID, and the importer would leave a new record out as voided.
     async fn floor(&self) -> Result<u64, ReplicateError> {
         let stream =
             self.js.get_stream(&self.config.stream).await.map_err(|e| ReplicateError::Stream(e.to_string()))?;
-        match stream.get_last_raw_message_by_subject(&self.subject).await {
-            Ok(m) => serde_json::from_slice::<Record>(&m.payload).map(|r| r.reference.seq).map_err(|e| {
+        let last = |subject: String| {
+            let stream = &stream;
+            async move {
+                match stream.get_last_raw_message_by_subject(&subject).await {
+                    Ok(m) => Ok(Some(m.payload)),
+                    Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
+                    Err(e) => Err(ReplicateError::Stream(e.to_string())),
+                }
+            }
+        };
+        let record = match last(self.subject.clone()).await? {
+            Some(payload) => serde_json::from_slice::<Record>(&payload).map(|r| r.reference.seq).map_err(|e| {
                 ReplicateError::Stream(format!("the last message on {} is not a record: {e}", self.subject))
-            }),
-            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(0),
-            Err(e) => Err(ReplicateError::Stream(e.to_string())),
-        }
+            })?,
+            None => 0,
+        };
+        // A node voids in sequence order (it takes nothing new while a void is pending), so the
+        // last void holds its highest voided reference.
+        let voided = match last(self.void_subject()).await? {
+            Some(payload) => serde_json::from_slice::<super::Void>(&payload)
+                .map_err(|e| {
+                    ReplicateError::Stream(format!("the last message on {} is not a void: {e}", self.void_subject()))
+                })?
+                .void
+                .iter()
+                .map(|r| r.seq)
+                .max()
+                .unwrap_or(0),
+            None => 0,
+        };
+        Ok(record.max(voided))
     }
 
     async fn ensure_stock(&self) -> Result<kv::Store, ReplicateError> {
@@ -158,35 +180,21 @@ impl Link {
     /// acknowledgement. Returns how many of the first records were acknowledged in a row, and
     /// the error that stopped the rest, if any.
     pub async fn publish(&self, records: &[Record]) -> (usize, Option<ReplicateError>) {
-        // Publishing while disconnected would queue the messages in the client and send them
-        // after a reconnect, long after the post was refused: refuse without sending instead.
-        if !self.connected() {
-            return (0, Some(ReplicateError::Disconnected));
-        }
-        let mut pending = Vec::with_capacity(records.len());
-        for r in records {
-            let msg = jetstream::message::PublishMessage::build()
-                .message_id(r.reference.to_string())
-                .payload(serde_json::to_vec(r).expect("a record always serializes").into());
-            match self.js.send_publish(self.subject.clone(), msg).await {
-                Ok(ack) => pending.push(ack),
-                Err(e) => {
-                    drop(pending);
-                    return (0, Some(ReplicateError::Stream(e.to_string())));
-                }
-            }
-        }
+        let messages = records.iter().map(|r| {
+            (r.reference.to_string(), Bytes::from(serde_json::to_vec(r).expect("a record always serializes")))
+        });
+        let pending = match self.send(messages).await {
+            Ok(pending) => pending,
+            Err((_, e)) => return (0, Some(e)),
+        };
         let mut acked = 0;
         let wait = async {
             for ack in pending {
                 match ack.await {
-                    Ok(a) if a.stream == self.config.stream => acked += 1,
-                    Ok(a) => {
-                        return Some(ReplicateError::Stream(format!(
-                            "{} is stored by stream {}, not {}",
-                            self.subject, a.stream, self.config.stream
-                        )))
-                    }
+                    Ok(a) => match self.check(&a) {
+                        Ok(()) => acked += 1,
+                        Err(e) => return Some(e),
+                    },
                     Err(e) => return Some(ReplicateError::Stream(e.to_string())),
                 }
             }
@@ -199,37 +207,78 @@ impl Link {
         (acked, error)
     }
 
-    /// Queues references to be voided in the stream by [`send_voids`].
-    pub fn void(&self, refs: impl Iterator<Item = Ref>) {
-        self.voids.lock().unwrap_or_else(|e| e.into_inner()).extend(refs);
-        self.voids_waiting.notify_one();
-    }
-}
-
-/// Publishes queued voids, retrying until the stream has them, for as long as the node runs.
-pub async fn send_voids(link: Arc<Link>) {
-    loop {
-        link.voids_waiting.notified().await;
-        loop {
-            let refs = link.voids.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            if refs.is_empty() {
-                break;
-            }
-            let void = super::Void { v: 1, void: refs.clone() };
-            let msg = jetstream::message::PublishMessage::build()
-                .message_id(format!("void-{}-{}", refs[0], refs.len()))
-                .payload(serde_json::to_vec(&void).expect("a void serializes").into());
-            let sent = async { link.js.send_publish(format!("{}.void", link.subject), msg).await?.await };
-            match sent.await {
-                Ok(_) => {
-                    tracing::warn!("replicate: voided {} refused references in the stream", refs.len());
-                    link.voids.lock().unwrap_or_else(|e| e.into_inner()).drain(..refs.len());
-                }
-                Err(e) => {
-                    tracing::warn!("replicate: cannot void {} refused references yet: {e}", refs.len());
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
+    /// Sends one message per (message ID, record JSON), in order, without waiting for any
+    /// acknowledgement: they are awaited with [`Link::acks`]. On an error, how many were sent
+    /// (they may reach the stream) and the error.
+    pub async fn send(
+        &self,
+        messages: impl Iterator<Item = (String, Bytes)>,
+    ) -> Result<Vec<PublishAckFuture>, (usize, ReplicateError)> {
+        // Publishing while disconnected would queue the messages in the client and send them
+        // after a reconnect, long after the post was refused: refuse without sending instead.
+        if !self.connected() {
+            return Err((0, ReplicateError::Disconnected));
+        }
+        let mut pending = Vec::with_capacity(messages.size_hint().0);
+        for (id, payload) in messages {
+            let msg = jetstream::message::PublishMessage::build().message_id(id).payload(payload);
+            match self.js.send_publish(self.subject.clone(), msg).await {
+                Ok(ack) => pending.push(ack),
+                Err(e) => return Err((pending.len(), ReplicateError::Stream(e.to_string()))),
             }
         }
+        Ok(pending)
+    }
+
+    /// Waits for every acknowledgement of a [`Link::send`] together, at most the timeout.
+    pub async fn acks(&self, pending: Vec<PublishAckFuture>) -> Result<(), ReplicateError> {
+        let all = futures_util::future::join_all(pending.into_iter().map(|a| a.into_future()));
+        let acks = tokio::time::timeout(self.timeout, all).await.map_err(|_| ReplicateError::Timeout(self.timeout))?;
+        for ack in acks {
+            self.check(&ack.map_err(|e| ReplicateError::Stream(e.to_string()))?)?;
+        }
+        Ok(())
+    }
+
+    fn check(&self, ack: &jetstream::publish::PublishAck) -> Result<(), ReplicateError> {
+        if ack.stream == self.config.stream {
+            Ok(())
+        } else {
+            Err(ReplicateError::Stream(format!(
+                "{} is stored by stream {}, not {}",
+                self.subject, ack.stream, self.config.stream
+            )))
+        }
+    }
+
+    /// Publishes a [`super::Void`] of `refs` and waits (bounded) until the stream has it.
+    pub async fn void(&self, refs: &[Ref]) -> Result<(), ReplicateError> {
+        if refs.is_empty() {
+            return Ok(());
+        }
+        if !self.connected() {
+            return Err(ReplicateError::Disconnected);
+        }
+        let void = super::Void { v: 1, void: refs.to_vec() };
+        // The same references voided twice (a retry) are stored once.
+        let id = format!("void-{}-{}-{}", refs[0], refs[refs.len() - 1], refs.len());
+        let msg = jetstream::message::PublishMessage::build()
+            .message_id(id)
+            .payload(serde_json::to_vec(&void).expect("a void serializes").into());
+        let sent = async {
+            let ack = self
+                .js
+                .send_publish(self.void_subject(), msg)
+                .await
+                .map_err(|e| ReplicateError::Stream(e.to_string()))?;
+            ack.await.map_err(|e| ReplicateError::Stream(e.to_string()))
+        };
+        let ack =
+            tokio::time::timeout(self.timeout, sent).await.map_err(|_| ReplicateError::Timeout(self.timeout))??;
+        self.check(&ack)
+    }
+
+    fn void_subject(&self) -> String {
+        format!("{}.void", self.subject)
     }
 }

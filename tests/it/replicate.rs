@@ -548,3 +548,79 @@ fn stock_taken_ahead_and_unsold_goes_back_to_the_shared_pool_at_shutdown() {
     assert!(s.wait_exit(30).success());
     assert_eq!(left(), 99, "the unsold block is back in the pool");
 }
+
+#[test]
+fn a_post_refused_while_the_stream_lost_its_quorum_stays_voided_across_a_restart() {
+    let mut cluster = Cluster::start();
+    // Capped stock cannot be taken without a quorum either: sell uncapped lamps, so the post
+    // reaches the stream.
+    let uncapped = |p: &Path| edit(p, "cofferdam.toml", "stock = 5000\n", "");
+    let site = site(&cluster, "replicated", "n1", uncapped);
+    let mut s = Server::start(site.path());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (status, first, _) = rt.block_on(order(&s, "Before"));
+    assert_eq!(status, 303);
+    let first = first.unwrap();
+    // The stream's leader stays, alone: it may take the publish into its log, which can
+    // commit once the others are back, although the post was refused.
+    let leader = rt.block_on(cluster.leader());
+    for i in (0..3).filter(|i| *i != leader) {
+        cluster.kill(i);
+    }
+    // Refused before it is sent while the client reconnects to the survivor; once it is
+    // connected, sent, unacknowledged, and voided where the stream cannot take the void.
+    let voids_file = site.path().join("collected/n1.voids");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !voids_file.exists() {
+        assert!(Instant::now() < deadline, "no post was sent and voided without a quorum");
+        let (status, _, page) = rt.block_on(order(&s, "Refused Buyer"));
+        assert_eq!(status, 503, "an order was answered {status} without a quorum: {page}");
+    }
+    let kept = std::fs::read_to_string(&voids_file).expect("the refused reference is kept in collected/n1.voids");
+    let voided: Vec<cofferdam::record::Ref> =
+        kept.lines().flat_map(|l| serde_json::from_str::<cofferdam::replicate::Void>(l).unwrap().void).collect();
+    assert!(!voided.is_empty(), "{kept}");
+    assert_eq!(records(&site.path().join("collected")).len(), 1, "a refused order stayed on disk");
+
+    // The node restarts while the stream still has no quorum: it takes no post yet.
+    s.signal(libc::SIGTERM);
+    assert!(s.wait_exit(60).success());
+    drop(s);
+    let s = Server::start(site.path());
+    let (status, _, _) = rt.block_on(order(&s, "Still down"));
+    assert_eq!(status, 503, "a post was taken while a void is pending");
+    assert_eq!(http_status(s.admin, "/healthz"), Some(503));
+
+    for i in (0..3).filter(|i| *i != leader) {
+        cluster.start_node(i);
+    }
+    cluster.wait_healthy();
+    let mut back = None;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while back.is_none() {
+        assert!(Instant::now() < deadline, "orders never acknowledged again after the quorum came back");
+        match rt.block_on(order(&s, "Back")) {
+            (303, r, _) => back = r,
+            (503, _, _) => std::thread::sleep(Duration::from_millis(200)),
+            (other, _, page) => panic!("unexpected {other}: {page}"),
+        }
+    }
+    let back = back.unwrap();
+    assert!(!voids_file.exists(), "the stream has the void, the file must be gone");
+    let back_seq: cofferdam::record::Ref = back.parse().unwrap();
+    for v in &voided {
+        assert!(back_seq.seq > v.seq, "the voided reference {v} was handed out again as {back}");
+    }
+
+    let db_dir = tempfile::tempdir().unwrap();
+    let (url, pool) = rt.block_on(shop_db(db_dir.path()));
+    let out = run(site.path(), &["import", "--to", &url, "--from", &cluster.stream_url()]);
+    assert!(out.status.success(), "import failed: {}{}", stdout(&out), stderr(&out));
+    let rows: BTreeSet<String> =
+        rt.block_on(sqlx::query_scalar("SELECT ref FROM orders").fetch_all(&pool)).unwrap().into_iter().collect();
+    assert_eq!(rows, BTreeSet::from([first, back]), "imported orders differ from the acknowledged ones");
+    let refused: i64 = rt
+        .block_on(sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE ship_to LIKE '%Refused%'").fetch_one(&pool))
+        .unwrap();
+    assert_eq!(refused, 0, "the refused order was imported");
+}
