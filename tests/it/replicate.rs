@@ -253,6 +253,34 @@ fn site(cluster: &Cluster, ack: &str, node: &str, change: impl FnOnce(&Path)) ->
     site
 }
 
+/// Imports the stream into a new SQLite shop in `db_dir`; the references of its orders, and the shop.
+fn import_from_stream(
+    rt: &tokio::runtime::Runtime,
+    site: &Path,
+    cluster: &Cluster,
+    db_dir: &Path,
+) -> (BTreeSet<String>, sqlx::SqlitePool) {
+    let (url, pool) = rt.block_on(shop_db(db_dir));
+    let out = run(site, &["import", "--to", &url, "--from", &cluster.stream_url()]);
+    assert!(out.status.success(), "import failed: {}{}", stdout(&out), stderr(&out));
+    let rows =
+        rt.block_on(sqlx::query_scalar("SELECT ref FROM orders").fetch_all(&pool)).unwrap().into_iter().collect();
+    (rows, pool)
+}
+
+/// Posts "Back" orders, waiting out 503s, until one is acknowledged; its reference.
+async fn order_until_acknowledged(s: &Server, patience: Duration) -> String {
+    let deadline = Instant::now() + patience;
+    loop {
+        assert!(Instant::now() < deadline, "orders never acknowledged again after the cluster came back");
+        match order(s, "Back").await {
+            (303, Some(reference), _) => return reference,
+            (503, _, _) => tokio::time::sleep(Duration::from_millis(200)).await,
+            (other, _, page) => panic!("unexpected {other}: {page}"),
+        }
+    }
+}
+
 /// Posts one order; its status and, on a 303, its reference.
 async fn order(s: &Server, name: &str) -> (u16, Option<String>, String) {
     let r = client()
@@ -400,11 +428,7 @@ fn a_jetstream_server_killed_under_load_loses_no_acknowledged_order() {
     // What the import takes from the stream is exactly what was acknowledged: a batch refused
     // after it reached the stream is voided there.
     let db_dir = tempfile::tempdir().unwrap();
-    let (url, pool) = rt.block_on(shop_db(db_dir.path()));
-    let out = run(site.path(), &["import", "--to", &url, "--from", &cluster.stream_url()]);
-    assert!(out.status.success(), "import failed: {}{}", stdout(&out), stderr(&out));
-    let rows: BTreeSet<String> =
-        rt.block_on(sqlx::query_scalar("SELECT ref FROM orders").fetch_all(&pool)).unwrap().into_iter().collect();
+    let (rows, _shop) = import_from_stream(&rt, site.path(), &cluster, db_dir.path());
     assert_eq!(rows, acked_set, "imported orders differ from the acknowledged ones");
 }
 
@@ -427,19 +451,10 @@ fn posts_are_refused_while_the_cluster_is_down_and_taken_again_when_it_is_back()
     assert_eq!(records(&site.path().join("collected")).len(), 1, "a refused order stayed on disk");
 
     cluster.start_all();
-    let mut back = None;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while back.is_none() {
-        assert!(Instant::now() < deadline, "orders never acknowledged again after the cluster came back");
-        match rt.block_on(order(&s, "Back")) {
-            (303, r, _) => back = r,
-            (503, _, _) => std::thread::sleep(Duration::from_millis(200)),
-            (other, _, page) => panic!("unexpected {other}: {page}"),
-        }
-    }
+    let back = rt.block_on(order_until_acknowledged(&s, Duration::from_secs(60)));
     assert_eq!(http_status(s.admin, "/healthz"), Some(200));
     let in_stream = rt.block_on(cluster.stream_refs());
-    assert_eq!(in_stream, vec![first.unwrap(), back.unwrap()], "the stream holds exactly the acknowledged orders");
+    assert_eq!(in_stream, vec![first.unwrap(), back], "the stream holds exactly the acknowledged orders");
 }
 
 #[test]
@@ -595,17 +610,7 @@ fn a_post_refused_while_the_stream_lost_its_quorum_stays_voided_across_a_restart
         cluster.start_node(i);
     }
     cluster.wait_healthy();
-    let mut back = None;
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while back.is_none() {
-        assert!(Instant::now() < deadline, "orders never acknowledged again after the quorum came back");
-        match rt.block_on(order(&s, "Back")) {
-            (303, r, _) => back = r,
-            (503, _, _) => std::thread::sleep(Duration::from_millis(200)),
-            (other, _, page) => panic!("unexpected {other}: {page}"),
-        }
-    }
-    let back = back.unwrap();
+    let back = rt.block_on(order_until_acknowledged(&s, Duration::from_secs(90)));
     assert!(!voids_file.exists(), "the stream has the void, the file must be gone");
     let back_seq: cofferdam::record::Ref = back.parse().unwrap();
     for v in &voided {
@@ -613,11 +618,7 @@ fn a_post_refused_while_the_stream_lost_its_quorum_stays_voided_across_a_restart
     }
 
     let db_dir = tempfile::tempdir().unwrap();
-    let (url, pool) = rt.block_on(shop_db(db_dir.path()));
-    let out = run(site.path(), &["import", "--to", &url, "--from", &cluster.stream_url()]);
-    assert!(out.status.success(), "import failed: {}{}", stdout(&out), stderr(&out));
-    let rows: BTreeSet<String> =
-        rt.block_on(sqlx::query_scalar("SELECT ref FROM orders").fetch_all(&pool)).unwrap().into_iter().collect();
+    let (rows, pool) = import_from_stream(&rt, site.path(), &cluster, db_dir.path());
     assert_eq!(rows, BTreeSet::from([first, back]), "imported orders differ from the acknowledged ones");
     let refused: i64 = rt
         .block_on(sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE ship_to LIKE '%Refused%'").fetch_one(&pool))
