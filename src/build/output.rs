@@ -57,6 +57,16 @@ enum Found {
     },
 }
 
+impl Found {
+    /// Deletes what the previous output had at `path`.
+    fn remove(&self, path: &Path) -> Result<(), BuildError> {
+        match self {
+            Found::Dir => remove_dir_all(path),
+            Found::File { .. } => remove_file(path),
+        }
+    }
+}
+
 /// Where the output `dist` keeps its previous self: `.cofferdam-previous-dist` beside it.
 pub fn previous_path(output: &Path) -> Option<PathBuf> {
     let name = output.file_name()?.to_str()?;
@@ -116,14 +126,12 @@ impl Output {
     /// different files.
     pub fn write(&self, rel: &str, bytes: &[u8]) -> Result<(), BuildError> {
         let path = self.dir.join(rel);
-        if let Some(found) = self.kept.as_ref().and_then(|k| k.found.get(rel)) {
-            match *found {
-                Found::File { size, linked: false } if size == bytes.len() as u64 && holds(&path, bytes) => {
-                    return Ok(());
-                }
-                Found::File { .. } => remove_file(&path)?,
-                Found::Dir => remove_dir_all(&path)?,
+        match self.kept.as_ref().and_then(|k| k.found.get(rel)) {
+            Some(Found::File { size, linked: false }) if *size == bytes.len() as u64 && holds(&path, bytes) => {
+                return Ok(());
             }
+            Some(found) => found.remove(&path)?,
+            None => {}
         }
         self.create(rel, &path, bytes)
     }
@@ -132,10 +140,8 @@ impl Output {
     /// this build's (the manifest: `check` and `serve` compare sources against it).
     pub fn write_anew(&self, rel: &str, bytes: &[u8]) -> Result<(), BuildError> {
         let path = self.dir.join(rel);
-        match self.kept.as_ref().and_then(|k| k.found.get(rel)) {
-            Some(Found::File { .. }) => remove_file(&path)?,
-            Some(Found::Dir) => remove_dir_all(&path)?,
-            None => {}
+        if let Some(found) = self.kept.as_ref().and_then(|k| k.found.get(rel)) {
+            found.remove(&path)?;
         }
         self.create(rel, &path, bytes)
     }
@@ -205,13 +211,7 @@ impl Output {
             .copied()
             .filter(|rel| !folders_of(rel).any(|f| stale.contains(f) || made.contains(f)))
             .collect();
-        outermost.par_iter().try_for_each(|rel| {
-            let path = self.dir.join(rel);
-            match kept.found[*rel] {
-                Found::Dir => remove_dir_all(&path),
-                Found::File { .. } => remove_file(&path),
-            }
-        })
+        outermost.par_iter().try_for_each(|rel| kept.found[*rel].remove(&self.dir.join(rel)))
     }
 
     /// Replaces `output` by the finished folder with two renames, so a failed build never
