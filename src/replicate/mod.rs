@@ -124,23 +124,30 @@ impl Voids {
         self.pending().len()
     }
 
-    /// Appends `refs` to the file, fsynced, and to the pending ones.
+    /// Adds `refs` to the pending ones, and appends them to the file, fsynced. They stay
+    /// pending even when the file cannot take them: the node refuses posts until the stream
+    /// has them, though a restart would then forget them.
     fn keep(&self, refs: &[Ref]) -> std::io::Result<()> {
-        use std::io::Write;
         let mut pending = self.pending();
-        let mut line = serde_json::to_vec(&Void { v: 1, void: refs.to_vec() }).expect("a void serializes");
-        line.push(b'\n');
+        // Under the lock, so the file is never rewritten by `taken` halfway through.
+        let appended = self.append(refs);
+        pending.extend_from_slice(refs);
+        drop(pending);
+        self.wake.notify_one();
+        appended
+    }
+
+    fn append(&self, refs: &[Ref]) -> std::io::Result<()> {
+        use std::io::Write;
         let existed = self.path.exists();
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?;
-        f.write_all(&line)?;
+        f.write_all(&void_line(refs))?;
         f.sync_data()?;
         if !existed {
             if let Some(dir) = self.path.parent() {
                 std::fs::File::open(dir)?.sync_all()?;
             }
         }
-        pending.extend_from_slice(refs);
-        self.wake.notify_one();
         Ok(())
     }
 
@@ -157,10 +164,8 @@ impl Voids {
                 Err(e) => return Err(e),
             }
         } else {
-            let mut line = serde_json::to_vec(&Void { v: 1, void: pending.clone() }).expect("a void serializes");
-            line.push(b'\n');
             let tmp = self.path.with_extension("voids.tmp");
-            std::fs::write(&tmp, line)?;
+            std::fs::write(&tmp, void_line(&pending))?;
             std::fs::File::open(&tmp)?.sync_all()?;
             std::fs::rename(&tmp, &self.path)?;
         }
@@ -169,6 +174,13 @@ impl Voids {
         }
         Ok(())
     }
+}
+
+/// One line of `collected/{node}.voids`: a [`Void`] of `refs`.
+fn void_line(refs: &[Ref]) -> Vec<u8> {
+    let mut line = serde_json::to_vec(&Void { v: 1, void: refs.to_vec() }).expect("a void serializes");
+    line.push(b'\n');
+    line
 }
 
 /// Publishes the pending voids until the stream has them, for as long as the node runs.
@@ -370,8 +382,6 @@ impl Replicator {
                 if let Err(e) = voids.keep(&refs) {
                     // Still pending in memory: the node keeps refusing posts until they are in.
                     tracing::error!("replicate: {}: {e}", voids.path.display());
-                    voids.pending().extend(refs);
-                    voids.wake.notify_one();
                 }
             }
         }
