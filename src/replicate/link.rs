@@ -5,7 +5,7 @@
 use super::ReplicateError;
 use crate::config::ReplicateConfig;
 use crate::record::{Record, Ref};
-use async_nats::jetstream::context::PublishAckFuture;
+use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
 use async_nats::jetstream::{self, kv, stream};
 use bytes::Bytes;
 use std::future::IntoFuture;
@@ -22,6 +22,14 @@ pub struct Link {
     /// Capped SKUs and their catalog caps: the initial values of the stock bucket.
     caps: Vec<(String, u64)>,
     ready: OnceCell<Ready>,
+}
+
+/// A message sent to the stream, its acknowledgement not awaited yet; kept to be sent again
+/// when no server took it.
+pub struct Sent {
+    ack: PublishAckFuture,
+    id: String,
+    payload: Bytes,
 }
 
 /// What is known once the stream (and the stock bucket) exist.
@@ -189,13 +197,10 @@ impl Link {
         };
         let mut acked = 0;
         let wait = async {
-            for ack in pending {
-                match ack.await {
-                    Ok(a) => match self.check(&a) {
-                        Ok(()) => acked += 1,
-                        Err(e) => return Some(e),
-                    },
-                    Err(e) => return Some(ReplicateError::Stream(e.to_string())),
+            for sent in pending {
+                match self.ack(sent).await {
+                    Ok(()) => acked += 1,
+                    Err(e) => return Some(e),
                 }
             }
             None
@@ -213,7 +218,7 @@ impl Link {
     pub async fn send(
         &self,
         messages: impl Iterator<Item = (String, Bytes)>,
-    ) -> Result<Vec<PublishAckFuture>, (usize, ReplicateError)> {
+    ) -> Result<Vec<Sent>, (usize, ReplicateError)> {
         // Publishing while disconnected would queue the messages in the client and send them
         // after a reconnect, long after the post was refused: refuse without sending instead.
         if !self.connected() {
@@ -221,23 +226,41 @@ impl Link {
         }
         let mut pending = Vec::with_capacity(messages.size_hint().0);
         for (id, payload) in messages {
-            let msg = jetstream::message::PublishMessage::build().message_id(id).payload(payload);
-            match self.js.send_publish(self.subject.clone(), msg).await {
-                Ok(ack) => pending.push(ack),
-                Err(e) => return Err((pending.len(), ReplicateError::Stream(e.to_string()))),
+            match self.publish_one(&id, &payload).await {
+                Ok(ack) => pending.push(Sent { ack, id, payload }),
+                Err(e) => return Err((pending.len(), e)),
             }
         }
         Ok(pending)
     }
 
+    async fn publish_one(&self, id: &str, payload: &Bytes) -> Result<PublishAckFuture, ReplicateError> {
+        let msg = jetstream::message::PublishMessage::build().message_id(id).payload(payload.clone());
+        self.js.send_publish(self.subject.clone(), msg).await.map_err(|e| ReplicateError::Stream(e.to_string()))
+    }
+
     /// Waits for every acknowledgement of a [`Link::send`] together, at most the timeout.
-    pub async fn acks(&self, pending: Vec<PublishAckFuture>) -> Result<(), ReplicateError> {
-        let all = futures_util::future::join_all(pending.into_iter().map(|a| a.into_future()));
-        let acks = tokio::time::timeout(self.timeout, all).await.map_err(|_| ReplicateError::Timeout(self.timeout))?;
-        for ack in acks {
-            self.check(&ack.map_err(|e| ReplicateError::Stream(e.to_string()))?)?;
+    pub async fn acks(&self, pending: Vec<Sent>) -> Result<(), ReplicateError> {
+        let all = futures_util::future::try_join_all(pending.into_iter().map(|sent| self.ack(sent)));
+        tokio::time::timeout(self.timeout, all).await.map_err(|_| ReplicateError::Timeout(self.timeout))?.map(|_| ())
+    }
+
+    /// Waits for one message's acknowledgement. "No responders" means no server of the stream
+    /// took the message (nothing is stored): a stream just created, or just elected a leader,
+    /// whose subjects have not reached this client's server yet. The message is sent again
+    /// until it is acknowledged or the caller's deadline passes.
+    async fn ack(&self, sent: Sent) -> Result<(), ReplicateError> {
+        let Sent { mut ack, id, payload } = sent;
+        loop {
+            match ack.into_future().await {
+                Ok(a) => return self.check(&a),
+                Err(e) if e.kind() == PublishErrorKind::StreamNotFound => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    ack = self.publish_one(&id, &payload).await?;
+                }
+                Err(e) => return Err(ReplicateError::Stream(e.to_string())),
+            }
         }
-        Ok(())
     }
 
     fn check(&self, ack: &jetstream::publish::PublishAck) -> Result<(), ReplicateError> {

@@ -75,7 +75,7 @@ pub enum Replicator {
 /// A batch sent to the stream, its acknowledgements not awaited yet.
 pub struct InFlight {
     refs: Vec<Ref>,
-    acks: Vec<async_nats::jetstream::context::PublishAckFuture>,
+    acks: Vec<link::Sent>,
     started: Instant,
 }
 
