@@ -20,6 +20,8 @@ const SCAN_LIMIT: usize = 20_000;
 const PUBLISH_BATCH: usize = 1_000;
 /// Batches the writer may hand over before the shipper falls back to reading the disk.
 const QUEUE: usize = 256;
+/// How often a moving position is saved to `collected/{node}.shipped`.
+const SAVE_EVERY: Duration = Duration::from_millis(200);
 
 /// `collected/{node}.shipped`: the highest sequence of this node that the stream has, with
 /// every record below it. Losing a recent update only makes the shipper send a few records
@@ -80,6 +82,8 @@ pub struct Shipper {
     primary: BTreeMap<String, StoreFormat>,
     cursor: Cursor,
     saved_at: Instant,
+    /// The cursor moved since it was last saved.
+    unsaved: bool,
     rx: mpsc::Receiver<Vec<Record>>,
     committed: watch::Receiver<u64>,
     overflow: Arc<AtomicBool>,
@@ -110,6 +114,7 @@ impl Shipper {
             primary,
             cursor,
             saved_at: Instant::now(),
+            unsaved: false,
             rx,
             committed,
             overflow: overflow.clone(),
@@ -147,7 +152,7 @@ impl Shipper {
                     }
                 }
             }
-            let Some(batch) = self.rx.recv().await else { return self.finish().await };
+            let Some(batch) = self.next_batch().await else { return self.finish().await };
             if self.overflow.load(Ordering::SeqCst) {
                 // An earlier batch was not handed over: it must go first, from disk.
                 behind = true;
@@ -161,6 +166,27 @@ impl Shipper {
         }
     }
 
+    /// The writer's next batch. A position not yet saved is saved once the writer pauses, so
+    /// that `stats` on a quiet node shows it caught up, not where it was a batch ago.
+    async fn next_batch(&mut self) -> Option<Vec<Record>> {
+        while self.unsaved {
+            let due = tokio::time::Instant::from_std(self.saved_at + SAVE_EVERY);
+            tokio::select! {
+                got = self.rx.recv() => return got,
+                _ = tokio::time::sleep_until(due) => self.save(),
+            }
+        }
+        self.rx.recv().await
+    }
+
+    fn save(&mut self) {
+        self.saved_at = Instant::now();
+        self.unsaved = false;
+        if let Err(e) = self.cursor.save(&self.collected) {
+            tracing::warn!("shipper: cannot save {}: {e}", Cursor::path(&self.collected, &self.cursor.node).display());
+        }
+    }
+
     async fn finish(mut self) {
         let deadline = self.link.timeout * 2;
         match tokio::time::timeout(deadline, self.catch_up()).await {
@@ -170,9 +196,7 @@ impl Shipper {
             Ok(Err(e)) => tracing::warn!("shipper: stopping {} records behind: {e}", self.lag()),
             Err(_) => tracing::warn!("shipper: stopping {} records behind (timed out)", self.lag()),
         }
-        if let Err(e) = self.cursor.save(&self.collected) {
-            tracing::warn!("shipper: cannot save {}: {e}", Cursor::path(&self.collected, &self.cursor.node).display());
-        }
+        self.save();
     }
 
     /// Publishes records read back from disk until the stream has everything committed.
@@ -220,11 +244,10 @@ impl Shipper {
     fn advance(&mut self, seq: u64) {
         self.cursor.shipped = self.cursor.shipped.max(seq);
         self.shipped.store(self.cursor.shipped, Ordering::SeqCst);
-        if self.saved_at.elapsed() >= Duration::from_millis(200) {
-            self.saved_at = Instant::now();
-            if let Err(e) = self.cursor.save(&self.collected) {
-                tracing::warn!("shipper: cannot save its position: {e}");
-            }
+        self.unsaved = true;
+        // Under load, at most a few saves a second; next_batch saves the last one.
+        if self.saved_at.elapsed() >= SAVE_EVERY {
+            self.save();
         }
     }
 

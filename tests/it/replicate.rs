@@ -536,8 +536,16 @@ fn local_ack_keeps_taking_orders_without_the_cluster_and_ships_them_when_it_is_b
         assert_eq!(counted.get(r.as_str()), Some(&1), "order {r} is not in the stream once");
     }
     assert_eq!(in_stream.len(), acked.len(), "the stream holds every record once, and nothing else");
-    let stats = run(site.path(), &["stats"]);
-    assert!(stdout(&stats).contains("0 records behind"), "{}", stdout(&stats));
+    // The saved position follows within a moment of the shipper going quiet.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let stats = stdout(&run(site.path(), &["stats"]));
+        if stats.contains(" 0 records behind") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "stats never showed the shipper caught up:\n{stats}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
