@@ -250,7 +250,7 @@ echo "== cofferdam RSS with $IDLE idle keep-alive connections"
 start cofferdam-idle "http://127.0.0.1:$CD_PORT" "$BIN" serve --site "$SITE" --no-build \
   --listen "127.0.0.1:$CD_PORT" --admin "127.0.0.1:$CD_ADMIN"
 CD_PID=$SERVER_PID
-SITE_BYTES=$(sed -n 's/.*(\([0-9]*\) files, \([0-9]*\) bytes).*/\2/p' "$OUT/cofferdam-idle.log")
+SITE_BYTES=$(sed -n 's/.* files, \([0-9]*\) bytes in memory.*/\1/p' "$OUT/cofferdam-idle.log")
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 # A few thousand requests first, so the "before" figure includes warmed-up runtime buffers.
 run_wrk idle-warm -t1 -c64 -d2s "http://127.0.0.1:$CD_PORT/" >/dev/null
