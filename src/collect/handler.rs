@@ -5,13 +5,17 @@ use super::answer::{self, After};
 use super::cookie::{self, Signer};
 use super::validate::{self, Valid};
 use super::writer::{Job, Msg, Outcome};
-use super::{Collector, Forms};
+use super::{Collector, FormRuntime, Forms};
 use crate::record::{Meta, Ref};
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::response::Response;
 use axum::Extension;
-use http::{header, HeaderMap, StatusCode};
+use bytes::Bytes;
+use http::{header, HeaderMap, Method, StatusCode};
+use http_body_util::BodyExt;
+use std::borrow::Cow;
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::{mpsc::error::TrySendError, oneshot};
@@ -20,37 +24,59 @@ fn rejected(reason: &'static str) {
     metrics::counter!("cofferdam_collect_rejected_total", "reason" => reason).increment(1);
 }
 
-/// Times every post of a known form, whatever its answer (the admin page's p50/p99).
-pub async fn submit(
-    state: State<Arc<Collector>>,
-    launch: Extension<Arc<Forms>>,
-    form: Path<String>,
-    req: Request,
-) -> Response {
-    let started = std::time::Instant::now();
-    let timer = launch.forms.get(form.as_str()).map(|rt| rt.post_seconds.clone());
-    let response = answer_post(state, launch, form, req).await;
-    if let Some(timer) = timer {
-        timer.record(started.elapsed().as_secs_f64());
-    }
-    response
+/// Whether the front hands a request straight to [`Collector::post`]: a `POST /submit/{form}`
+/// whose form name needs no decoding (a name with escapes, and any other method on the path, go
+/// through the router's `/submit/{form}`, which decodes and answers them alike).
+pub fn is_order_post(method: &Method, path: &str) -> bool {
+    method == Method::POST && submitted_form(path).is_some()
 }
 
-/// `launch` is the build this request was pinned to when it came in: its form, prices and
-/// pages decide the post, even if a reload swaps another in meanwhile.
-async fn answer_post(
+fn submitted_form(path: &str) -> Option<&str> {
+    let form = path.strip_prefix("/submit/")?;
+    (!form.is_empty() && !form.contains(['/', '%'])).then_some(form)
+}
+
+impl Collector {
+    /// `POST /submit/{form}` from `ip`, for which [`is_order_post`] holds, straight from the
+    /// front. `launch` is the build this request was pinned to when it came in: its form,
+    /// prices and pages decide the post, even if a reload swaps another in meanwhile.
+    pub async fn post(&self, launch: &Forms, ip: Option<IpAddr>, req: Request) -> Response {
+        let Some(rt) = submitted_form(req.uri().path()).and_then(|form| launch.forms.get(form)) else {
+            rejected("unknown_form");
+            return launch.pages.not_found();
+        };
+        timed(self, launch, rt, ip, req).await
+    }
+}
+
+/// The router's `POST /submit/{form}`: a form name with escapes, or a post through the router.
+pub async fn submit(
     State(c): State<Arc<Collector>>,
     Extension(launch): Extension<Arc<Forms>>,
-    Path(form_name): Path<String>,
+    Path(form): Path<String>,
     req: Request,
 ) -> Response {
-    let Some(rt) = launch.forms.get(&form_name) else {
+    let Some(rt) = launch.forms.get(&form) else {
         rejected("unknown_form");
         return launch.pages.not_found();
     };
+    let ip = req.extensions().get::<crate::serve::ClientIp>().map(|ip| ip.0);
+    timed(&c, &launch, rt, ip, req).await
+}
+
+/// Times every post of a known form, whatever its answer (the admin page's p50/p99).
+async fn timed(c: &Collector, launch: &Forms, rt: &FormRuntime, ip: Option<IpAddr>, req: Request) -> Response {
+    let started = std::time::Instant::now();
+    let response = answer_post(c, launch, rt, ip, req).await;
+    rt.post_seconds.record(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn answer_post(c: &Collector, launch: &Forms, rt: &FormRuntime, ip: Option<IpAddr>, req: Request) -> Response {
+    let form_name: &str = &rt.name;
     let (parts, body) = req.into_parts();
     let headers = &parts.headers;
-    if !origin_allowed(&launch, headers, parts.uri.authority()) {
+    if !origin_allowed(launch, headers, parts.uri.authority()) {
         rejected("origin");
         return launch.pages.refuse(StatusCode::FORBIDDEN, "This form can only be sent from our own site.");
     }
@@ -92,7 +118,7 @@ async fn answer_post(
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|a| a.contains("application/json"));
             let referer = headers.get(header::REFERER).and_then(|v| v.to_str().ok());
-            return launch.pages.invalid(&form_name, &posted, &errors, json, referer);
+            return launch.pages.invalid(form_name, &posted, &errors, json, referer);
         }
     };
     let parent_ref = match &form.links_to {
@@ -108,7 +134,7 @@ async fn answer_post(
             }
         },
     };
-    let ip = parts.extensions.get::<crate::serve::ClientIp>().map(|ip| ip.0.to_string());
+    let ip = ip.map(ip_text);
     let meta = Meta {
         ip: ip.clone(),
         user_agent: headers
@@ -152,9 +178,9 @@ async fn answer_post(
     match answer.await {
         Ok(Outcome::Accepted(r)) => {
             c.oplog.accepted(&rt.name);
-            after.see_other(&c, &launch, rt, &r, headers)
+            after.see_other(c, launch, rt, &r, headers)
         }
-        Ok(Outcome::Duplicate(r)) => after.see_other(&c, &launch, rt, &r, headers),
+        Ok(Outcome::Duplicate(r)) => after.see_other(c, launch, rt, &r, headers),
         Ok(Outcome::FollowedUp) => {
             rejected("followed_up");
             launch.pages.refuse(StatusCode::CONFLICT, "This offer was already added to your order.")
@@ -170,23 +196,65 @@ async fn answer_post(
     }
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, StatusCode> {
-    match axum::body::to_bytes(body, limit).await {
-        Ok(b) => Ok(b),
-        Err(e) => {
-            let mut source: Option<&dyn std::error::Error> = Some(&e);
-            while let Some(s) = source {
-                if s.is::<http_body_util::LengthLimitError>() {
-                    return Err(StatusCode::PAYLOAD_TOO_LARGE);
-                }
-                if s.to_string().contains("timed out") {
-                    return Err(StatusCode::REQUEST_TIMEOUT);
-                }
-                source = s.source();
+/// The body, read frame by frame: a post whose body comes in one frame (as a form post's
+/// does) is that frame's bytes, with no copy. More than `limit` bytes is `413`, a body past its
+/// deadline `408`, any other failure to read it `400`.
+async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, StatusCode> {
+    let mut first = Bytes::new();
+    let mut joined: Vec<u8> = Vec::new();
+    let mut len = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|e| read_error(&e))?.into_data() else { continue };
+        len += data.len();
+        if len > limit {
+            return Err(StatusCode::PAYLOAD_TOO_LARGE);
+        }
+        if first.is_empty() && joined.is_empty() {
+            first = data;
+        } else {
+            if joined.is_empty() {
+                joined.reserve(len.min(limit));
+                joined.extend_from_slice(&first);
             }
-            Err(StatusCode::BAD_REQUEST)
+            joined.extend_from_slice(&data);
         }
     }
+    Ok(if joined.is_empty() { first } else { Bytes::from(joined) })
+}
+
+/// The status for a body that could not be read.
+fn read_error(e: &axum::Error) -> StatusCode {
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return StatusCode::PAYLOAD_TOO_LARGE;
+        }
+        if s.to_string().contains("timed out") {
+            return StatusCode::REQUEST_TIMEOUT;
+        }
+        source = s.source();
+    }
+    StatusCode::BAD_REQUEST
+}
+
+/// `ip` as `Display` writes it; an IPv4 address without the formatting machinery, which costs
+/// more than the few digits.
+fn ip_text(ip: IpAddr) -> String {
+    let IpAddr::V4(v4) = ip else { return ip.to_string() };
+    let mut text = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        if octet >= 100 {
+            text.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            text.push(char::from(b'0' + octet / 10 % 10));
+        }
+        text.push(char::from(b'0' + octet % 10));
+    }
+    text
 }
 
 fn linked_ref(signer: &Signer, parent: &str, headers: &HeaderMap) -> Option<Ref> {
@@ -204,9 +272,9 @@ fn linked_ref(signer: &Signer, parent: &str, headers: &HeaderMap) -> Option<Ref>
 /// browser sends `Origin` on a form post, so only scripts lack both.
 fn origin_allowed(launch: &Forms, headers: &HeaderMap, authority: Option<&http::uri::Authority>) -> bool {
     let origin = match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        Some(o) => o.to_string(),
+        Some(o) => Cow::Borrowed(o),
         None => match headers.get(header::REFERER).and_then(|v| v.to_str().ok()) {
-            Some(r) => crate::config::origin_of(r),
+            Some(r) => Cow::Owned(crate::config::origin_of(r)),
             None => return false,
         },
     };
@@ -220,4 +288,27 @@ fn origin_allowed(launch: &Forms, headers: &HeaderMap, authority: Option<&http::
     };
     let bare = origin.split_once("://").map(|(_, h)| h).unwrap_or("");
     !host.is_empty() && bare.eq_ignore_ascii_case(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_text_is_what_display_writes() {
+        for ip in ["0.0.0.0", "127.0.0.1", "10.9.99.100", "255.255.255.255", "192.168.1.20", "::1", "2001:db8::7"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+    }
+
+    #[test]
+    fn only_a_plain_form_name_skips_the_router() {
+        assert!(is_order_post(&Method::POST, "/submit/order"));
+        assert!(!is_order_post(&Method::GET, "/submit/order"));
+        assert!(!is_order_post(&Method::POST, "/submit/"));
+        assert!(!is_order_post(&Method::POST, "/submit/order/"));
+        assert!(!is_order_post(&Method::POST, "/submit/or%64er"));
+        assert!(!is_order_post(&Method::POST, "/submitorder"));
+    }
 }

@@ -21,6 +21,7 @@ mod validate;
 mod writer;
 
 pub use cookie::{Signer, EXAMPLE_KEY};
+pub use handler::is_order_post;
 pub use receipt::{Receipt, COOKIE as RECEIPT_COOKIE};
 pub use stats::{collect_stats, Stats};
 pub use validate::{validate, FieldError};

@@ -8,14 +8,16 @@
 //! HTTP/2 machinery alone, so an idle HTTP/1 connection holds no HTTP/2 state.
 
 use super::metrics::ServeMetrics;
-use axum::extract::ConnectInfo;
 use axum::response::Response;
+use futures_util::future::{Either, FutureExt};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::Watcher;
 use std::convert::Infallible;
+use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -25,9 +27,32 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tower::ServiceExt;
 
-/// Answers a request without the router when it can: the prebuilt 200 of a static hit, the
-/// request a spike is made of, gains nothing from routing and layers.
-pub type FastPath = Arc<dyn Fn(&hyper::Request<Incoming>) -> Option<Response> + Send + Sync>;
+/// What answers the requests of a listener's connections (once a malformed `Host` is refused).
+pub trait Handler: Send + Sync + 'static {
+    /// The answer to `req`, sent from `peer`.
+    fn answer(
+        self: &Arc<Self>,
+        req: hyper::Request<Incoming>,
+        peer: SocketAddr,
+    ) -> impl Future<Output = Response> + Send + use<Self>;
+}
+
+/// A router answers as it is (the admin listener's).
+impl Handler for axum::Router {
+    fn answer(
+        self: &Arc<Self>,
+        req: hyper::Request<Incoming>,
+        _: SocketAddr,
+    ) -> impl Future<Output = Response> + Send + use<> {
+        let router = axum::Router::clone(self);
+        async move {
+            match router.oneshot(req).await {
+                Ok(response) => response,
+                Err(infallible) => match infallible {},
+            }
+        }
+    }
+}
 
 /// The answer to a connection over the cap: the site's busy page.
 pub type Busy = Arc<dyn Fn() -> Response + Send + Sync>;
@@ -45,11 +70,10 @@ const BUSY_DEADLINE: Duration = Duration::from_secs(2);
 /// What an HTTP/2 client with prior knowledge sends first.
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// Serves `app` on `listener` until `stop` changes, then waits (bounded) for open requests.
-pub async fn serve(
+/// Serves `handler` on `listener` until `stop` changes, then waits (bounded) for open requests.
+pub async fn serve<H: Handler>(
     listener: TcpListener,
-    app: axum::Router,
-    fast: Option<FastPath>,
+    handler: Arc<H>,
     busy: Busy,
     limits: Limits,
     metrics: Arc<ServeMetrics>,
@@ -95,23 +119,15 @@ pub async fn serve(
             }
             continue;
         };
-        let app = app.clone();
-        let fast = fast.clone();
-        // One connection's requests: a malformed `Host` is refused, a static hit answered on
-        // the fast path, everything else by the router.
-        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-            let answered = super::host::refuse(&req).or_else(|| fast.as_ref().and_then(|f| f(&req)));
-            if answered.is_none() {
-                // Only the router reads it; a static hit need not allocate its extension map.
-                req.extensions_mut().insert(ConnectInfo(peer));
-            }
-            let app = app.clone();
-            async move {
-                match answered {
-                    Some(response) => Ok(response),
-                    None => app.oneshot(req).await,
-                }
-            }
+        let handler = handler.clone();
+        // One connection's requests: a malformed `Host` is refused, everything else answered
+        // by the handler.
+        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            let answer = match super::host::refuse(&req) {
+                Some(refused) => Either::Left(std::future::ready(refused)),
+                None => Either::Right(handler.answer(req, peer)),
+            };
+            answer.map(Ok::<_, Infallible>)
         });
         let watcher = graceful.watcher();
         let (http, metrics, stop) = (http.clone(), metrics.clone(), stop.clone());

@@ -184,15 +184,8 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Serving> {
     };
     let busy_app = app.clone();
     let busy: conn::Busy = Arc::new(move || busy_app.launch.load().forms.busy());
-    let public_task = tokio::spawn(conn::serve(
-        public,
-        router(app.clone()),
-        Some(fast_path(app.clone())),
-        busy,
-        limits,
-        metrics.clone(),
-        stop_rx.clone(),
-    ));
+    let public_task =
+        tokio::spawn(conn::serve(public, Arc::new(front(app.clone())), busy, limits, metrics.clone(), stop_rx.clone()));
     let admin_limits =
         conn::Limits { max_header_bytes: 8192, header_timeout: Duration::from_secs(5), max_connections: 64 };
     let admin_busy: conn::Busy =
@@ -200,8 +193,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Serving> {
     tokio::spawn(board.samples.clone().run(metrics.clone(), admin_collected, stop_rx.clone()));
     let admin_task = tokio::spawn(conn::serve(
         admin,
-        admin::router(app.clone(), board),
-        None,
+        Arc::new(admin::router(app.clone(), board)),
         admin_busy,
         admin_limits,
         // The admin listener counts its connections apart: a scrape is no visitor.
@@ -263,40 +255,38 @@ impl Serving {
     }
 }
 
-/// The public router: the collector's `POST /submit/{form}`, everything else from memory, all
+/// What answers the public listener: the collector's routes, everything else from memory, all
 /// through the one [`front::Front`].
-pub fn router(app: Arc<App>) -> axum::Router {
+fn front(app: Arc<App>) -> front::Front {
     let routes = app.collector.router().fallback(static_file).with_state(app.clone());
-    axum::Router::new().fallback_service(front::Front::new(app, routes))
+    front::Front::new(app, routes)
 }
 
 /// A GET or HEAD of a file held in memory, answered 200 in full, straight from its prebuilt
 /// representation. Anything else (conditional or range requests, rate limits, sold-out pages,
-/// redirects, 404s, posts) goes through the router.
-fn fast_path(app: Arc<App>) -> conn::FastPath {
-    Arc::new(move |req| {
-        let head = req.method() == Method::HEAD;
-        if !(req.method() == Method::GET || head) || app.limiter.is_some() {
-            return None;
-        }
-        let h = req.headers();
-        if h.contains_key(header::IF_NONE_MATCH) || h.contains_key(header::RANGE) {
-            return None;
-        }
-        let path = req.uri().path();
-        let launch = app.launch.load();
-        let entry = launch.site.routes.get(path)?;
-        if entry.is_html && app.collector.shows_sold_out(&launch.forms, path) {
-            return None;
-        }
-        if entry.receipt.is_some() && h.contains_key(header::COOKIE) {
-            return None;
-        }
-        match respond(&app, entry, h, head, StatusCode::OK) {
-            Reply::Ready(response) => Some(response),
-            Reply::Disk(_) => None,
-        }
-    })
+/// redirects, 404s, posts) goes through the rest of the [`front::Front`].
+fn fast_path<B>(app: &App, req: &http::Request<B>) -> Option<Response> {
+    let head = req.method() == Method::HEAD;
+    if !(req.method() == Method::GET || head) || app.limiter.is_some() {
+        return None;
+    }
+    let h = req.headers();
+    if h.contains_key(header::IF_NONE_MATCH) || h.contains_key(header::RANGE) {
+        return None;
+    }
+    let path = req.uri().path();
+    let launch = app.launch.load();
+    let entry = launch.site.routes.get(path)?;
+    if entry.is_html && app.collector.shows_sold_out(&launch.forms, path) {
+        return None;
+    }
+    if entry.receipt.is_some() && h.contains_key(header::COOKIE) {
+        return None;
+    }
+    match respond(app, entry, h, head, StatusCode::OK) {
+        Reply::Ready(response) => Some(response),
+        Reply::Disk(_) => None,
+    }
 }
 
 fn internal_error() -> Response {
