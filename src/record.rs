@@ -20,6 +20,15 @@ pub struct Ref {
     pub seq: u64,
 }
 
+impl Ref {
+    /// Appends `{node}-{seq}` to `out`, as `Display` writes it without the formatting machinery.
+    pub fn push_to(&self, out: &mut String) {
+        out.push_str(&self.node);
+        out.push('-');
+        out.push_str(itoa::Buffer::new().format(self.seq));
+    }
+}
+
 impl fmt::Display for Ref {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}-{}", self.node, self.seq)
@@ -40,7 +49,10 @@ impl FromStr for Ref {
 
 impl Serialize for Ref {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        // One buffer, written once: `collect_str` goes through the formatting machinery.
+        let mut text = String::with_capacity(self.node.len() + 21);
+        self.push_to(&mut text);
+        s.serialize_str(&text)
     }
 }
 

@@ -5,7 +5,6 @@
 use super::receipt::{Receipt, Unplaced};
 use super::validate::Valid;
 use super::{Collector, FormRuntime, Forms};
-use crate::collect::cookie::Signer;
 use crate::payment::link;
 use crate::record::Ref;
 use axum::response::{IntoResponse, Response};
@@ -52,16 +51,14 @@ impl After {
         };
         let mut cookies = Vec::new();
         if rt.sets_cookie {
-            cookies.push(cookie(
-                launch,
-                &Signer::cookie_name(&rt.name),
-                &c.signer.sign(&rt.name, reference, jiff::Timestamp::now()),
-            ));
+            cookies.push(cookie(launch, &[super::cookie::REF_COOKIE_PREFIX, &rt.name], |out| {
+                c.signer.sign_into(&rt.name, reference, jiff::Timestamp::now(), out)
+            }));
         }
         if let Some(unplaced) = self.receipt {
             let previous = Receipt::from_headers(&c.signer, request);
             let receipt = Receipt::after(previous, unplaced.placed(reference.clone()), self.parent.as_ref());
-            cookies.push(cookie(launch, super::receipt::COOKIE, &receipt.encode(&c.signer)));
+            cookies.push(cookie(launch, &[super::receipt::COOKIE], |out| receipt.encode_into(&c.signer, out)));
         }
         see_other(&location, cookies)
     }
@@ -80,9 +77,19 @@ pub fn see_other(location: &str, cookies: Vec<HeaderValue>) -> Response {
     r
 }
 
-fn cookie(launch: &Forms, name: &str, value: &str) -> HeaderValue {
-    let secure = if launch.secure_cookie { "; Secure" } else { "" };
-    let max_age = super::cookie::REF_MAX_AGE_SECS;
-    let value = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}");
-    HeaderValue::from_str(&value).expect("names, refs and base64url are header-safe")
+/// A `Set-Cookie` value, written in place into one buffer: the name (its `parts`), the value
+/// `write` appends, and the attributes.
+fn cookie(launch: &Forms, name: &[&str], write: impl FnOnce(&mut String)) -> HeaderValue {
+    let mut value = String::with_capacity(512);
+    for part in name {
+        value.push_str(part);
+    }
+    value.push('=');
+    write(&mut value);
+    value.push_str("; Path=/; HttpOnly; SameSite=Lax; Max-Age=");
+    value.push_str(itoa::Buffer::new().format(super::cookie::REF_MAX_AGE_SECS));
+    if launch.secure_cookie {
+        value.push_str("; Secure");
+    }
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(value)).expect("names, refs and base64url are header-safe")
 }

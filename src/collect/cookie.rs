@@ -9,6 +9,9 @@ use sha2::Sha256;
 
 pub const EXAMPLE_KEY: &str = "example-signing-key-change-me";
 
+/// The signed reference cookie of form `f` is `cofferdam_ref_f`.
+pub const REF_COOKIE_PREFIX: &str = "cofferdam_ref_";
+
 /// How long an order's cookie takes its follow-up, and the cookies' `Max-Age`.
 pub const REF_MAX_AGE_SECS: i64 = 86_400;
 const CLOCK_SKEW_SECS: i64 = 300;
@@ -25,7 +28,7 @@ impl Signer {
     }
 
     pub fn cookie_name(form: &str) -> String {
-        format!("cofferdam_ref_{form}")
+        format!("{REF_COOKIE_PREFIX}{form}")
     }
 
     fn mac(&self, form: &str, reference: &str) -> Hmac<Sha256> {
@@ -40,7 +43,18 @@ impl Signer {
     /// `{ref}.{issued, in Unix seconds}.{tag}`: the issue time is signed with the reference,
     /// so the cookie expires on the server's word, whatever the browser keeps.
     pub fn sign(&self, form: &str, reference: &Ref, issued: jiff::Timestamp) -> String {
-        self.sign_text(form, &format!("{reference}.{}", issued.as_second()))
+        let mut value = String::with_capacity(80);
+        self.sign_into(form, reference, issued, &mut value);
+        value
+    }
+
+    /// [`Signer::sign`], appended to `out` (a `Set-Cookie` value being written).
+    pub fn sign_into(&self, form: &str, reference: &Ref, issued: jiff::Timestamp, out: &mut String) {
+        let start = out.len();
+        reference.push_to(out);
+        out.push('.');
+        out.push_str(itoa::Buffer::new().format(issued.as_second()));
+        self.sign_tail(form, out, start);
     }
 
     /// The reference in `value` if its signature is right (compared in constant time) and it
@@ -58,8 +72,17 @@ impl Signer {
     /// `{text}.{tag}` for a cookie-safe `text`, signed under `context` (a form's name, or a
     /// context no form can be named, such as `cofferdam:receipt`).
     pub fn sign_text(&self, context: &str, text: &str) -> String {
-        let tag = self.mac(context, text).finalize().into_bytes();
-        format!("{text}.{}", URL_SAFE_NO_PAD.encode(tag))
+        let mut value = String::with_capacity(text.len() + 44);
+        value.push_str(text);
+        self.sign_tail(context, &mut value, 0);
+        value
+    }
+
+    /// Signs `out[start..]` as [`Signer::sign_text`] does its text, appending `.{tag}`.
+    pub fn sign_tail(&self, context: &str, out: &mut String, start: usize) {
+        let tag = self.mac(context, &out[start..]).finalize().into_bytes();
+        out.push('.');
+        URL_SAFE_NO_PAD.encode_string(tag, out);
     }
 
     pub fn verify_text<'v>(&self, context: &str, value: &'v str) -> Option<&'v str> {

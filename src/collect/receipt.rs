@@ -88,9 +88,18 @@ impl Receipt {
 
     /// The cookie's value: base64url JSON, signed.
     pub fn encode(&self, signer: &Signer) -> String {
+        let mut value = String::with_capacity(512);
+        self.encode_into(signer, &mut value);
+        value
+    }
+
+    /// [`Receipt::encode`], appended to `out` (a `Set-Cookie` value being written).
+    pub fn encode_into(&self, signer: &Signer, out: &mut String) {
         let mut json = Vec::with_capacity(256);
         serde_json::to_writer(&mut json, self).expect("a receipt serializes");
-        signer.sign_text(CONTEXT, &URL_SAFE_NO_PAD.encode(json))
+        let start = out.len();
+        URL_SAFE_NO_PAD.encode_string(json, out);
+        signer.sign_tail(CONTEXT, out, start);
     }
 
     pub fn decode(signer: &Signer, value: &str) -> Option<Receipt> {
