@@ -37,6 +37,8 @@ pub struct Representation {
     pub headers: HeaderMap,
     /// The ETag, to compare with `If-None-Match` without parsing headers.
     pub etag: HeaderValue,
+    /// The whole body's length, written once: most answers send it whole.
+    pub content_length: HeaderValue,
 }
 
 /// A file, in each encoding it exists in.
@@ -197,5 +199,6 @@ fn representation(file: &FileEntry, body: Source, encoding: Option<&str>, config
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(if e == "br" { "br" } else { "gzip" }));
     }
     headers::add_security(&mut h, config);
-    Representation { body, headers: h, etag }
+    let content_length = HeaderValue::from(body.len());
+    Representation { body, headers: h, etag, content_length }
 }
