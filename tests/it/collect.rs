@@ -68,6 +68,24 @@ async fn order_post_is_on_disk_before_303() {
 }
 
 #[tokio::test]
+async fn order_post_to_an_escaped_form_address_is_taken_alike() {
+    let (site, s) = served();
+    let r = post(&s, "or%64er", order_body("Grace Hopper"), &[]).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/thanks/");
+    assert!(r.headers().contains_key("x-content-type-options"), "security headers on the 303");
+    let recs = records(&site.path().join("collected"));
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].form, "order");
+    assert_eq!(recs[0].meta.ip.as_deref(), Some("127.0.0.1"));
+    let r = post(&s, "order", order_body("Grace Hopper"), &[]).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff", "security headers on the 303");
+    let r = client().get(s.url("/submit/order")).send().await.unwrap();
+    assert_eq!(r.status(), 405, "a GET of the form's address");
+}
+
+#[tokio::test]
 async fn bad_posts_get_a_clear_4xx_page_and_nothing_is_written() {
     let (site, s) = served();
     let good = order_body("Bob");
