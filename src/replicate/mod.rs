@@ -307,8 +307,14 @@ impl Replicator {
         let Replicator::Replicated { link, rt, .. } = self else { return Ok(None) };
         let started = Instant::now();
         let refs: Vec<Ref> = records.iter().map(|(_, r)| r.reference.clone()).collect();
-        let messages = refs.iter().map(|r| r.to_string()).zip(payloads);
-        match rt.block_on(link.send(messages)) {
+        let messages: Vec<(String, Bytes)> = refs.iter().map(|r| r.to_string()).zip(payloads).collect();
+        let count = messages.len();
+        let link = link.clone();
+        // Sent from a task of the runtime, not from this thread: each message then wakes the
+        // client's connection task into this worker's next slot instead of onto another
+        // thread, so the whole batch goes out in one write once the loop is done.
+        let sending = rt.spawn(async move { link.send(messages.into_iter()).await });
+        match rt.block_on(sending).unwrap_or_else(|e| Err((count, ReplicateError::Stream(e.to_string())))) {
             Ok(acks) => Ok(Some(InFlight { refs, acks, started })),
             Err((sent, e)) => {
                 self.failed();
@@ -328,7 +334,11 @@ impl Replicator {
         match self {
             Replicator::Replicated { link, rt, .. } => {
                 let Some(InFlight { refs, acks, started }) = inflight else { return Ok(()) };
-                match rt.block_on(link.acks(acks)) {
+                // Awaited in a task of the runtime too: the acknowledgements wake that task,
+                // and this thread wakes once, when the last is in.
+                let link = link.clone();
+                let waiting = rt.spawn(async move { link.acks(acks).await });
+                match rt.block_on(waiting).unwrap_or_else(|e| Err(ReplicateError::Stream(e.to_string()))) {
                     Ok(()) => {
                         metrics::counter!("cofferdam_replicate_records_total").increment(refs.len() as u64);
                         metrics::histogram!("cofferdam_replicate_publish_seconds")
