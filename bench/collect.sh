@@ -190,6 +190,7 @@ for a in json.load(sys.stdin).get("account_details", []):
   wait_http "http://127.0.0.1:$CD_ADMIN/healthz"
   echo "== cofferdam, ack = \"replicated\" (R3) and a shared stock cap: $DURATION"
   post_run "$CONNS" "stock-c$CONNS"
+  placement BENCHSTOCK
   kill -TERM "$CD_PID"
   wait "$CD_PID" || true
 fi
