@@ -85,23 +85,29 @@ metric() { # NAME -> value summed over label sets, from the admin /metrics
   curl -s "http://127.0.0.1:$CD_ADMIN/metrics" | awk -v n="$1" '$1 == n || index($1, n "{") == 1 {s += $2} END {printf "%.0f", s}'
 }
 snapshot() { echo "$(metric cofferdam_collect_records_total) $(metric cofferdam_collect_fsyncs_total) $(metric cofferdam_collect_batches_total) $(date +%s.%N)"; }
+# Sum (in µs) and count of the batches' replication round trips (send to last ack), `ack = "replicated"`.
+replication() { curl -s "http://127.0.0.1:$CD_ADMIN/metrics" | awk '$1 == "cofferdam_replicate_publish_seconds_sum" {s = $2} $1 == "cofferdam_replicate_publish_seconds_count" {c = $2} END {printf "%.0f %.0f", s * 1e6, c}'; }
 
 RESULTS="$OUT/collect-results.txt"
 : >"$RESULTS"
 # Runs wrk at $1 connections; prints wrk's figures and the server's fsyncs/s and batch size.
 post_run() {
   local conns=$1 label=$2
-  local r0 f0 b0 t0 r1 f1 b1 t1 reqs
+  local r0 f0 b0 t0 r1 f1 b1 t1 reqs u0 n0 u1 n1
   read -r r0 f0 b0 t0 <<<"$(snapshot)"
+  read -r u0 n0 <<<"$(replication)"
   run_wrk "collect-$label" -t1 -c"$conns" -d"$DURATION" --latency -s bench/post-order.lua \
     "http://127.0.0.1:$CD_PORT"
   read -r r1 f1 b1 t1 <<<"$(snapshot)"
+  read -r u1 n1 <<<"$(replication)"
   reqs=$(awk '/requests in/ {print $1}' "$OUT/wrk-collect-$label.txt")
   awk -v c="$conns" -v l="$label" -v rps="$RPS" -v p50="$P50" -v p99="$P99" -v bad="$BAD" \
-    -v req="$reqs" -v r="$((r1 - r0))" -v f="$((f1 - f0))" -v b="$((b1 - b0))" -v t0="$t0" -v t1="$t1" 'BEGIN {
+    -v req="$reqs" -v r="$((r1 - r0))" -v f="$((f1 - f0))" -v b="$((b1 - b0))" -v t0="$t0" -v t1="$t1" \
+    -v u="$((u1 - u0))" -v n="$((n1 - n0))" 'BEGIN {
       dt = t1 - t0
       printf "cofferdam %-9s c=%-3d %7s posts/s  p50 %6s ms  p99 %6s ms  non-2xx/3xx+errors %s | records %d of %d posts, %.0f records/s, %.0f fsyncs/s, mean batch %.1f\n",
         l, c, rps, p50, p99, bad, r, req, r / dt, f / dt, (b ? r / b : 0)
+      if (n) printf "          replication round trip %.2f ms mean over %d batches\n", u / n / 1000, n
     }'
   echo "$label $conns $RPS $P50 $P99 $BAD $((r1 - r0)) $reqs" >>"$RESULTS"
 }
@@ -132,6 +138,22 @@ if [[ $REPLICATED == 1 ]]; then
     JS_MONITORS+=("$monitor")
   done
   for m in "${JS_MONITORS[@]}"; do wait_http "http://127.0.0.1:$m/healthz"; done
+  # Which server leads the stream and which one cofferdam's client is connected to: when they
+  # differ, every message and its acknowledgement take one more hop each way.
+  placement() {
+    local leader="" client=""
+    for m in "${JS_MONITORS[@]}"; do
+      leader=${leader:-$(curl -s "http://127.0.0.1:$m/jsz?streams=true" | python3 -c '
+import json, sys
+for a in json.load(sys.stdin).get("account_details", []):
+    for s in a.get("stream_detail", []):
+        if s["name"] == sys.argv[1]: print(s.get("cluster", {}).get("leader", ""))' "$1")}
+      if curl -s "http://127.0.0.1:$m/connz" | grep -q '"name": *"cofferdam '; then
+        client=$(curl -s "http://127.0.0.1:$m/varz" | python3 -c 'import json, sys; print(json.load(sys.stdin)["server_name"])')
+      fi
+    done
+    echo "bench: stream $1 led by ${leader:-?}, cofferdam connected to ${client:-?}"
+  }
   echo "bench: JetStream $("$NATS" --version | awk '{print $2}'), 3 servers on ports ${JS_PORTS[*]}, cores $JS_CPUS"
   RSITE="$SCRATCH/site-replicated"
   cp -r "$SITE" "$RSITE"
@@ -148,6 +170,7 @@ if [[ $REPLICATED == 1 ]]; then
   wait_http "http://127.0.0.1:$CD_ADMIN/healthz"
   echo "== cofferdam, ack = \"replicated\" (R3): same posts, $DURATION each"
   for round in $(seq 1 "$ROUNDS"); do post_run "$CONNS" "repl-c$CONNS-$round"; done
+  placement BENCH
   kill -TERM "$CD_PID"
   wait "$CD_PID" || true
 
@@ -167,6 +190,7 @@ if [[ $REPLICATED == 1 ]]; then
   wait_http "http://127.0.0.1:$CD_ADMIN/healthz"
   echo "== cofferdam, ack = \"replicated\" (R3) and a shared stock cap: $DURATION"
   post_run "$CONNS" "stock-c$CONNS"
+  placement BENCHSTOCK
   kill -TERM "$CD_PID"
   wait "$CD_PID" || true
 fi
