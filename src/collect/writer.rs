@@ -16,6 +16,7 @@ use crate::record::{CsvCodec, Meta, Record, Ref, RECORD_VERSION};
 use crate::replicate::Replicator;
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -93,8 +94,10 @@ pub struct Writer {
     /// Where every committed batch also goes (`[collect.replicate]`).
     replicator: Option<Replicator>,
     open: HashMap<String, Vec<Segment>>,
-    recent: HashMap<[u8; 32], (Ref, Instant)>,
-    recent_order: VecDeque<([u8; 32], Instant)>,
+    /// The double-submit memory: each recent post's key, the sequence number of its record
+    /// (this node's) and when it was accepted.
+    recent: HashMap<DedupeKey, (u64, Instant), Prehashed>,
+    recent_order: VecDeque<(DedupeKey, Instant)>,
     shared: Arc<Shared>,
     failures: FailureLog,
     /// (follow-up form, parent record) taken: a one-time offer is one per parent.
@@ -102,6 +105,43 @@ pub struct Writer {
 }
 
 const DEDUPE_CAP: usize = 200_000;
+
+/// A post's double-submit key: a blake3 hash of the form, its fields and the client.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct DedupeKey([u8; 32]);
+
+impl Hash for DedupeKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Already uniform: eight of its bytes are as good a hash as any, and hashing all 32
+        // again (SipHash, by default) costs more than the lookup.
+        let mut head = [0; 8];
+        head.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(head));
+    }
+}
+
+/// The hasher of [`DedupeKey`]s, which hash themselves.
+type Prehashed = BuildHasherDefault<PrehashedKey>;
+
+#[derive(Default)]
+struct PrehashedKey(u64);
+
+impl Hasher for PrehashedKey {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only a DedupeKey is hashed with this, and it writes one u64; fold anything else in.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+}
 
 /// The lengths a form's segments had before a batch was appended.
 struct Mark {
@@ -122,7 +162,7 @@ impl Writer {
             stock,
             replicator,
             open: HashMap::new(),
-            recent: HashMap::new(),
+            recent: HashMap::default(),
             recent_order: VecDeque::new(),
             shared,
             failures: FailureLog::default(),
@@ -207,18 +247,20 @@ impl Writer {
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut taken: HashMap<String, u64> = HashMap::with_capacity(demand.len());
         // Sized once: growing them is most of what a batch's bookkeeping costs.
-        let mut batch_keys: HashMap<[u8; 32], Ref> = HashMap::with_capacity(batch.len());
+        let mut batch_keys: HashMap<DedupeKey, u64, Prehashed> =
+            HashMap::with_capacity_and_hasher(batch.len(), Prehashed::default());
         let mut batch_follow_ups: HashSet<(String, Ref)> = HashSet::new();
         let mut records: Vec<(usize, Record)> = Vec::with_capacity(batch.len());
         for (i, job) in batch.iter_mut().enumerate() {
+            let key = DedupeKey(job.dedupe_key);
             let earlier = self
                 .recent
-                .get(&job.dedupe_key)
+                .get(&key)
                 .filter(|(_, at)| now.duration_since(*at) < self.settings.dedupe_window)
-                .map(|(r, _)| r.clone())
-                .or_else(|| batch_keys.get(&job.dedupe_key).cloned());
-            if let Some(r) = earlier {
-                outcomes.push(Outcome::Duplicate(r));
+                .map(|(seq, _)| *seq)
+                .or_else(|| batch_keys.get(&key).copied());
+            if let Some(seq) = earlier {
+                outcomes.push(Outcome::Duplicate(Ref { node: self.settings.node.clone(), seq }));
                 continue;
             }
             // A one-time offer is one-time: one per parent record, whatever the cookie allows.
@@ -243,7 +285,7 @@ impl Writer {
             }
             let reference = Ref { node: self.settings.node.clone(), seq: self.next_seq };
             self.next_seq += 1;
-            batch_keys.insert(job.dedupe_key, reference.clone());
+            batch_keys.insert(key, reference.seq);
             batch_follow_ups.extend(follow_up);
             records.push((i, record(job, reference.clone())));
             outcomes.push(Outcome::Accepted(reference));
@@ -256,8 +298,8 @@ impl Writer {
                     self.stock.sell(&sku, n);
                 }
                 self.followed_up.extend(batch_follow_ups);
-                for (key, r) in batch_keys {
-                    self.recent.insert(key, (r, now));
+                for (key, seq) in batch_keys {
+                    self.recent.insert(key, (seq, now));
                     self.recent_order.push_back((key, now));
                 }
                 self.publish_stock();
