@@ -3,7 +3,7 @@
 
 use super::answer::{self, After};
 use super::cookie::{self, Signer};
-use super::validate::{self, Valid};
+use super::validate::{self, Posted, Valid};
 use super::writer::{Job, Msg, Outcome};
 use super::{Collector, FormRuntime, Forms};
 use crate::record::{Meta, Ref};
@@ -104,7 +104,7 @@ async fn answer_post(c: &Collector, launch: &Forms, rt: &FormRuntime, ip: Option
         }
     };
     let form = &rt.form;
-    if posted.get(&form.honeypot).is_some_and(|v| !v.trim().is_empty()) {
+    if posted.value(&form.honeypot).is_some_and(|v| !v.trim().is_empty()) {
         // A bot: tell it all went well, store nothing.
         rejected("honeypot");
         return answer::see_other(&form.thanks, Vec::new());
@@ -118,7 +118,7 @@ async fn answer_post(c: &Collector, launch: &Forms, rt: &FormRuntime, ip: Option
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|a| a.contains("application/json"));
             let referer = headers.get(header::REFERER).and_then(|v| v.to_str().ok());
-            return launch.pages.invalid(form_name, &posted, &errors, json, referer);
+            return launch.pages.invalid(form_name, &posted.to_map(), &errors, json, referer);
         }
     };
     let parent_ref = match &form.links_to {

@@ -4,6 +4,7 @@
 use crate::config::{FieldKind, Form, Product};
 use crate::record::Line;
 use serde::Serialize;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -19,49 +20,82 @@ pub enum BodyError {
     NotUtf8,
 }
 
+/// What a form post's fields are read through: a post as it came
+/// ([`FormBody`]) or a stored record's fields, re-validated at import.
+pub trait Posted {
+    /// The value posted under `name`, if any.
+    fn value(&self, name: &str) -> Option<&str>;
+}
+
+impl Posted for BTreeMap<String, String> {
+    fn value(&self, name: &str) -> Option<&str> {
+        self.get(name).map(String::as_str)
+    }
+}
+
+/// A decoded `application/x-www-form-urlencoded` body, in the order it came: names and values
+/// that need no decoding borrow the body's bytes (most do), so a post costs no allocation per
+/// field before validation. The first value of a repeated name wins.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FormBody<'a> {
+    pairs: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+}
+
+impl Posted for FormBody<'_> {
+    fn value(&self, name: &str) -> Option<&str> {
+        self.pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_ref())
+    }
+}
+
+impl FormBody<'_> {
+    /// Every name with its (first) value: what the form page is filled in again with.
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        let mut map = BTreeMap::new();
+        for (k, v) in &self.pairs {
+            map.entry(k.to_string()).or_insert_with(|| v.to_string());
+        }
+        map
+    }
+}
+
 /// Decodes `application/x-www-form-urlencoded`, strictly: a percent-escape that does not
-/// decode to UTF-8 is an error rather than a silent replacement character. The first value
-/// of a repeated name wins.
-pub fn parse_body(body: &[u8]) -> Result<BTreeMap<String, String>, BodyError> {
-    let mut out = BTreeMap::new();
+/// decode to UTF-8 is an error rather than a silent replacement character.
+pub fn parse_body(body: &[u8]) -> Result<FormBody<'_>, BodyError> {
+    let mut pairs = Vec::with_capacity(16);
     for pair in body.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
         let (k, v) = match pair.iter().position(|&b| b == b'=') {
             Some(eq) => (&pair[..eq], &pair[eq + 1..]),
             None => (pair, &[][..]),
         };
-        let (key, value) = (form_decode(k)?, form_decode(v)?);
-        out.entry(key).or_insert(value);
+        pairs.push((form_decode(k)?, form_decode(v)?));
     }
-    Ok(out)
+    Ok(FormBody { pairs })
 }
 
 /// One name or value: `+` is a space, `%XX` a byte (a `%` not followed by two hex digits stays
 /// as it is), and the bytes must be UTF-8.
-fn form_decode(s: &[u8]) -> Result<String, BodyError> {
+fn form_decode(s: &[u8]) -> Result<Cow<'_, str>, BodyError> {
     let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    // Most names and many values need no decoding: one copy and the UTF-8 check.
-    let bytes = if s.iter().any(|&b| b == b'+' || b == b'%') {
-        let mut out = Vec::with_capacity(s.len());
-        let mut i = 0;
-        while i < s.len() {
-            match s[i] {
-                b'+' => out.push(b' '),
-                b'%' if i + 2 < s.len() => match (hex(s[i + 1]), hex(s[i + 2])) {
-                    (Some(hi), Some(lo)) => {
-                        out.push(hi << 4 | lo);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
-                },
-                b => out.push(b),
-            }
-            i += 1;
+    if !s.iter().any(|&b| b == b'+' || b == b'%') {
+        return std::str::from_utf8(s).map(Cow::Borrowed).map_err(|_| BodyError::NotUtf8);
+    }
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < s.len() => match (hex(s[i + 1]), hex(s[i + 2])) {
+                (Some(hi), Some(lo)) => {
+                    out.push(hi << 4 | lo);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
         }
-        out
-    } else {
-        s.to_vec()
-    };
-    String::from_utf8(bytes).map_err(|_| BodyError::NotUtf8)
+        i += 1;
+    }
+    String::from_utf8(out).map(Cow::Owned).map_err(|_| BodyError::NotUtf8)
 }
 
 /// What a valid post yields: the stored fields (every field of the form, in the form's terms)
@@ -74,13 +108,13 @@ pub struct Valid {
     pub currency: Option<String>,
 }
 
-pub fn validate(form: &Form, catalog: &[Product], posted: &BTreeMap<String, String>) -> Result<Valid, Vec<FieldError>> {
+pub fn validate(form: &Form, catalog: &[Product], posted: &impl Posted) -> Result<Valid, Vec<FieldError>> {
     let mut errors = Vec::new();
     let mut fields = BTreeMap::new();
     let mut err = |field: &str, message: String| errors.push(FieldError { field: field.to_string(), message });
     let mut sku = None;
     for f in &form.fields {
-        let raw = posted.get(&f.name).map(String::as_str).unwrap_or("");
+        let raw = posted.value(&f.name).unwrap_or("");
         let value =
             if f.kind == FieldKind::Textarea { raw.trim().replace("\r\n", "\n") } else { raw.trim().to_string() };
         let label = f.label();
@@ -315,12 +349,13 @@ mod tests {
 
     #[test]
     fn body_decoding_is_strict_about_utf8() {
-        assert_eq!(parse_body(b"a=1+2&b=%C3%A9&a=3").unwrap(), post(&[("a", "1 2"), ("b", "é")]));
+        assert_eq!(parse_body(b"a=1+2&b=%C3%A9&a=3").unwrap().to_map(), post(&[("a", "1 2"), ("b", "é")]));
+        assert_eq!(parse_body(b"a=1+2&b=%C3%A9&a=3").unwrap().value("a"), Some("1 2"), "the first value wins");
         assert_eq!(parse_body(b"a=%FF"), Err(BodyError::NotUtf8));
         assert_eq!(parse_body(&[b'a', b'=', 0xff]), Err(BodyError::NotUtf8));
         // A '%' without two hex digits is kept; an escaped '+' is a plus, a bare one a space.
         assert_eq!(
-            parse_body(b"a=50%&b=%zz%4&c=%2B+&d").unwrap(),
+            parse_body(b"a=50%&b=%zz%4&c=%2B+&d").unwrap().to_map(),
             post(&[("a", "50%"), ("b", "%zz%4"), ("c", "+ "), ("d", "")])
         );
     }
