@@ -183,8 +183,15 @@ fn void_line(refs: &[Ref]) -> Vec<u8> {
     line
 }
 
-/// Publishes the pending voids until the stream has them, for as long as the node runs.
+/// Publishes the pending voids until the stream has them, for as long as the node runs. While
+/// the stream is away it retries with a growing pause (the node takes no post meanwhile, so the
+/// pause stays short) and says so once a minute, not at every try.
 async fn send_voids(link: Arc<Link>, voids: Arc<Voids>) {
+    const FIRST_PAUSE: Duration = Duration::from_millis(250);
+    const LONGEST_PAUSE: Duration = Duration::from_secs(2);
+    const SAY_AGAIN_AFTER: Duration = Duration::from_secs(60);
+    let mut pause = FIRST_PAUSE;
+    let mut said: Option<Instant> = None;
     loop {
         let refs = voids.pending().clone();
         if refs.is_empty() {
@@ -197,10 +204,20 @@ async fn send_voids(link: Arc<Link>, voids: Arc<Voids>) {
                 if let Err(e) = voids.taken(refs.len()) {
                     tracing::error!("replicate: {}: {e}", voids.path.display());
                 }
+                pause = FIRST_PAUSE;
+                said = None;
             }
             Err(e) => {
-                tracing::warn!("replicate: cannot void {} refused references yet: {e}", refs.len());
-                tokio::time::sleep(Duration::from_millis(250)).await;
+                if said.is_none_or(|at| at.elapsed() >= SAY_AGAIN_AFTER) {
+                    tracing::warn!(
+                        "replicate: cannot void {} refused references yet: {e} (retrying every {} s at most)",
+                        refs.len(),
+                        LONGEST_PAUSE.as_secs()
+                    );
+                    said = Some(Instant::now());
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(LONGEST_PAUSE);
             }
         }
     }
