@@ -4,9 +4,12 @@
 
 use super::link::Link;
 use super::ReplicateError;
+use async_nats::jetstream::stream::{DirectGetError, DirectGetErrorKind};
 use async_nats::jetstream::{self, kv, ErrorCode};
+use async_nats::StatusCode;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 
 /// How often a take retries after another node changed the key first.
@@ -56,7 +59,7 @@ impl Pool {
                     Some(v) if !fresh => *v,
                     _ => {
                         fresh = true;
-                        let v = read(store, sku).await?;
+                        let v = read(store, sku, link.timeout).await?;
                         seen.insert(sku.to_string(), v);
                         v
                     }
@@ -90,6 +93,18 @@ impl Pool {
     }
 }
 
+/// Whether a key read found no server to answer it.
+fn no_responders(e: &kv::EntryError) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(get) = s.downcast_ref::<DirectGetError>() {
+            return matches!(get.kind(), DirectGetErrorKind::ErrorResponse(status, _) if status == StatusCode::NO_RESPONDERS);
+        }
+        source = s.source();
+    }
+    false
+}
+
 /// Whether another node changed the key first. Servers from 2.11 on answer a compare-and-set
 /// on a key with error 10164, which this client does not map to `WrongLastRevision`.
 fn lost_race(e: &kv::UpdateError) -> bool {
@@ -108,8 +123,20 @@ fn lost_race(e: &kv::UpdateError) -> bool {
     false
 }
 
-async fn read(store: &kv::Store, sku: &str) -> Result<(u64, u64), ReplicateError> {
-    let entry = store.entry(sku).await.map_err(|e| ReplicateError::Stream(format!("stock {sku}: {e}")))?;
+/// The units left of `sku` and the key's revision. A bucket whose stream has no leader yet (just
+/// created, or electing one after a server died) has no responders: that read is tried again
+/// for up to `patience`, as a publish with no responders is.
+async fn read(store: &kv::Store, sku: &str, patience: Duration) -> Result<(u64, u64), ReplicateError> {
+    let deadline = Instant::now() + patience;
+    let entry = loop {
+        match store.entry(sku).await {
+            Ok(entry) => break entry,
+            Err(e) if no_responders(&e) && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(ReplicateError::Stream(format!("stock {sku}: {e}"))),
+        }
+    };
     let entry = entry.ok_or_else(|| ReplicateError::Stream(format!("stock {sku}: no such key in the bucket")))?;
     let left = std::str::from_utf8(&entry.value)
         .ok()
