@@ -10,7 +10,9 @@
 # local fsync and for a three-node JetStream cluster (R3, on loopback) to acknowledge the record.
 # Target: at least half the local throughput, p99 < 20 ms. REPLICATED=0 skips it. The three
 # NATS servers run under `taskset -c $JS_CPUS` (default 1: on wrk's core, so the cluster does
-# not take the server's core 0 from cofferdam; JS_CPUS=0-1 leaves them unpinned on 2 cores).
+# not take the server's core 0 from cofferdam; JS_CPUS=0-1 leaves them unpinned on 2 cores),
+# at nice level $JS_NICE (default 0, wrk's own; -10 lets the cluster, which stands for other
+# machines, run ahead of the load generator it shares core 1 with).
 # BIN=path/to/cofferdam measures that binary and skips the build (e.g. main's, for a
 # comparison in the same minutes).
 #
@@ -19,7 +21,7 @@
 # pinned like cofferdam and the shared system instance is left alone. It lives in a temp dir
 # on the same disk class as cofferdam's collected/ (both under /tmp unless TMPDIR says else).
 #
-# Usage: bench/collect.sh   (DURATION=10s CONNS=64 ROUNDS=2 REPLICATED=1 JS_CPUS=1 BIN= override)
+# Usage: bench/collect.sh   (DURATION=10s CONNS=64 ROUNDS=2 REPLICATED=1 JS_CPUS=1 JS_NICE=0 BIN= override)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib.sh
@@ -31,6 +33,7 @@ CONNS=${CONNS:-64}
 ROUNDS=${ROUNDS:-2}
 REPLICATED=${REPLICATED:-1}
 JS_CPUS=${JS_CPUS:-1}
+JS_NICE=${JS_NICE:-0}
 ulimit -n "$(ulimit -Hn)"
 
 need wrk postgresql curl python3 util-linux  # postgresql brings initdb, pg_ctl, pgbench, psql
@@ -132,7 +135,7 @@ if [[ $REPLICATED == 1 ]]; then
   for i in 0 1 2; do
     routes=$(printf '%s\n' "${JS_ROUTES[@]}" | grep -vx "${JS_ROUTES[$i]}" | paste -sd, -)
     monitor=$(free_port)
-    taskset -c "$JS_CPUS" "$NATS" -a 127.0.0.1 -p "${JS_PORTS[$i]}" -n "js$i" -js -sd "$SCRATCH/js$i" --cluster_name bench \
+    nice -n "$JS_NICE" taskset -c "$JS_CPUS" "$NATS" -a 127.0.0.1 -p "${JS_PORTS[$i]}" -n "js$i" -js -sd "$SCRATCH/js$i" --cluster_name bench \
       --cluster "${JS_ROUTES[$i]}" --routes "$routes" -m "$monitor" >"$OUT/collect-nats-$i.log" 2>&1 &
     PIDS+=("$!")
     JS_MONITORS+=("$monitor")
@@ -154,7 +157,7 @@ for a in json.load(sys.stdin).get("account_details", []):
     done
     echo "bench: stream $1 led by ${leader:-?}, cofferdam connected to ${client:-?}"
   }
-  echo "bench: JetStream $("$NATS" --version | awk '{print $2}'), 3 servers on ports ${JS_PORTS[*]}, cores $JS_CPUS"
+  echo "bench: JetStream $("$NATS" --version | awk '{print $2}'), 3 servers on ports ${JS_PORTS[*]}, cores $JS_CPUS, nice $JS_NICE"
   RSITE="$SCRATCH/site-replicated"
   cp -r "$SITE" "$RSITE"
   rm -rf "$RSITE/collected"
