@@ -3,8 +3,12 @@
 //! what this node has taken from the shared pool, topped up before each batch is decided.
 //! Without replication `left` is this node's share of the cap, less what its log has sold.
 
-use crate::replicate::{Pool, ReplicateError};
+use crate::replicate::Pool;
 use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+/// While the shared pool stays out of reach, how often the log says so again.
+const SAY_AGAIN_AFTER: Duration = Duration::from_secs(5);
 
 pub struct Stock {
     left: HashMap<String, u64>,
@@ -17,6 +21,8 @@ struct Shared {
     pool: Pool,
     /// Units taken ahead of demand (`collect.replicate.stock_block`).
     block: u64,
+    /// When the log last said the pool was out of reach, and the failed takes since.
+    said: Option<(Instant, u64)>,
 }
 
 /// Why a batch's posts for some SKUs cannot be decided now.
@@ -49,7 +55,7 @@ impl Stock {
     /// Caps of `skus` shared with every other node through `pool`; nothing is taken yet.
     pub fn shared(skus: impl IntoIterator<Item = String>, pool: Pool, block: u64) -> Stock {
         let left = skus.into_iter().map(|s| (s, 0)).collect();
-        Stock { left, sold: HashMap::new(), shared: Some(Shared { pool, block }) }
+        Stock { left, sold: HashMap::new(), shared: Some(Shared { pool, block, said: None }) }
     }
 
     /// Before a batch is decided: takes from the shared pool what `demand` needs beyond what
@@ -66,10 +72,28 @@ impl Stock {
             match shared.pool.take(sku, *need - *held + shared.block) {
                 Ok(n) => *held += n,
                 Err(e) => {
-                    log_unreachable(sku, &e);
+                    metrics::counter!("cofferdam_stock_unreachable_total").increment(1);
+                    shared.said = Some(match shared.said {
+                        Some((at, since)) if at.elapsed() < SAY_AGAIN_AFTER => (at, since + 1),
+                        Some((_, since)) => {
+                            tracing::warn!(
+                                "stock: still cannot take {sku} from the shared pool ({} failed takes in {} s): {e}",
+                                since + 1,
+                                SAY_AGAIN_AFTER.as_secs()
+                            );
+                            (Instant::now(), 0)
+                        }
+                        None => {
+                            tracing::warn!("stock: cannot take {sku} from the shared pool: {e}");
+                            (Instant::now(), 0)
+                        }
+                    });
                     unreachable.insert(sku.clone());
                 }
             }
+        }
+        if unreachable.is_empty() && shared.said.take().is_some() {
+            tracing::info!("stock: the shared pool answers again");
         }
         Unreachable(unreachable)
     }
@@ -116,9 +140,4 @@ impl Stock {
             }
         }
     }
-}
-
-fn log_unreachable(sku: &str, e: &ReplicateError) {
-    metrics::counter!("cofferdam_stock_unreachable_total").increment(1);
-    tracing::warn!("stock: cannot take {sku} from the shared pool: {e}");
 }
