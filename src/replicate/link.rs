@@ -6,7 +6,9 @@ use super::ReplicateError;
 use crate::config::ReplicateConfig;
 use crate::record::{Record, Ref};
 use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
+use async_nats::jetstream::stream::{DirectGetError, DirectGetErrorKind};
 use async_nats::jetstream::{self, kv, stream};
+use async_nats::StatusCode;
 use bytes::Bytes;
 use std::future::IntoFuture;
 use std::time::Duration;
@@ -173,12 +175,21 @@ impl Link {
                 .await
                 .map_err(|e| ReplicateError::Stream(format!("bucket {}: {e}", c.stock_bucket())))?,
         };
-        // The first node to start puts each cap; later nodes (and restarts) find it there.
+        // The first node to start puts each cap; later nodes (and restarts) find it there. A
+        // bucket whose stream has no leader yet has no responders: asked again until it has
+        // (the caller bounds how long).
         for (sku, cap) in &self.caps {
-            match store.create(sku, cap.to_string().into()).await {
-                Ok(_) => tracing::info!("stock: {sku} starts at {cap} in {}", c.stock_bucket()),
-                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
-                Err(e) => return Err(ReplicateError::Stream(format!("stock {sku}: {e}"))),
+            loop {
+                match store.create(sku, cap.to_string().into()).await {
+                    Ok(_) => tracing::info!("stock: {sku} starts at {cap} in {}", c.stock_bucket()),
+                    Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
+                    Err(e) if no_responders(&e) => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                    Err(e) => return Err(ReplicateError::Stream(format!("stock {sku}: {e}"))),
+                }
+                break;
             }
         }
         Ok(store)
@@ -304,4 +315,17 @@ impl Link {
     fn void_subject(&self) -> String {
         format!("{}.void", self.subject)
     }
+}
+
+/// Whether `e`, or an error under it, is a key read that found no server to answer: a bucket
+/// whose stream has no leader yet (just created, or electing one after a server died).
+pub(super) fn no_responders(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut at = Some(e);
+    while let Some(e) = at {
+        if let Some(get) = e.downcast_ref::<DirectGetError>() {
+            return matches!(get.kind(), DirectGetErrorKind::ErrorResponse(status, _) if status == StatusCode::NO_RESPONDERS);
+        }
+        at = e.source();
+    }
+    false
 }

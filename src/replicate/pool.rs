@@ -2,11 +2,10 @@
 //! holding the units nobody has taken yet. A node takes units by compare-and-set on the key's
 //! revision, so two nodes can never take the same unit; the writer then sells what it took.
 
+use super::link::no_responders;
 use super::link::Link;
 use super::ReplicateError;
-use async_nats::jetstream::stream::{DirectGetError, DirectGetErrorKind};
 use async_nats::jetstream::{self, kv, ErrorCode};
-use async_nats::StatusCode;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -91,18 +90,6 @@ impl Pool {
             Err(ReplicateError::Stream(format!("stock {sku}: {MAX_RACES} races lost in a row")))
         })
     }
-}
-
-/// Whether a key read found no server to answer it.
-fn no_responders(e: &kv::EntryError) -> bool {
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        if let Some(get) = s.downcast_ref::<DirectGetError>() {
-            return matches!(get.kind(), DirectGetErrorKind::ErrorResponse(status, _) if status == StatusCode::NO_RESPONDERS);
-        }
-        source = s.source();
-    }
-    false
 }
 
 /// Whether another node changed the key first. Servers from 2.11 on answer a compare-and-set
