@@ -3,6 +3,7 @@
 //! what this node has taken from the shared pool, topped up before each batch is decided.
 //! Without replication `left` is this node's share of the cap, less what its log has sold.
 
+use crate::logthrottle::{LogThrottle, Say};
 use crate::replicate::Pool;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -21,8 +22,8 @@ struct Shared {
     pool: Pool,
     /// Units taken ahead of demand (`collect.replicate.stock_block`).
     block: u64,
-    /// When the log last said the pool was out of reach, and the failed takes since.
-    said: Option<(Instant, u64)>,
+    /// Failed takes: when the log says the pool is out of reach.
+    said: LogThrottle,
 }
 
 /// Why a batch's posts for some SKUs cannot be decided now.
@@ -55,7 +56,11 @@ impl Stock {
     /// Caps of `skus` shared with every other node through `pool`; nothing is taken yet.
     pub fn shared(skus: impl IntoIterator<Item = String>, pool: Pool, block: u64) -> Stock {
         let left = skus.into_iter().map(|s| (s, 0)).collect();
-        Stock { left, sold: HashMap::new(), shared: Some(Shared { pool, block, said: None }) }
+        Stock {
+            left,
+            sold: HashMap::new(),
+            shared: Some(Shared { pool, block, said: LogThrottle::new(SAY_AGAIN_AFTER) }),
+        }
     }
 
     /// Before a batch is decided: takes from the shared pool what `demand` needs beyond what
@@ -73,26 +78,19 @@ impl Stock {
                 Ok(n) => *held += n,
                 Err(e) => {
                     metrics::counter!("cofferdam_stock_unreachable_total").increment(1);
-                    shared.said = Some(match shared.said {
-                        Some((at, since)) if at.elapsed() < SAY_AGAIN_AFTER => (at, since + 1),
-                        Some((_, since)) => {
-                            tracing::warn!(
-                                "stock: still cannot take {sku} from the shared pool ({} failed takes in {} s): {e}",
-                                since + 1,
-                                SAY_AGAIN_AFTER.as_secs()
-                            );
-                            (Instant::now(), 0)
-                        }
-                        None => {
-                            tracing::warn!("stock: cannot take {sku} from the shared pool: {e}");
-                            (Instant::now(), 0)
-                        }
-                    });
+                    match shared.said.failed(Instant::now()) {
+                        None => {}
+                        Some(Say::First) => tracing::warn!("stock: cannot take {sku} from the shared pool: {e}"),
+                        Some(Say::Again { since }) => tracing::warn!(
+                            "stock: still cannot take {sku} from the shared pool ({since} failed takes in {} s): {e}",
+                            SAY_AGAIN_AFTER.as_secs()
+                        ),
+                    }
                     unreachable.insert(sku.clone());
                 }
             }
         }
-        if unreachable.is_empty() && shared.said.take().is_some() {
+        if unreachable.is_empty() && shared.said.recovered().is_some() {
             tracing::info!("stock: the shared pool answers again");
         }
         Unreachable(unreachable)

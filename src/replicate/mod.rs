@@ -19,6 +19,7 @@ pub use pool::Pool;
 pub use shipper::Cursor;
 
 use crate::config::{AckPolicy, Form, ReplicateConfig};
+use crate::logthrottle::LogThrottle;
 use crate::record::{Record, Ref};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -191,7 +192,7 @@ async fn send_voids(link: Arc<Link>, voids: Arc<Voids>) {
     const LONGEST_PAUSE: Duration = Duration::from_secs(2);
     const SAY_AGAIN_AFTER: Duration = Duration::from_secs(60);
     let mut pause = FIRST_PAUSE;
-    let mut said: Option<Instant> = None;
+    let mut said = LogThrottle::new(SAY_AGAIN_AFTER);
     loop {
         let refs = voids.pending().clone();
         if refs.is_empty() {
@@ -205,16 +206,15 @@ async fn send_voids(link: Arc<Link>, voids: Arc<Voids>) {
                     tracing::error!("replicate: {}: {e}", voids.path.display());
                 }
                 pause = FIRST_PAUSE;
-                said = None;
+                said.recovered();
             }
             Err(e) => {
-                if said.is_none_or(|at| at.elapsed() >= SAY_AGAIN_AFTER) {
+                if said.failed(Instant::now()).is_some() {
                     tracing::warn!(
                         "replicate: cannot void {} refused references yet: {e} (retrying every {} s at most)",
                         refs.len(),
                         LONGEST_PAUSE.as_secs()
                     );
-                    said = Some(Instant::now());
                 }
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(LONGEST_PAUSE);
