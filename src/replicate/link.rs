@@ -10,8 +10,8 @@ use async_nats::jetstream::stream::{DirectGetError, DirectGetErrorKind};
 use async_nats::jetstream::{self, kv, stream};
 use async_nats::StatusCode;
 use bytes::Bytes;
-use std::future::IntoFuture;
-use std::time::Duration;
+use std::future::{Future, IntoFuture};
+use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
 
 pub struct Link {
@@ -176,20 +176,13 @@ impl Link {
                 .map_err(|e| ReplicateError::Stream(format!("bucket {}: {e}", c.stock_bucket())))?,
         };
         // The first node to start puts each cap; later nodes (and restarts) find it there. A
-        // bucket whose stream has no leader yet has no responders: asked again until it has
-        // (the caller bounds how long).
+        // bucket whose stream has no leader yet has no responders: asked again until it has.
         for (sku, cap) in &self.caps {
-            loop {
-                match store.create(sku, cap.to_string().into()).await {
-                    Ok(_) => tracing::info!("stock: {sku} starts at {cap} in {}", c.stock_bucket()),
-                    Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
-                    Err(e) if no_responders(&e) => {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                    Err(e) => return Err(ReplicateError::Stream(format!("stock {sku}: {e}"))),
-                }
-                break;
+            // `ready` bounds the whole at twice the timeout, and stops first.
+            match retry_no_responders(self.timeout * 2, || store.create(sku, cap.to_string().into())).await {
+                Ok(_) => tracing::info!("stock: {sku} starts at {cap} in {}", c.stock_bucket()),
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
+                Err(e) => return Err(ReplicateError::Stream(format!("stock {sku}: {e}"))),
             }
         }
         Ok(store)
@@ -319,7 +312,7 @@ impl Link {
 
 /// Whether `e`, or an error under it, is a key read that found no server to answer: a bucket
 /// whose stream has no leader yet (just created, or electing one after a server died).
-pub(super) fn no_responders(e: &(dyn std::error::Error + 'static)) -> bool {
+fn no_responders(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut at = Some(e);
     while let Some(e) = at {
         if let Some(get) = e.downcast_ref::<DirectGetError>() {
@@ -328,4 +321,22 @@ pub(super) fn no_responders(e: &(dyn std::error::Error + 'static)) -> bool {
         at = e.source();
     }
     false
+}
+
+/// Runs `op` again while it finds no responders (a bucket whose stream has no leader yet), every
+/// 50 ms for up to `patience`; returns its first other result, or the last no responders.
+pub(super) async fn retry_no_responders<T, E, F>(patience: Duration, mut op: impl FnMut() -> F) -> Result<T, E>
+where
+    F: Future<Output = Result<T, E>>,
+    E: std::error::Error + 'static,
+{
+    let deadline = Instant::now() + patience;
+    loop {
+        match op().await {
+            Err(e) if no_responders(&e) && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            done => return done,
+        }
+    }
 }

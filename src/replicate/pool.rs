@@ -2,13 +2,12 @@
 //! holding the units nobody has taken yet. A node takes units by compare-and-set on the key's
 //! revision, so two nodes can never take the same unit; the writer then sells what it took.
 
-use super::link::no_responders;
-use super::link::Link;
+use super::link::{retry_no_responders, Link};
 use super::ReplicateError;
 use async_nats::jetstream::{self, kv, ErrorCode};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::runtime::Handle;
 
 /// How often a take retries after another node changed the key first.
@@ -114,16 +113,9 @@ fn lost_race(e: &kv::UpdateError) -> bool {
 /// created, or electing one after a server died) has no responders: that read is tried again
 /// for up to `patience`, as a publish with no responders is.
 async fn read(store: &kv::Store, sku: &str, patience: Duration) -> Result<(u64, u64), ReplicateError> {
-    let deadline = Instant::now() + patience;
-    let entry = loop {
-        match store.entry(sku).await {
-            Ok(entry) => break entry,
-            Err(e) if no_responders(&e) && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => return Err(ReplicateError::Stream(format!("stock {sku}: {e}"))),
-        }
-    };
+    let entry = retry_no_responders(patience, || store.entry(sku))
+        .await
+        .map_err(|e| ReplicateError::Stream(format!("stock {sku}: {e}")))?;
     let entry = entry.ok_or_else(|| ReplicateError::Stream(format!("stock {sku}: no such key in the bucket")))?;
     let left = std::str::from_utf8(&entry.value)
         .ok()
