@@ -430,12 +430,12 @@ fn respond(app: &App, entry: &Entry, req: &HeaderMap, head: bool, status: Status
     }
     let mut response = Response::new(Body::empty());
     *response.status_mut() = status;
-    // One clone of the prebuilt map: cheaper than inserting its headers one by one.
+    // One clone of the prebuilt map (Content-Length of the whole body included): cheaper than
+    // inserting its headers one by one.
     *response.headers_mut() = rep.headers.clone();
-    let h = response.headers_mut();
-    let length = if count == total { rep.content_length.clone() } else { HeaderValue::from(count) };
-    h.insert(header::CONTENT_LENGTH, length);
     if status == StatusCode::PARTIAL_CONTENT {
+        let h = response.headers_mut();
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
         h.insert(header::CONTENT_RANGE, range::content_range(start, start + count - 1, total));
     }
     if head {

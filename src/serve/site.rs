@@ -37,8 +37,6 @@ pub struct Representation {
     pub headers: HeaderMap,
     /// The ETag, to compare with `If-None-Match` without parsing headers.
     pub etag: HeaderValue,
-    /// The whole body's length, written once: most answers send it whole.
-    pub content_length: HeaderValue,
 }
 
 /// A file, in each encoding it exists in.
@@ -199,6 +197,8 @@ fn representation(file: &FileEntry, body: Source, encoding: Option<&str>, config
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(if e == "br" { "br" } else { "gzip" }));
     }
     headers::add_security(&mut h, config);
-    let content_length = HeaderValue::from(body.len());
-    Representation { body, headers: h, etag, content_length }
+    // In the map, not added per answer: an insert into the answer's clone (whose entries are
+    // exactly full) doubles them, and hyper keeps that map for as long as the connection lives.
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    Representation { body, headers: h, etag }
 }
