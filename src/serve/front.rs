@@ -68,7 +68,10 @@ impl Front {
             answered.unwrap_or_else(|_| super::internal_error())
         };
         let headers = response.headers_mut();
-        headers.reserve(self.security.len());
+        // Room for the missing ones only: a page's prebuilt answer has them all, and reserving
+        // more would double its exactly-full map, which hyper keeps for the connection's life.
+        let missing = self.security.keys().filter(|name| !headers.contains_key(*name)).count();
+        headers.reserve(missing);
         for (name, value) in self.security.iter() {
             if !headers.contains_key(name) {
                 headers.insert(name.clone(), value.clone());
