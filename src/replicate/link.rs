@@ -1,6 +1,11 @@
 //! One node's connection to JetStream: the stream its records go to, the stock bucket, and
 //! pipelined publishing with the record's reference as the message ID (JetStream keeps one
 //! message per ID, so a re-sent record is stored once).
+//!
+//! The writer's batches go as JetStream atomic batches where the stream allows them (server
+//! 2.12+): the stream stores a batch whole or not at all and answers it once, instead of once a
+//! record. On one machine the cluster's CPU bounds replicated posts, and the per-record answers
+//! were a share of it.
 
 use super::ReplicateError;
 use crate::config::ReplicateConfig;
@@ -8,7 +13,7 @@ use crate::record::{Record, Ref};
 use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
 use async_nats::jetstream::stream::{DirectGetError, DirectGetErrorKind};
 use async_nats::jetstream::{self, kv, stream};
-use async_nats::StatusCode;
+use async_nats::{header, HeaderMap, StatusCode};
 use bytes::Bytes;
 use std::future::{Future, IntoFuture};
 use std::time::{Duration, Instant};
@@ -26,12 +31,18 @@ pub struct Link {
     ready: OnceCell<Ready>,
 }
 
-/// A message sent to the stream, its acknowledgement not awaited yet; kept to be sent again
-/// when no server took it.
+/// The most records sent as one atomic batch: well under the server's default ceiling of 1,000
+/// messages, and few enough batches in flight (50 a stream by default) for several nodes
+/// writing the writer's largest batches at once.
+const ATOMIC_BATCH: usize = 500;
+
+/// Messages sent to the stream, stored together (one message, or one atomic batch) and
+/// acknowledged once, the acknowledgement not awaited yet; kept to be sent again when no server
+/// took them.
 pub struct Sent {
     ack: PublishAckFuture,
-    id: String,
-    payload: Bytes,
+    messages: Vec<(String, Bytes)>,
+    atomic: bool,
 }
 
 /// What is known once the stream (and the stock bucket) exist.
@@ -39,6 +50,8 @@ pub struct Ready {
     /// The highest sequence of this node's references found in the stream (0: none).
     pub floor: u64,
     pub stock: Option<kv::Store>,
+    /// Whether the stream takes atomic batches (`allow_atomic`, server 2.12+).
+    pub atomic: bool,
 }
 
 impl Link {
@@ -89,10 +102,10 @@ impl Link {
             return Err(ReplicateError::Disconnected);
         }
         let prepare = async {
-            self.ensure_stream().await?;
+            let atomic = self.ensure_stream().await?;
             let floor = self.floor().await?;
             let stock = if self.caps.is_empty() { None } else { Some(self.ensure_stock().await?) };
-            Ok::<_, ReplicateError>(Ready { floor, stock })
+            Ok::<_, ReplicateError>(Ready { floor, stock, atomic })
         };
         let bounded = async {
             tokio::time::timeout(self.timeout * 2, prepare).await.map_err(|_| ReplicateError::Timeout(self.timeout))?
@@ -100,7 +113,10 @@ impl Link {
         self.ready.get_or_try_init(|| bounded).await
     }
 
-    async fn ensure_stream(&self) -> Result<(), ReplicateError> {
+    /// Makes sure the stream exists with enough replicas; returns whether it takes atomic
+    /// batches. A stream made without them (by an older cofferdam) is given them where the
+    /// server can; otherwise records go one message each, as before.
+    async fn ensure_stream(&self) -> Result<bool, ReplicateError> {
         let c = &self.config;
         let mut stream = self
             .js
@@ -109,15 +125,34 @@ impl Link {
                 subjects: vec![format!("{}.>", c.stream)],
                 num_replicas: c.replicas,
                 storage: stream::StorageType::File,
+                allow_atomic_publish: true,
                 ..Default::default()
             })
             .await
             .map_err(|e| ReplicateError::Stream(format!("stream {}: {e}", c.stream)))?;
-        let has = stream.info().await.map_err(|e| ReplicateError::Stream(e.to_string()))?.config.num_replicas;
-        if has < c.replicas {
-            return Err(ReplicateError::TooFewReplicas { stream: c.stream.clone(), has, want: c.replicas });
+        let config = stream.info().await.map_err(|e| ReplicateError::Stream(e.to_string()))?.config.clone();
+        if config.num_replicas < c.replicas {
+            return Err(ReplicateError::TooFewReplicas {
+                stream: c.stream.clone(),
+                has: config.num_replicas,
+                want: c.replicas,
+            });
         }
-        Ok(())
+        if config.allow_atomic_publish {
+            return Ok(true);
+        }
+        let update = stream::Config { allow_atomic_publish: true, ..config };
+        match self.js.update_stream(update).await {
+            Ok(info) if info.config.allow_atomic_publish => Ok(true),
+            Ok(_) => {
+                tracing::info!("replicate: stream {} takes no atomic batches: one message a record", c.stream);
+                Ok(false)
+            }
+            Err(e) => {
+                tracing::info!("replicate: stream {} takes no atomic batches ({e}): one message a record", c.stream);
+                Ok(false)
+            }
+        }
     }
 
     /// The highest sequence of this node in the stream, among its records and the references it
@@ -195,15 +230,18 @@ impl Link {
         let messages = records.iter().map(|r| {
             (r.reference.to_string(), Bytes::from(serde_json::to_vec(r).expect("a record always serializes")))
         });
-        let pending = match self.send(messages).await {
+        // One message each, never atomic: the shipper sends records again after a restart, and
+        // a batch holding one already stored would be refused whole.
+        let pending = match self.send(messages, false).await {
             Ok(pending) => pending,
             Err((_, e)) => return (0, Some(e)),
         };
         let mut acked = 0;
         let wait = async {
             for sent in pending {
+                let count = sent.messages.len();
                 match self.ack(sent).await {
-                    Ok(()) => acked += 1,
+                    Ok(()) => acked += count,
                     Err(e) => return Some(e),
                 }
             }
@@ -216,30 +254,74 @@ impl Link {
         (acked, error)
     }
 
-    /// Sends one message per (message ID, record JSON), in order, without waiting for any
-    /// acknowledgement: they are awaited with [`Link::acks`]. On an error, how many were sent
-    /// (they may reach the stream) and the error.
+    /// Sends (message ID, record JSON) pairs in order without waiting for any acknowledgement:
+    /// they are awaited with [`Link::acks`]. With `atomic`, and a stream that takes them, they
+    /// go in atomic batches, else one message each. On an error, how many were sent (they may
+    /// reach the stream) and the error.
     pub async fn send(
         &self,
         messages: impl Iterator<Item = (String, Bytes)>,
+        atomic: bool,
     ) -> Result<Vec<Sent>, (usize, ReplicateError)> {
         // Publishing while disconnected would queue the messages in the client and send them
         // after a reconnect, long after the post was refused: refuse without sending instead.
         if !self.connected() {
             return Err((0, ReplicateError::Disconnected));
         }
-        let mut pending = Vec::with_capacity(messages.size_hint().0);
-        for (id, payload) in messages {
-            match self.publish_one(&id, &payload).await {
-                Ok(ack) => pending.push(Sent { ack, id, payload }),
-                Err(e) => return Err((pending.len(), e)),
+        let atomic = atomic && self.ready.get().is_some_and(|r| r.atomic);
+        let unit = if atomic { ATOMIC_BATCH } else { 1 };
+        let mut messages: std::vec::IntoIter<(String, Bytes)> = messages.collect::<Vec<_>>().into_iter();
+        let mut pending = Vec::with_capacity(messages.len().div_ceil(unit));
+        let mut sent = 0;
+        while messages.len() > 0 {
+            let batch: Vec<(String, Bytes)> = messages.by_ref().take(unit).collect();
+            match self.publish_unit(&batch, atomic).await {
+                Ok(ack) => {
+                    sent += batch.len();
+                    pending.push(Sent { ack, messages: batch, atomic });
+                }
+                Err(e) => return Err((sent, e)),
             }
         }
         Ok(pending)
     }
 
-    async fn publish_one(&self, id: &str, payload: &Bytes) -> Result<PublishAckFuture, ReplicateError> {
-        let msg = jetstream::message::PublishMessage::build().message_id(id).payload(payload.clone());
+    /// Publishes one message, or the messages as one atomic batch: every message carries the
+    /// batch's ID and its place in it, and only the last, which commits the batch, asks for an
+    /// acknowledgement. A batch never held in the stream is forgotten by it after 10 s.
+    async fn publish_unit(
+        &self,
+        messages: &[(String, Bytes)],
+        atomic: bool,
+    ) -> Result<PublishAckFuture, ReplicateError> {
+        let (last, first) = messages.split_last().expect("a unit holds a message");
+        if !atomic || first.is_empty() {
+            let (headers, payload) = (message_id(&last.0), last.1.clone());
+            let msg = jetstream::message::PublishMessage::build().headers(headers).payload(payload);
+            return self
+                .js
+                .send_publish(self.subject.clone(), msg)
+                .await
+                .map_err(|e| ReplicateError::Stream(e.to_string()));
+        }
+        // A fresh ID each time: a batch sent again (no server took it) starts clean.
+        let inbox = self.client.new_inbox();
+        let batch_id = inbox.rsplit('.').next().expect("an inbox has a token");
+        let mut seq = itoa::Buffer::new();
+        for (n, (id, payload)) in first.iter().enumerate() {
+            let (mut headers, payload) = (message_id(id), payload.clone());
+            headers.insert(header::NATS_BATCH_ID, batch_id);
+            headers.insert(header::NATS_BATCH_SEQUENCE, seq.format(n + 1));
+            self.client
+                .publish_with_headers(self.subject.clone(), headers, payload)
+                .await
+                .map_err(|e| ReplicateError::Stream(e.to_string()))?;
+        }
+        let (mut headers, payload) = (message_id(&last.0), last.1.clone());
+        headers.insert(header::NATS_BATCH_ID, batch_id);
+        headers.insert(header::NATS_BATCH_SEQUENCE, seq.format(messages.len()));
+        headers.insert(header::NATS_BATCH_COMMIT, header::NATS_BATCH_COMMIT_FINAL);
+        let msg = jetstream::message::PublishMessage::build().headers(headers).payload(payload);
         self.js.send_publish(self.subject.clone(), msg).await.map_err(|e| ReplicateError::Stream(e.to_string()))
     }
 
@@ -254,27 +336,33 @@ impl Link {
     /// whose subjects have not reached this client's server yet. The message is sent again
     /// until it is acknowledged or the caller's deadline passes.
     async fn ack(&self, sent: Sent) -> Result<(), ReplicateError> {
-        let Sent { mut ack, id, payload } = sent;
+        let Sent { mut ack, messages, atomic } = sent;
         loop {
             match ack.into_future().await {
-                Ok(a) => return self.check(&a),
+                Ok(a) => return self.check(&a, atomic.then_some(messages.len())),
                 Err(e) if e.kind() == PublishErrorKind::StreamNotFound => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
-                    ack = self.publish_one(&id, &payload).await?;
+                    ack = self.publish_unit(&messages, atomic).await?;
                 }
                 Err(e) => return Err(ReplicateError::Stream(e.to_string())),
             }
         }
     }
 
-    fn check(&self, ack: &jetstream::publish::PublishAck) -> Result<(), ReplicateError> {
-        if ack.stream == self.config.stream {
-            Ok(())
-        } else {
-            Err(ReplicateError::Stream(format!(
+    /// Checks an acknowledgement: from the right stream, and for an atomic batch of `batch`
+    /// records, all of them stored.
+    fn check(&self, ack: &jetstream::publish::PublishAck, batch: Option<usize>) -> Result<(), ReplicateError> {
+        if ack.stream != self.config.stream {
+            return Err(ReplicateError::Stream(format!(
                 "{} is stored by stream {}, not {}",
                 self.subject, ack.stream, self.config.stream
-            )))
+            )));
+        }
+        match (batch, ack.batch_size) {
+            (Some(want), Some(stored)) if stored != want as u64 => {
+                Err(ReplicateError::Stream(format!("the stream stored {stored} of an atomic batch of {want} records")))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -302,12 +390,19 @@ impl Link {
         };
         let ack =
             tokio::time::timeout(self.timeout, sent).await.map_err(|_| ReplicateError::Timeout(self.timeout))??;
-        self.check(&ack)
+        self.check(&ack, None)
     }
 
     fn void_subject(&self) -> String {
         format!("{}.void", self.subject)
     }
+}
+
+/// Headers carrying a record's reference as JetStream's de-duplication ID.
+fn message_id(id: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::NATS_MESSAGE_ID, id);
+    headers
 }
 
 /// Whether `e`, or an error under it, is a key read that found no server to answer: a bucket

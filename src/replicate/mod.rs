@@ -325,7 +325,7 @@ impl Replicator {
         let started = Instant::now();
         let refs: Vec<Ref> = records.iter().map(|(_, r)| r.reference.clone()).collect();
         let messages = refs.iter().map(|r| r.to_string()).zip(payloads);
-        match rt.block_on(link.send(messages)) {
+        match rt.block_on(link.send(messages, true)) {
             Ok(acks) => Ok(Some(InFlight { refs, acks, started })),
             Err((sent, e)) => {
                 self.failed();

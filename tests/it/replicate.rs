@@ -633,3 +633,52 @@ fn a_post_refused_while_the_stream_lost_its_quorum_stays_voided_across_a_restart
         .unwrap();
     assert_eq!(refused, 0, "the refused order was imported");
 }
+
+#[test]
+fn a_stream_made_without_atomic_batches_is_given_them_and_concurrent_posts_go_in_whole_batches() {
+    let cluster = Cluster::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // The stream as an older cofferdam made it: records one message each.
+    rt.block_on(async {
+        let js = cluster.jetstream().await;
+        js.create_stream(jetstream::stream::Config {
+            name: STREAM.to_string(),
+            subjects: vec![format!("{STREAM}.>")],
+            num_replicas: 3,
+            storage: jetstream::stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    });
+    let site = site(&cluster, "replicated", "n1", |_| {});
+    let s = Arc::new(Server::start(site.path()));
+    let acked = rt.block_on(load(s.clone(), 32, 10, 0, || {}));
+    assert_eq!(acked.len(), 320, "every order is acknowledged");
+    drop(s);
+
+    let (allow_atomic, batches) = rt.block_on(async {
+        let js = cluster.jetstream().await;
+        let mut stream = js.get_stream(STREAM).await.unwrap();
+        let info = stream.info().await.unwrap();
+        let (allow_atomic, last) = (info.config.allow_atomic_publish, info.state.last_sequence);
+        // Which atomic batch each record came in, as the stream kept it.
+        let mut batches: BTreeMap<String, usize> = BTreeMap::new();
+        for seq in 1..=last {
+            let m = stream.get_raw_message(seq).await.unwrap();
+            let batch = m.headers.get("Nats-Batch-Id").map(|v| v.to_string()).unwrap_or_default();
+            *batches.entry(batch).or_default() += 1;
+        }
+        (allow_atomic, batches)
+    });
+    assert!(allow_atomic, "the node gave the stream atomic batches");
+    assert!(
+        batches.keys().any(|b| !b.is_empty()) && batches.len() < 320,
+        "32 clients at once should share batches: {batches:?}"
+    );
+    let in_stream = rt.block_on(cluster.stream_refs());
+    let counted = counts(&in_stream);
+    for r in &acked {
+        assert_eq!(counted.get(r.as_str()), Some(&1), "acknowledged order {r} is not in the stream once");
+    }
+}
