@@ -227,6 +227,9 @@ impl Shipper {
         if records.is_empty() {
             return Ok(());
         }
+        // The stream may not exist yet: a node that started before its cluster could make it
+        // would otherwise publish into no stream for as long as it runs. Once made, this is free.
+        self.link.ready().await?;
         let started = Instant::now();
         let (acked, error) = self.link.publish(records).await;
         if acked > 0 {

@@ -549,6 +549,44 @@ fn local_ack_keeps_taking_orders_without_the_cluster_and_ships_them_when_it_is_b
 }
 
 #[test]
+fn a_local_ack_node_started_before_its_cluster_ships_everything_once_the_cluster_is_up() {
+    let mut cluster = Cluster::start();
+    let uncapped = |p: &Path| edit(p, "cofferdam.toml", "stock = 5000\n", "");
+    let site = site(&cluster, "local", "n1", uncapped);
+    // The cluster is not there yet when the node starts: nobody has made the stream.
+    cluster.kill_all();
+    let s = Server::start(site.path());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut acked = Vec::new();
+    for i in 0..10 {
+        let (status, r, page) = rt.block_on(order(&s, &format!("Early {i}")));
+        assert_eq!(status, 303, "{page}");
+        acked.push(r.unwrap());
+    }
+    cluster.start_all();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let in_stream = rt.block_on(async {
+            let js = cluster.jetstream().await;
+            match js.get_stream(STREAM).await {
+                Ok(mut stream) => stream.info().await.map(|i| i.state.messages).unwrap_or(0),
+                Err(_) => 0,
+            }
+        });
+        if in_stream >= acked.len() as u64 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the shipper never made the stream and shipped ({in_stream} in it)");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let in_stream = rt.block_on(cluster.stream_refs());
+    let counted = counts(&in_stream);
+    for r in &acked {
+        assert_eq!(counted.get(r.as_str()), Some(&1), "order {r} is not in the stream once");
+    }
+}
+
+#[test]
 fn stock_taken_ahead_and_unsold_goes_back_to_the_shared_pool_at_shutdown() {
     let cluster = Cluster::start();
     let block = |p: &Path| {
