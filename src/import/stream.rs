@@ -11,6 +11,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How many times the stream is read before the import gives up.
+const READ_ATTEMPTS: u32 = 3;
+
+/// How long the stream may send nothing before a read gives up.
+const STALLED: Duration = Duration::from_secs(10);
+
 /// One message of the stream: its record, or why it is none.
 pub struct Fetched {
     /// `nats://HOST:PORT/STREAM`, where bad messages are reported from.
@@ -30,7 +36,27 @@ pub fn is_stream(from: &Path) -> bool {
 /// are left out; the second value counts them.
 pub async fn fetch(url: &Path) -> Result<(Vec<Fetched>, usize), String> {
     let text = url.to_string_lossy();
-    let (servers, stream) = parse(&text)?;
+    let (mut servers, stream) = parse(&text)?;
+    // Reading is read-only and nothing is imported before it ends, so a read cut short (a
+    // server lost, a request that timed out across the reconnect) is simply done again, also
+    // through the cluster's other servers, which the first connection learnt.
+    let mut attempt = 1;
+    loop {
+        match read(url, &mut servers, stream).await {
+            Ok(read) => return Ok(read),
+            Err(e) if attempt < READ_ATTEMPTS => {
+                tracing::warn!("{e}; reading the stream again ({} of {READ_ATTEMPTS})", attempt + 1);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(format!("{e} (read {READ_ATTEMPTS} times; nothing was imported)")),
+        }
+    }
+}
+
+/// One read of the whole stream; adds the servers the connection learns of to `servers`.
+async fn read(url: &Path, servers: &mut Vec<String>, stream: &str) -> Result<(Vec<Fetched>, usize), String> {
+    let text = url.to_string_lossy();
     let origin: Arc<Path> = url.into();
     let client = async_nats::ConnectOptions::new()
         .name("cofferdam import")
@@ -38,6 +64,12 @@ pub async fn fetch(url: &Path) -> Result<(Vec<Fetched>, usize), String> {
         .connect(servers.as_slice())
         .await
         .map_err(|e| format!("{text}: {e}"))?;
+    for learnt in client.server_info().connect_urls {
+        let learnt = if learnt.contains("://") { learnt } else { format!("nats://{learnt}") };
+        if !servers.contains(&learnt) {
+            servers.push(learnt);
+        }
+    }
     let js = jetstream::new(client);
     let mut s = js.get_stream(stream).await.map_err(|e| format!("{text}: stream {stream}: {e}"))?;
     let state = s.info().await.map_err(|e| format!("{text}: {e}"))?.state.clone();
@@ -54,7 +86,20 @@ pub async fn fetch(url: &Path) -> Result<(Vec<Fetched>, usize), String> {
         .await
         .map_err(|e| format!("{text}: {e}"))?;
     let mut messages = reader.messages().await.map_err(|e| format!("{text}: {e}"))?;
-    while let Some(m) = messages.next().await {
+    let mut read = 0u64;
+    loop {
+        // The reader outlives a server's loss by itself (it reconnects and starts again after
+        // the last message it had); a stream that stops answering altogether must not hang the
+        // import: the read gives up, and is done again.
+        let next = tokio::time::timeout(STALLED, messages.next()).await.map_err(|_| {
+            format!(
+                "{text}: the stream sent nothing for {} s after {read} of {} messages",
+                STALLED.as_secs(),
+                state.messages
+            )
+        })?;
+        let Some(m) = next else { break };
+        read += 1;
         let m = m.map_err(|e| format!("{text}: {e}"))?;
         let info = m.info().map_err(|e| format!("{text}: {e}"))?;
         let seq = info.stream_sequence;

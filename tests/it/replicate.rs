@@ -770,3 +770,54 @@ fn a_jetstream_too_old_for_the_stock_bucket_is_named_in_the_log_and_capped_posts
         "the log does not say the server is too old:\n{said}"
     );
 }
+
+#[test]
+fn a_jetstream_server_killed_during_an_import_from_the_stream_loses_and_doubles_nothing() {
+    let mut cluster = Cluster::start();
+    let uncapped = |p: &Path| edit(p, "cofferdam.toml", "stock = 5000\n", "");
+    let site = site(&cluster, "replicated", "n1", uncapped);
+    let s = Arc::new(Server::start(site.path()));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let acked = rt.block_on(load(s.clone(), 32, 250, 0, || {}));
+    drop(s);
+    assert!(acked.len() > 7000, "only {} orders acknowledged", acked.len());
+
+    // The import reads through the first server, which dies before it connects, while it reads,
+    // or after: every time the shop ends up with every acknowledged order once.
+    for delay_ms in [30, 90, 160] {
+        let db_dir = tempfile::tempdir().unwrap();
+        let (url, pool) = rt.block_on(shop_db(db_dir.path()));
+        let from = cluster.stream_url();
+        let import = Command::new(bin())
+            .args(["import", "--to", &url, "--from", &from])
+            .current_dir(site.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        cluster.kill(0);
+        let out = import.wait_with_output().unwrap();
+        eprintln!("import, its server killed after {delay_ms} ms: {}\n{}", out.status, stderr(&out));
+        let rows = |pool: &sqlx::SqlitePool| -> Vec<String> {
+            rt.block_on(sqlx::query_scalar("SELECT ref FROM orders").fetch_all(pool)).unwrap()
+        };
+        if !out.status.success() {
+            // Refused whole (after reading it again twice), naming the stream, and nothing
+            // half-imported: run again.
+            let said = stderr(&out);
+            assert!(said.contains(&from) && said.contains("nothing was imported"), "{said}");
+            assert!(rows(&pool).is_empty(), "a failed import left orders behind");
+            let again = run(site.path(), &["import", "--to", &url, "--from", &cluster.stream_url()]);
+            assert!(again.status.success(), "{}", stderr(&again));
+        }
+        let in_db = rows(&pool);
+        let counted = counts(&in_db);
+        for r in &acked {
+            assert_eq!(counted.get(r.as_str()), Some(&1), "acknowledged order {r} is not in the database once");
+        }
+        assert_eq!(in_db.len(), acked.len(), "the database holds every acknowledged order once, and nothing else");
+        cluster.start_node(0);
+        cluster.wait_healthy();
+    }
+}
