@@ -50,9 +50,23 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// A loopback port that was free a moment ago.
+/// A loopback port for a server a test starts (and may restart on the same port), free a moment
+/// ago. Taken below the kernel's ephemeral range (32768 and up here), from a counter: a port
+/// the kernel hands out (`bind(0)`, or any outgoing connection's local port) could be taken by
+/// another test's client before the server binds it, or between its kill and its restart.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static TAKEN: AtomicU32 = AtomicU32::new(0);
+    // Start where another run on this machine (another checkout) is unlikely to be.
+    let start = std::process::id() % SPAN;
+    loop {
+        let port = (FIRST + (start + TAKEN.fetch_add(1, Ordering::SeqCst)) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// `cofferdam serve --no-build` of the site built in `dir`, run in this process on port 0: for
