@@ -43,7 +43,7 @@ pub async fn fetch(url: &Path) -> Result<(Vec<Fetched>, usize), String> {
     let mut attempt = 1;
     loop {
         match read(url, &mut servers, stream).await {
-            Ok(read) => return Ok(read),
+            Ok(fetched) => return Ok(fetched),
             Err(e) if attempt < READ_ATTEMPTS => {
                 tracing::warn!("{e}; reading the stream again ({} of {READ_ATTEMPTS})", attempt + 1);
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -86,20 +86,20 @@ async fn read(url: &Path, servers: &mut Vec<String>, stream: &str) -> Result<(Ve
         .await
         .map_err(|e| format!("{text}: {e}"))?;
     let mut messages = reader.messages().await.map_err(|e| format!("{text}: {e}"))?;
-    let mut read = 0u64;
+    let mut received = 0u64;
     loop {
         // The reader outlives a server's loss by itself (it reconnects and starts again after
         // the last message it had); a stream that stops answering altogether must not hang the
         // import: the read gives up, and is done again.
         let next = tokio::time::timeout(STALLED, messages.next()).await.map_err(|_| {
             format!(
-                "{text}: the stream sent nothing for {} s after {read} of {} messages",
+                "{text}: the stream sent nothing for {} s after {received} of {} messages",
                 STALLED.as_secs(),
                 state.messages
             )
         })?;
         let Some(m) = next else { break };
-        read += 1;
+        received += 1;
         let m = m.map_err(|e| format!("{text}: {e}"))?;
         let info = m.info().map_err(|e| format!("{text}: {e}"))?;
         let seq = info.stream_sequence;

@@ -311,8 +311,7 @@ impl Link {
     ) -> Result<PublishAckFuture, ReplicateError> {
         let (last, first) = messages.split_last().expect("a unit holds a message");
         if !atomic || first.is_empty() {
-            let (headers, payload) = (message_id(&last.0), last.1.clone());
-            let msg = jetstream::message::PublishMessage::build().headers(headers).payload(payload);
+            let msg = jetstream::message::PublishMessage::build().message_id(&last.0).payload(last.1.clone());
             return self
                 .js
                 .send_publish(self.subject.clone(), msg)

@@ -239,18 +239,34 @@ fn http_get(port: u16, path: &str) -> Option<String> {
 
 /// The example site, replicating to `cluster` with `ack`, as node `node`.
 fn site(cluster: &Cluster, ack: &str, node: &str, change: impl FnOnce(&Path)) -> tempfile::TempDir {
+    replicated_site(&cluster.urls(), 3, ack, node, change)
+}
+
+/// The example site as node `node`, replicating to `replicas` copies on `servers`.
+fn replicated_site(
+    servers: &[String],
+    replicas: usize,
+    ack: &str,
+    node: &str,
+    change: impl FnOnce(&Path),
+) -> tempfile::TempDir {
     let site = example_site();
     edit(site.path(), "cofferdam.toml", "node = \"n1\"", &format!("node = \"{node}\""));
-    let servers: Vec<String> = cluster.urls().iter().map(|u| format!("\"{u}\"")).collect();
+    let servers: Vec<String> = servers.iter().map(|u| format!("\"{u}\"")).collect();
     let mut toml = std::fs::read_to_string(site.path().join("cofferdam.toml")).unwrap();
     toml.push_str(&format!(
-        "\n[collect.replicate]\nservers = [{}]\nstream = \"{STREAM}\"\nreplicas = 3\nack = \"{ack}\"\ntimeout_ms = 3000\n",
+        "\n[collect.replicate]\nservers = [{}]\nstream = \"{STREAM}\"\nreplicas = {replicas}\nack = \"{ack}\"\ntimeout_ms = 3000\n",
         servers.join(", ")
     ));
     std::fs::write(site.path().join("cofferdam.toml"), toml).unwrap();
     change(site.path());
     build(site.path());
     site
+}
+
+/// No cap on the example's lamp: selling it needs no shared stock pool.
+fn uncapped(site: &Path) {
+    edit(site, "cofferdam.toml", "stock = 5000\n", "");
 }
 
 /// Imports the stream into a new SQLite shop in `db_dir`; the references of its orders, and the shop.
@@ -494,7 +510,6 @@ fn three_nodes_share_one_cap_of_100_exactly() {
 fn local_ack_keeps_taking_orders_without_the_cluster_and_ships_them_when_it_is_back() {
     let mut cluster = Cluster::start();
     // Capped stock needs the shared pool, which is away with the cluster: sell uncapped lamps.
-    let uncapped = |p: &Path| edit(p, "cofferdam.toml", "stock = 5000\n", "");
     let site = site(&cluster, "local", "n1", uncapped);
     let s = Server::start(site.path());
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -551,7 +566,6 @@ fn local_ack_keeps_taking_orders_without_the_cluster_and_ships_them_when_it_is_b
 #[test]
 fn a_local_ack_node_started_before_its_cluster_ships_everything_once_the_cluster_is_up() {
     let mut cluster = Cluster::start();
-    let uncapped = |p: &Path| edit(p, "cofferdam.toml", "stock = 5000\n", "");
     let site = site(&cluster, "local", "n1", uncapped);
     // The cluster is not there yet when the node starts: nobody has made the stream.
     cluster.kill_all();
@@ -615,7 +629,6 @@ fn a_post_refused_while_the_stream_lost_its_quorum_stays_voided_across_a_restart
     let mut cluster = Cluster::start();
     // Capped stock cannot be taken without a quorum either: sell uncapped lamps, so the post
     // reaches the stream.
-    let uncapped = |p: &Path| edit(p, "cofferdam.toml", "stock = 5000\n", "");
     let site = site(&cluster, "replicated", "n1", uncapped);
     let mut s = Server::start(site.path());
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -749,13 +762,7 @@ fn a_jetstream_too_old_for_the_stock_bucket_is_named_in_the_log_and_capped_posts
         }
     }
     let _old = Stop(old);
-    let site = example_site();
-    let mut toml = std::fs::read_to_string(site.path().join("cofferdam.toml")).unwrap();
-    toml.push_str(&format!(
-        "\n[collect.replicate]\nservers = [\"nats://127.0.0.1:{port}\"]\nstream = \"{STREAM}\"\nreplicas = 1\nack = \"replicated\"\ntimeout_ms = 3000\n"
-    ));
-    std::fs::write(site.path().join("cofferdam.toml"), toml).unwrap();
-    build(site.path());
+    let site = replicated_site(&[format!("nats://127.0.0.1:{port}")], 1, "replicated", "n1", |_| {});
     let log = dir.path().join("serve.log");
     let s = Server::start_logging(site.path(), &[], &log);
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -774,7 +781,6 @@ fn a_jetstream_too_old_for_the_stock_bucket_is_named_in_the_log_and_capped_posts
 #[test]
 fn a_jetstream_server_killed_during_an_import_from_the_stream_loses_and_doubles_nothing() {
     let mut cluster = Cluster::start();
-    let uncapped = |p: &Path| edit(p, "cofferdam.toml", "stock = 5000\n", "");
     let site = site(&cluster, "replicated", "n1", uncapped);
     let s = Arc::new(Server::start(site.path()));
     let rt = tokio::runtime::Runtime::new().unwrap();
