@@ -12,6 +12,7 @@ pub mod collect;
 pub mod config;
 pub mod decimal;
 pub mod import;
+mod json;
 mod logthrottle;
 pub mod manifest;
 pub mod payment;
