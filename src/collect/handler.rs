@@ -175,7 +175,8 @@ async fn answer_post(c: &Collector, launch: &Forms, rt: &FormRuntime, ip: Option
             return launch.pages.busy();
         }
     }
-    match answer.await {
+    // The record comes back only to be dropped here (see `Job::reply`).
+    match answer.await.map(|(outcome, _record)| outcome) {
         Ok(Outcome::Accepted(r)) => {
             c.oplog.accepted(&rt.name);
             after.see_other(c, launch, rt, &r, headers)

@@ -31,7 +31,10 @@ pub struct Job {
     pub received_at: jiff::Timestamp,
     /// Same form, same fields, same client: a double submit.
     pub dedupe_key: [u8; 32],
-    pub reply: oneshot::Sender<Outcome>,
+    /// The outcome, and the accepted record handed back: the request's task drops it, so its
+    /// memory is freed by a request thread, which allocates the next post's from it, instead
+    /// of piling up in the writer thread's allocator cache (bench/README.md, 2026-12-07).
+    pub reply: oneshot::Sender<(Outcome, Option<Record>)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -207,7 +210,7 @@ impl Writer {
                 rx.close();
                 while let Ok(msg) = rx.try_recv() {
                     if let Msg::Job(j) = msg {
-                        let _ = j.reply.send(Outcome::Failed);
+                        let _ = j.reply.send((Outcome::Failed, None));
                     }
                 }
                 self.seal_all();
@@ -233,7 +236,7 @@ impl Writer {
                     self.shared.healthy.store(false, Ordering::Relaxed);
                     self.failures.failed(batch.len(), &format_args!("replication: {e}"));
                     for job in batch {
-                        let _ = job.reply.send(Outcome::Failed);
+                        let _ = job.reply.send((Outcome::Failed, None));
                     }
                     return;
                 }
@@ -325,9 +328,11 @@ impl Writer {
                 }
             }
         }
-        for (job, outcome) in batch.into_iter().zip(outcomes) {
+        let mut records = records.into_iter().peekable();
+        for (i, (job, outcome)) in batch.into_iter().zip(outcomes).enumerate() {
+            let spent = records.next_if(|(at, _)| *at == i).map(|(_, r)| r);
             // The visitor may have gone; the record stands either way.
-            let _ = job.reply.send(outcome);
+            let _ = job.reply.send((outcome, spent));
         }
     }
 
