@@ -151,12 +151,8 @@ impl Record {
         }
         out.push(b'}');
         if !lines.is_empty() {
-            out.extend_from_slice(b",\"lines\":[");
-            for (i, line) in lines.iter().enumerate() {
-                let Line { sku, name, quantity, unit_cents, total_cents } = line;
-                if i > 0 {
-                    out.push(b',');
-                }
+            out.extend_from_slice(b",\"lines\":");
+            json::array(out, lines, |out, Line { sku, name, quantity, unit_cents, total_cents }| {
                 out.extend_from_slice(b"{\"sku\":");
                 json::string(out, sku);
                 out.extend_from_slice(b",\"name\":");
@@ -168,8 +164,7 @@ impl Record {
                 out.extend_from_slice(b",\"total_cents\":");
                 json::uint(out, *total_cents);
                 out.push(b'}');
-            }
-            out.push(b']');
+            });
         }
         if let Some(cents) = total_cents {
             out.extend_from_slice(b",\"total_cents\":");

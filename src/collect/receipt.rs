@@ -109,20 +109,14 @@ impl Receipt {
         let Receipt { v, orders } = self;
         out.extend_from_slice(b"{\"v\":");
         json::uint(out, *v);
-        out.extend_from_slice(b",\"orders\":[");
-        for (i, Placed { form, reference, lines, currency }) in orders.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
+        out.extend_from_slice(b",\"orders\":");
+        json::array(out, orders, |out, Placed { form, reference, lines, currency }| {
             out.extend_from_slice(b"{\"form\":");
             json::string(out, form);
             out.extend_from_slice(b",\"ref\":");
             json::reference(out, reference);
-            out.extend_from_slice(b",\"lines\":[");
-            for (j, Item { sku, quantity, unit_cents }) in lines.iter().enumerate() {
-                if j > 0 {
-                    out.push(b',');
-                }
+            out.extend_from_slice(b",\"lines\":");
+            json::array(out, lines, |out, Item { sku, quantity, unit_cents }| {
                 out.extend_from_slice(b"{\"sku\":");
                 json::string(out, sku);
                 out.extend_from_slice(b",\"quantity\":");
@@ -130,12 +124,12 @@ impl Receipt {
                 out.extend_from_slice(b",\"unit_cents\":");
                 json::uint(out, *unit_cents);
                 out.push(b'}');
-            }
-            out.extend_from_slice(b"],\"currency\":");
+            });
+            out.extend_from_slice(b",\"currency\":");
             json::string(out, currency);
             out.push(b'}');
-        }
-        out.extend_from_slice(b"]}");
+        });
+        out.push(b'}');
     }
 
     pub fn decode(signer: &Signer, value: &str) -> Option<Receipt> {
