@@ -184,6 +184,17 @@ fn void_line(refs: &[Ref]) -> Vec<u8> {
     line
 }
 
+/// Asks the stream to be ready every second until it is (a node started before its cluster).
+async fn prepare_in_background(link: Arc<Link>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if link.ready().await.is_ok() {
+            tracing::info!("replicate: the stream answers now");
+            return;
+        }
+    }
+}
+
 /// Publishes the pending voids until the stream has them, for as long as the node runs. While
 /// the stream is away it retries with a growing pause (the node takes no post meanwhile, so the
 /// pause stays short) and says so once a minute, not at every try.
@@ -261,6 +272,9 @@ pub async fn start(
     let next_seq = match link.ready().await {
         Ok(ready) => next_seq.max(ready.floor + 1),
         Err(e) => {
+            // Made now in the background, not by the first buyer's post: a stream made by
+            // several nodes' first posts at once timed out for some of them (503s).
+            tokio::spawn(prepare_in_background(link.clone()));
             match config.ack {
                 // The writer asks again before it hands out a reference.
                 AckPolicy::Replicated => {

@@ -601,6 +601,33 @@ fn a_local_ack_node_started_before_its_cluster_ships_everything_once_the_cluster
 }
 
 #[test]
+fn a_replicated_node_started_before_its_cluster_makes_the_stream_before_its_first_post() {
+    let mut cluster = Cluster::start();
+    let site = site(&cluster, "replicated", "n1", |_| {});
+    cluster.kill_all();
+    let s = Server::start(site.path());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    cluster.start_all();
+    // Nobody posts: the node itself must make the stream and put the caps in the stock bucket,
+    // so that its first buyers do not wait on (or time out in) that work.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let made = rt.block_on(async {
+            let js = cluster.jetstream().await;
+            js.get_stream(STREAM).await.is_ok() && js.get_key_value(format!("{STREAM}_stock")).await.is_ok()
+        });
+        if made {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the node never made the stream and the stock bucket by itself");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (status, reference, page) = rt.block_on(order(&s, "First buyer"));
+    assert_eq!(status, 303, "{page}");
+    assert_eq!(rt.block_on(cluster.stream_refs()), vec![reference.unwrap()]);
+}
+
+#[test]
 fn stock_taken_ahead_and_unsold_goes_back_to_the_shared_pool_at_shutdown() {
     let cluster = Cluster::start();
     let block = |p: &Path| {
