@@ -11,7 +11,10 @@
 # Targets: posts >= 0.85 of the floor with p99 < 20 ms at 64 and 1,024 connections; static
 # GET >= 0.95 of the floor.
 #
-# Usage: bench/floor.sh   (DURATION=10s ROUNDS=2 override)
+# BIN=path/to/cofferdam measures that binary and skips its build (the floor is still built,
+# beside the default target's binary, unless FLOOR=path/to/floor names one).
+#
+# Usage: bench/floor.sh   (DURATION=10s ROUNDS=2 BIN= FLOOR= override)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib.sh
@@ -22,9 +25,13 @@ ROUNDS=${ROUNDS:-2}
 ulimit -n "$(ulimit -Hn)"
 
 need wrk curl python3 util-linux
-build_release
-cargo build --release --quiet --example floor
-FLOOR="$(dirname "$BIN")/examples/floor"
+if [[ -z ${BIN:-} ]]; then build_release; fi
+BIN=$(realpath "$BIN")
+if [[ -z ${FLOOR:-} ]]; then
+  cargo build --release --quiet --example floor
+  FLOOR="${CARGO_TARGET_DIR:-target}/release/examples/floor"
+fi
+FLOOR=$(realpath "$FLOOR")
 
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/cofferdam-floor.XXXXXX")
 trap 'cleanup; rm -rf "$SCRATCH"' EXIT

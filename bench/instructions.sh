@@ -7,7 +7,8 @@
 # Kernel time (TCP, fdatasync) is not counted; it is the same for both servers.
 #
 # Usage: bench/instructions.sh   (N=2000 C=16 WARM=300 override; KEEP=1 keeps the callgrind
-# files in bench/out/ for callgrind_annotate; WHAT=get counts a static `GET /` instead)
+# files in bench/out/ for callgrind_annotate; WHAT=get counts a static `GET /` instead;
+# BIN=path/to/cofferdam counts that binary without building it, FLOOR=path/to/floor that floor)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib.sh
@@ -20,9 +21,13 @@ WARM=${WARM:-300}
 WHAT=${WHAT:-post}
 
 need valgrind curl python3 util-linux
-build_release
-cargo build --release --quiet --example floor
-FLOOR="$(dirname "$BIN")/examples/floor"
+if [[ -z ${BIN:-} ]]; then build_release; fi
+BIN=$(realpath "$BIN")
+if [[ -z ${FLOOR:-} ]]; then
+  cargo build --release --quiet --example floor
+  FLOOR="${CARGO_TARGET_DIR:-target}/release/examples/floor"
+fi
+FLOOR=$(realpath "$FLOOR")
 
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/cofferdam-instr.XXXXXX")
 trap 'cleanup; rm -rf "$SCRATCH"' EXIT
