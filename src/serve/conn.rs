@@ -19,6 +19,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -111,8 +112,7 @@ pub async fn serve<H: Handler>(
                 });
                 let (busy_http, stop) = (busy_http.clone(), stop.clone());
                 tokio::spawn(async move {
-                    let started = Instant::now();
-                    let conn = busy_http.serve(stream, started, service, None, stop);
+                    let conn = busy_http.serve(stream, service, None, None, stop);
                     let _ = tokio::time::timeout(BUSY_DEADLINE, conn).await;
                     drop(slot);
                 });
@@ -120,21 +120,27 @@ pub async fn serve<H: Handler>(
             continue;
         };
         let handler = handler.clone();
+        let clock = Arc::new(HeadClock::new(Instant::now()));
+        let answering = clock.clone();
         // One connection's requests: a malformed `Host` is refused, everything else answered
         // by the handler.
         let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            answering.head_read();
             let answer = match super::host::refuse(&req) {
                 Some(refused) => Either::Left(std::future::ready(refused)),
                 None => Either::Right(handler.answer(req, peer)),
             };
-            answer.map(Ok::<_, Infallible>)
+            let answering = answering.clone();
+            answer.map(move |response| {
+                answering.answered();
+                Ok::<_, Infallible>(response)
+            })
         });
         let watcher = graceful.watcher();
         let (http, metrics, stop) = (http.clone(), metrics.clone(), stop.clone());
         tokio::spawn(async move {
-            let started = Instant::now();
             metrics.connections.add(1);
-            http.serve(stream, started, service, Some(watcher), stop).await;
+            http.serve(stream, service, Some(watcher), Some(clock), stop).await;
             metrics.connections.add(-1);
             drop(slot);
         });
@@ -156,7 +162,9 @@ impl Protocols {
     fn new(limits: &Limits, keep_alive: bool) -> Protocols {
         let mut h1 = http1::Builder::new();
         h1.timer(TokioTimer::new())
-            .header_read_timeout(limits.header_timeout)
+            // The head deadline is the connection's own (`HeadClock`); a connection over the
+            // cap has its whole answer's deadline instead.
+            .header_read_timeout(None)
             // hyper answers 431 when a request head outgrows this buffer; 8 KiB is its minimum.
             .max_buf_size(limits.max_header_bytes.max(8192))
             .keep_alive(keep_alive);
@@ -170,15 +178,16 @@ impl Protocols {
         Protocols { h1, h2, header_timeout: limits.header_timeout }
     }
 
-    /// Serves one connection accepted at `started` until it closes. Its first bytes, read within
+    /// Serves one connection until it closes. Its first bytes, read within
     /// the header deadline, choose the protocol; `stop` ends a connection still being read
-    /// then, `watcher` lets requests in flight finish at shutdown.
+    /// then, `watcher` lets requests in flight finish at shutdown; `clock` (told by `service`
+    /// of its requests) closes an HTTP/1 connection whose next head is overdue.
     async fn serve<S>(
         &self,
         stream: TcpStream,
-        started: Instant,
         service: S,
         watcher: Option<Watcher>,
+        clock: Option<Arc<HeadClock>>,
         mut stop: watch::Receiver<bool>,
     ) where
         S: hyper::service::Service<hyper::Request<Incoming>, Response = Response, Error = Infallible> + Send + 'static,
@@ -192,26 +201,186 @@ impl Protocols {
         // Silent for the whole header deadline, closed before a byte, or a read error: the
         // connection is dropped, as hyper drops one that times out before its first byte.
         let Ok(Ok(Some((io, h2)))) = sniffed else { return };
-        let io = TokioIo::new(io);
         if h2 {
             // Boxed: the HTTP/2 connection's state is large, and most connections are HTTP/1.
-            let conn = self.h2.serve_connection(io, service);
+            let conn = self.h2.serve_connection(TokioIo::new(io), service);
             let _ = match watcher {
                 Some(w) => Box::pin(w.watch(conn)).await,
                 None => Box::pin(conn).await,
             };
         } else {
-            // The head's deadline counts from the accept, sniffing included. hyper applies the
-            // setting to the connection's later heads too, which thus lose the sniff's time:
-            // nothing for a client that sends its head at once, as clients do.
-            let mut h1 = self.h1.clone();
-            h1.header_read_timeout(self.header_timeout.saturating_sub(started.elapsed()));
-            let conn = h1.serve_connection(io, service);
-            let _ = match watcher {
-                Some(w) => w.watch(conn).await,
-                None => conn.await,
+            let Some(clock) = clock else {
+                let _ = self.h1.serve_connection(TokioIo::new(io), service).await;
+                return;
             };
+            let io = Clocked { io, clock: clock.clone() };
+            let conn = self.h1.serve_connection(TokioIo::new(io), service);
+            // Not an async block: one that took `conn` would hold it twice, the connection's
+            // state being most of its task's size.
+            let served = match watcher {
+                Some(w) => Either::Left(w.watch(conn)),
+                None => Either::Right(conn),
+            };
+            UntilHeadOverdue::new(served, clock, self.header_timeout).await;
         }
+    }
+}
+
+/// The head deadline of an HTTP/1 connection, kept by the connection rather than by hyper:
+/// hyper arms a timer for every request head (a boxed `Sleep` put into tokio's timer wheel and
+/// taken out again, ~1,300 instructions a request, bench/README.md); this is one timer for
+/// the connection's life, moved only when it fires. The wait for a head counts from the
+/// accept, the last head read or the last byte written, whichever is latest, and not while a
+/// request is being answered or an answer waits for the client to read it.
+pub struct HeadClock {
+    origin: tokio::time::Instant,
+    /// Requests being answered (one at a time on HTTP/1).
+    answering: AtomicU32,
+    /// Nanoseconds after `origin` of the last head read or byte written.
+    since: AtomicU64,
+    /// The last write waited for the client to read.
+    write_blocked: AtomicBool,
+}
+
+impl HeadClock {
+    fn new(accepted: Instant) -> HeadClock {
+        HeadClock {
+            origin: tokio::time::Instant::from_std(accepted),
+            answering: AtomicU32::new(0),
+            since: AtomicU64::new(0),
+            write_blocked: AtomicBool::new(false),
+        }
+    }
+
+    fn touch(&self) {
+        let nanos = self.origin.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
+        self.since.store(nanos, Ordering::Relaxed);
+    }
+
+    fn head_read(&self) {
+        self.answering.fetch_add(1, Ordering::Relaxed);
+        self.touch();
+    }
+
+    fn answered(&self) {
+        self.answering.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// When the wait for a head ends if nothing happens before; `None`: it has ended.
+    fn deadline(&self, timeout: Duration) -> Option<tokio::time::Instant> {
+        let now = tokio::time::Instant::now();
+        let busy = self.answering.load(Ordering::Relaxed) > 0 || self.write_blocked.load(Ordering::Relaxed);
+        let deadline = if busy {
+            now + timeout
+        } else {
+            self.origin + Duration::from_nanos(self.since.load(Ordering::Relaxed)) + timeout
+        };
+        (deadline > now).then_some(deadline)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A connection served until it ends or its next head is overdue; then it is dropped
+    /// unanswered, as hyper drops one. A struct rather than an async fn, which would hold the
+    /// connection twice (as its argument and as the pinned future), the connection's state being
+    /// most of its task's size.
+    struct UntilHeadOverdue<C> {
+        #[pin]
+        conn: C,
+        #[pin]
+        timer: tokio::time::Sleep,
+        clock: Arc<HeadClock>,
+        timeout: Duration,
+        armed: bool,
+    }
+}
+
+impl<C> UntilHeadOverdue<C> {
+    fn new(conn: C, clock: Arc<HeadClock>, timeout: Duration) -> Self {
+        let timer = tokio::time::sleep_until(clock.origin + timeout);
+        UntilHeadOverdue { conn, timer, clock, timeout, armed: false }
+    }
+}
+
+impl<C: Future> Future for UntilHeadOverdue<C> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut this = self.project();
+        if this.conn.poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        // The timer is polled to arm it and once it has fired, not at each of the connection's
+        // wake-ups: checking costs less than a poll, and a tokio task's waker stays the same.
+        loop {
+            if *this.armed && !this.timer.is_elapsed() {
+                return Poll::Pending;
+            }
+            if this.timer.as_mut().poll(cx).is_pending() {
+                *this.armed = true;
+                return Poll::Pending;
+            }
+            match this.clock.deadline(*this.timeout) {
+                Some(at) => {
+                    this.timer.as_mut().reset(at);
+                    *this.armed = false;
+                }
+                None => return Poll::Ready(()),
+            }
+        }
+    }
+}
+
+/// A connection's socket that tells its [`HeadClock`] of its writes.
+struct Clocked<IO> {
+    io: IO,
+    clock: Arc<HeadClock>,
+}
+
+impl<IO> Clocked<IO> {
+    fn wrote<T>(&self, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        let blocked = poll.is_pending();
+        self.clock.write_blocked.store(blocked, Ordering::Relaxed);
+        if !blocked {
+            self.clock.touch();
+        }
+        poll
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Clocked<IO> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Clocked<IO> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.wrote(poll)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.wrote(poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 

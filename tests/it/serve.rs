@@ -349,6 +349,30 @@ fn idle_keep_alive_connection_is_closed_after_the_header_timeout() {
 }
 
 #[test]
+fn a_post_whose_body_comes_after_the_header_timeout_is_answered() {
+    let (site, s) = served_with_short_header_timeout();
+    // The head is complete at once; the body comes 1.2 s later, past the 500 ms head deadline
+    // but well within the body's own (10 s): the request is being answered, not waiting for a
+    // head, so the connection must not be dropped.
+    let body = order_body("Late Body");
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    let head = format!(
+        "POST /submit/order HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://127.0.0.1:{port}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len(),
+        port = s.port
+    );
+    c.write_all(head.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    c.write_all(body.as_bytes()).unwrap();
+    let (answer, _) = until_closed(&mut c);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 303"), "{answer:.300}");
+    let names: Vec<String> = records(&site.path().join("collected")).iter().map(|r| r.fields["name"].clone()).collect();
+    assert_eq!(names, ["Late Body"]);
+}
+
+#[test]
 fn a_request_sent_a_byte_at_a_time_is_answered() {
     let (_site, s) = served();
     // 'P' is also how the HTTP/2 preface starts: the server must not take it for HTTP/2.
