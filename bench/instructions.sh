@@ -21,13 +21,7 @@ WARM=${WARM:-300}
 WHAT=${WHAT:-post}
 
 need valgrind curl python3 util-linux
-if [[ -z ${BIN:-} ]]; then build_release; fi
-BIN=$(realpath "$BIN")
-if [[ -z ${FLOOR:-} ]]; then
-  cargo build --release --quiet --example floor
-  FLOOR="${CARGO_TARGET_DIR:-target}/release/examples/floor"
-fi
-FLOOR=$(realpath "$FLOOR")
+cofferdam_and_floor
 
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/cofferdam-instr.XXXXXX")
 trap 'cleanup; rm -rf "$SCRATCH"' EXIT

@@ -33,6 +33,18 @@ build_release() {
   export BIN
 }
 
+# Sets BIN (cofferdam) and FLOOR (bench/floor) to absolute paths: the ones given, or built here.
+cofferdam_and_floor() {
+  if [[ -z ${BIN:-} ]]; then build_release; fi
+  BIN=$(realpath "$BIN")
+  if [[ -z ${FLOOR:-} ]]; then
+    cargo build --release --quiet --example floor
+    FLOOR="${CARGO_TARGET_DIR:-target}/release/examples/floor"
+  fi
+  FLOOR=$(realpath "$FLOOR")
+  export BIN FLOOR
+}
+
 # Waits until URL answers 2xx, at most ~10 s.
 wait_http() {
   local url=$1
