@@ -178,10 +178,10 @@ impl Protocols {
         Protocols { h1, h2, header_timeout: limits.header_timeout }
     }
 
-    /// Serves one connection until it closes. Its first bytes, read within
-    /// the header deadline, choose the protocol; `stop` ends a connection still being read
-    /// then, `watcher` lets requests in flight finish at shutdown; `clock` (told by `service`
-    /// of its requests) closes an HTTP/1 connection whose next head is overdue.
+    /// Serves one connection until it closes. Its first bytes, read within the header deadline,
+    /// choose the protocol; `stop` ends a connection still being read then, `watcher` lets
+    /// requests in flight finish at shutdown; `clock` (told by `service` of its requests)
+    /// closes an HTTP/1 connection whose next head is overdue.
     async fn serve<S>(
         &self,
         stream: TcpStream,
