@@ -209,11 +209,8 @@ impl Protocols {
                 None => Box::pin(conn).await,
             };
         } else {
-            let Some(clock) = clock else {
-                let _ = self.h1.serve_connection(TokioIo::new(io), service).await;
-                return;
-            };
-            let io = Clocked { io, clock: clock.clone() };
+            let mut io = io;
+            io.clock = clock.clone();
             let conn = self.h1.serve_connection(TokioIo::new(io), service);
             // Not an async block: one that took `conn` would hold it twice, the connection's
             // state being most of its task's size.
@@ -221,7 +218,13 @@ impl Protocols {
                 Some(w) => Either::Left(w.watch(conn)),
                 None => Either::Right(conn),
             };
-            UntilHeadOverdue::new(served, clock, self.header_timeout).await;
+            match clock {
+                Some(clock) => UntilHeadOverdue::new(served, clock, self.header_timeout).await,
+                // A connection over the cap: its whole answer has a deadline instead.
+                None => {
+                    let _ = served.await;
+                }
+            }
         }
     }
 }
@@ -264,6 +267,14 @@ impl HeadClock {
 
     fn answered(&self) {
         self.answering.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A write went out, or (`blocked`) waits for the client to read.
+    fn wrote(&self, blocked: bool) {
+        self.write_blocked.store(blocked, Ordering::Relaxed);
+        if !blocked {
+            self.touch();
+        }
     }
 
     /// When the wait for a head ends if nothing happens before; `None`: it has ended.
@@ -331,59 +342,6 @@ impl<C: Future> Future for UntilHeadOverdue<C> {
     }
 }
 
-/// A connection's socket that tells its [`HeadClock`] of its writes.
-struct Clocked<IO> {
-    io: IO,
-    clock: Arc<HeadClock>,
-}
-
-impl<IO> Clocked<IO> {
-    fn wrote<T>(&self, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
-        let blocked = poll.is_pending();
-        self.clock.write_blocked.store(blocked, Ordering::Relaxed);
-        if !blocked {
-            self.clock.touch();
-        }
-        poll
-    }
-}
-
-impl<IO: AsyncRead + Unpin> AsyncRead for Clocked<IO> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
-    }
-}
-
-impl<IO: AsyncWrite + Unpin> AsyncWrite for Clocked<IO> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let poll = Pin::new(&mut this.io).poll_write(cx, buf);
-        this.wrote(poll)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let poll = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
-        this.wrote(poll)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
-}
-
 /// Reads the client's first bytes until they are the h2 preface or cannot be; returns them
 /// with the socket, and whether the client speaks HTTP/2. `None` when it closed first.
 async fn sniff(mut stream: TcpStream) -> io::Result<Option<(Replay, bool)>> {
@@ -403,16 +361,26 @@ async fn sniff(mut stream: TcpStream) -> io::Result<Option<(Replay, bool)>> {
         return Ok(None);
     }
     let h2 = head[..len] == H2_PREFACE[..];
-    Ok(Some((Replay { stream, head, pos: 0, len: len as u8 }, h2)))
+    Ok(Some((Replay { stream, head, pos: 0, len: len as u8, clock: None }, h2)))
 }
 
 /// A socket whose first bytes were already read: they are handed out again before anything
-/// more is read from it.
+/// more is read from it. It tells its connection's [`HeadClock`], if any, of its writes.
 struct Replay {
     stream: TcpStream,
     head: [u8; H2_PREFACE.len()],
     pos: u8,
     len: u8,
+    clock: Option<Arc<HeadClock>>,
+}
+
+impl Replay {
+    fn wrote<T>(&self, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if let Some(clock) = &self.clock {
+            clock.wrote(poll.is_pending());
+        }
+        poll
+    }
 }
 
 impl AsyncRead for Replay {
@@ -431,7 +399,9 @@ impl AsyncRead for Replay {
 
 impl AsyncWrite for Replay {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.wrote(poll)
     }
 
     fn poll_write_vectored(
@@ -439,7 +409,9 @@ impl AsyncWrite for Replay {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.wrote(poll)
     }
 
     fn is_write_vectored(&self) -> bool {
