@@ -141,12 +141,23 @@ impl Cluster {
         format!("nats://127.0.0.1:{}/{STREAM}", alive.port)
     }
 
-    /// The index of the server leading the stream.
+    /// The index of the server leading the stream. Asked again for a while: with the other
+    /// tests' servers on the same two cores, a JetStream API request can time out.
     async fn leader(&self) -> usize {
         let js = self.jetstream().await;
-        let info = js.get_stream(STREAM).await.unwrap().get_info().await.unwrap();
-        let leader = info.cluster.and_then(|c| c.leader).expect("the stream has a leader");
-        self.nodes.iter().position(|n| n.name == leader).unwrap()
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let info = match js.get_stream(STREAM).await {
+                Ok(stream) => stream.get_info().await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let leader = info.map(|i| i.cluster.and_then(|c| c.leader));
+            match leader {
+                Ok(Some(leader)) => return self.nodes.iter().position(|n| n.name == leader).unwrap(),
+                other => assert!(Instant::now() < deadline, "no leader of the stream after 30 s: {other:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     async fn jetstream(&self) -> jetstream::Context {
