@@ -13,7 +13,7 @@ use futures_util::future::{Either, FutureExt};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::Watcher;
+use hyper_util::server::graceful::GracefulConnection;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
@@ -25,7 +25,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::futures::OwnedNotified;
+use tokio::sync::{watch, Notify, Semaphore};
 use tower::ServiceExt;
 
 /// What answers the requests of a listener's connections (once a malformed `Host` is refused).
@@ -80,8 +81,10 @@ pub async fn serve<H: Handler>(
     metrics: Arc<ServeMetrics>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let drain = Arc::new(Drain::default());
+    // A cap past u32::MAX is no cap; clamped so that shutdown can wait for every slot at once.
+    let cap = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    let slots = Arc::new(Semaphore::new(cap as usize));
     // Connections being told "busy" are capped too, so a flood cannot run us out of sockets.
     let busy_slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let http = Arc::new(Protocols::new(&limits, true));
@@ -110,9 +113,9 @@ pub async fn serve<H: Handler>(
                     response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
                     std::future::ready(Ok::<_, Infallible>(response))
                 });
-                let (busy_http, stop) = (busy_http.clone(), stop.clone());
+                let (busy_http, drain) = (busy_http.clone(), drain.clone());
                 tokio::spawn(async move {
-                    let conn = busy_http.serve(stream, service, None, None, stop);
+                    let conn = busy_http.serve(stream, service, None, drain);
                     let _ = tokio::time::timeout(BUSY_DEADLINE, conn).await;
                     drop(slot);
                 });
@@ -136,17 +139,18 @@ pub async fn serve<H: Handler>(
                 Ok::<_, Infallible>(response)
             })
         });
-        let watcher = graceful.watcher();
-        let (http, metrics, stop) = (http.clone(), metrics.clone(), stop.clone());
+        let (http, metrics, drain) = (http.clone(), metrics.clone(), drain.clone());
         tokio::spawn(async move {
             metrics.connections.add(1);
-            http.serve(stream, service, Some(watcher), Some(clock), stop).await;
+            http.serve(stream, service, Some(clock), drain).await;
             metrics.connections.add(-1);
             drop(slot);
         });
     }
     drop(listener);
-    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await.is_err() {
+    drain.begin();
+    // Every connection gives its slot back when it ends.
+    if tokio::time::timeout(Duration::from_secs(10), slots.acquire_many(cap)).await.is_err() {
         tracing::warn!("some connections were still open 10 s after shutdown began");
     }
 }
@@ -179,45 +183,31 @@ impl Protocols {
     }
 
     /// Serves one connection until it closes. Its first bytes, read within the header deadline,
-    /// choose the protocol; `stop` ends a connection still being read then, `watcher` lets
-    /// requests in flight finish at shutdown; `clock` (told by `service` of its requests)
-    /// closes an HTTP/1 connection whose next head is overdue.
-    async fn serve<S>(
-        &self,
-        stream: TcpStream,
-        service: S,
-        watcher: Option<Watcher>,
-        clock: Option<Arc<HeadClock>>,
-        mut stop: watch::Receiver<bool>,
-    ) where
+    /// choose the protocol; at shutdown (`drain`) a connection still being read then is
+    /// dropped, one being served finishes the requests in flight; `clock` (told by `service`
+    /// of its requests) closes an HTTP/1 connection whose next head is overdue.
+    async fn serve<S>(&self, stream: TcpStream, service: S, clock: Option<Arc<HeadClock>>, drain: Arc<Drain>)
+    where
         S: hyper::service::Service<hyper::Request<Incoming>, Response = Response, Error = Infallible> + Send + 'static,
         S::Future: Send + 'static,
     {
         let sniffed = tokio::select! {
             sniffed = tokio::time::timeout(self.header_timeout, sniff(stream)) => sniffed,
-            _ = stop.changed() => return,
+            _ = drain.stopped() => return,
         };
-        drop(stop);
         // Silent for the whole header deadline, closed before a byte, or a read error: the
         // connection is dropped, as hyper drops one that times out before its first byte.
         let Ok(Ok(Some((io, h2)))) = sniffed else { return };
         if h2 {
             // Boxed: the HTTP/2 connection's state is large, and most connections are HTTP/1.
             let conn = self.h2.serve_connection(TokioIo::new(io), service);
-            let _ = match watcher {
-                Some(w) => Box::pin(w.watch(conn)).await,
-                None => Box::pin(conn).await,
-            };
+            let _ = Box::pin(Graceful::new(conn, drain)).await;
         } else {
             let mut io = io;
             io.clock = clock.clone();
-            let conn = self.h1.serve_connection(TokioIo::new(io), service);
-            // Not an async block: one that took `conn` would hold it twice, the connection's
-            // state being most of its task's size.
-            let served = match watcher {
-                Some(w) => Either::Left(w.watch(conn)),
-                None => Either::Right(conn),
-            };
+            // Not an async block: one that took the connection would hold it twice, its state
+            // being most of its task's size.
+            let served = Graceful::new(self.h1.serve_connection(TokioIo::new(io), service), drain);
             match clock {
                 Some(clock) => UntilHeadOverdue::new(served, clock, self.header_timeout).await,
                 // A connection over the cap: its whole answer has a deadline instead.
@@ -226,6 +216,78 @@ impl Protocols {
                 }
             }
         }
+    }
+}
+
+/// A listener's shutdown, as its connections see it: each is woken once when it begins and
+/// otherwise reads a flag, where hyper-util's `Watcher` polls a `watch` channel's future at
+/// every wake-up of every connection (~150 instructions a request, bench/README.md).
+#[derive(Default)]
+struct Drain {
+    stopping: AtomicBool,
+    wake: Arc<Notify>,
+}
+
+impl Drain {
+    fn begin(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.wake.notify_waiters();
+    }
+
+    fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Resolves once shutdown has begun.
+    async fn stopped(&self) {
+        let woken = self.wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        if !self.is_stopping() {
+            woken.await;
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A connection that, once its listener's shutdown begins, finishes the requests in flight
+    /// and closes (hyper's graceful shutdown: an idle HTTP/1 connection closes at once, an
+    /// HTTP/2 one is sent GOAWAY).
+    struct Graceful<C> {
+        #[pin]
+        conn: C,
+        #[pin]
+        woken: OwnedNotified,
+        drain: Arc<Drain>,
+        registered: bool,
+        stopping: bool,
+    }
+}
+
+impl<C> Graceful<C> {
+    fn new(conn: C, drain: Arc<Drain>) -> Self {
+        // Made before the first poll: a shutdown that begins in between still wakes it.
+        let woken = drain.wake.clone().notified_owned();
+        Graceful { conn, woken, drain, registered: false, stopping: false }
+    }
+}
+
+impl<C: GracefulConnection> Future for Graceful<C> {
+    type Output = C::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<C::Output> {
+        let mut this = self.project();
+        if !*this.stopping {
+            // Polled once, to register the task's waker (a tokio task's stays the same), and
+            // the flag read after that: reading costs less than a poll.
+            let woken = !*this.registered && this.woken.poll(cx).is_ready();
+            *this.registered = true;
+            if woken || this.drain.is_stopping() {
+                *this.stopping = true;
+                this.conn.as_mut().graceful_shutdown();
+            }
+        }
+        this.conn.poll(cx)
     }
 }
 

@@ -208,6 +208,49 @@ fn sigterm_exits_zero() {
     assert!(TcpStream::connect(("127.0.0.1", s.port)).is_err(), "still accepting after exit");
 }
 
+#[test]
+fn sigterm_lets_a_post_in_flight_finish_and_closes_idle_connections() {
+    let (site, mut s) = served();
+    // A keep-alive connection that has had its answer and waits for its next request.
+    let mut idle = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    idle.write_all(b"HEAD /robots.txt HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut first = Vec::new();
+    while !first.ends_with(b"\r\n\r\n") {
+        let mut chunk = [0u8; 4096];
+        let n = idle.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed before its answer");
+        first.extend_from_slice(&chunk[..n]);
+    }
+    assert!(first.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&first));
+    // A post whose head is in and whose body is still coming when the server is told to stop.
+    let body = order_body("Mid Shutdown");
+    let mut busy = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    let head = format!(
+        "POST /submit/order HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://127.0.0.1:{port}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+        body.len(),
+        port = s.port
+    );
+    busy.write_all(head.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    s.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+
+    // The idle connection is closed at once, without an answer to a request it never sent.
+    let (rest, took) = until_closed(&mut idle);
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    assert!(took < Duration::from_secs(5), "an idle connection held the shutdown for {took:?}");
+    // The post in flight is still taken, answered and recorded, and its connection then closed.
+    busy.write_all(body.as_bytes()).unwrap();
+    let (answer, _) = until_closed(&mut busy);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 303"), "{answer:.300}");
+    assert!(s.wait_exit(15).success());
+    let names: Vec<String> = records(&site.path().join("collected")).iter().map(|r| r.fields["name"].clone()).collect();
+    assert_eq!(names, ["Mid Shutdown"]);
+}
+
 #[tokio::test]
 async fn sighup_swaps_in_a_new_build() {
     let (site, s) = served();
