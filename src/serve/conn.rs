@@ -200,8 +200,18 @@ impl Protocols {
         let Ok(Ok(Some((io, h2)))) = sniffed else { return };
         if h2 {
             // Boxed: the HTTP/2 connection's state is large, and most connections are HTTP/1.
-            let conn = self.h2.serve_connection(TokioIo::new(io), service);
-            let _ = Box::pin(Graceful::new(conn, drain)).await;
+            let served = Graceful::new(self.h2.serve_connection(TokioIo::new(io), service), drain);
+            match clock {
+                Some(clock) => {
+                    // Its writes do not count, a client's pings being answered with writes:
+                    // a connection with no request for the head deadline is told to go away.
+                    clock.answers_count.store(true, Ordering::Relaxed);
+                    Box::pin(UntilHeadOverdue::new(served, clock, self.header_timeout, Overdue::GoAway)).await
+                }
+                None => {
+                    let _ = Box::pin(served).await;
+                }
+            }
         } else {
             let mut io = io;
             io.clock = clock.clone();
@@ -209,7 +219,7 @@ impl Protocols {
             // being most of its task's size.
             let served = Graceful::new(self.h1.serve_connection(TokioIo::new(io), service), drain);
             match clock {
-                Some(clock) => UntilHeadOverdue::new(served, clock, self.header_timeout).await,
+                Some(clock) => UntilHeadOverdue::new(served, clock, self.header_timeout, Overdue::Drop).await,
                 // A connection over the cap: its whole answer has a deadline instead.
                 None => {
                     let _ = served.await;
@@ -272,31 +282,42 @@ impl<C> Graceful<C> {
     }
 }
 
+impl<C: GracefulConnection> Graceful<C> {
+    /// Finishes the requests in flight and closes, whatever the listener does.
+    fn stop(self: Pin<&mut Self>) {
+        let this = self.project();
+        if !*this.stopping {
+            *this.stopping = true;
+            this.conn.graceful_shutdown();
+        }
+    }
+}
+
 impl<C: GracefulConnection> Future for Graceful<C> {
     type Output = C::Output;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<C::Output> {
-        let mut this = self.project();
-        if !*this.stopping {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<C::Output> {
+        if !self.stopping {
+            let this = self.as_mut().project();
             // Polled once, to register the task's waker (a tokio task's stays the same), and
             // the flag read after that: reading costs less than a poll.
             let woken = !*this.registered && this.woken.poll(cx).is_ready();
             *this.registered = true;
             if woken || this.drain.is_stopping() {
-                *this.stopping = true;
-                this.conn.as_mut().graceful_shutdown();
+                self.as_mut().stop();
             }
         }
-        this.conn.poll(cx)
+        self.project().conn.poll(cx)
     }
 }
 
-/// The head deadline of an HTTP/1 connection, kept by the connection rather than by hyper:
-/// hyper arms a timer for every request head (a boxed `Sleep` put into tokio's timer wheel and
-/// taken out again, ~1,300 instructions a request, bench/README.md); this is one timer for
-/// the connection's life, moved only when it fires. The wait for a head counts from the
-/// accept, the last head read or the last byte written, whichever is latest, and not while a
-/// request is being answered or an answer waits for the client to read it.
+/// The head deadline of a connection, kept by the connection rather than by hyper: hyper arms
+/// a timer for every HTTP/1 request head (a boxed `Sleep` put into tokio's timer wheel and
+/// taken out again, ~1,300 instructions a request, bench/README.md), and none for HTTP/2; this
+/// is one timer for the connection's life, moved only when it fires. The wait for a head counts
+/// from the accept, the last head read or the last byte written (HTTP/2: the last answer),
+/// whichever is latest, and not while a request is being answered or an answer waits for the
+/// client to read it.
 pub struct HeadClock {
     origin: tokio::time::Instant,
     /// Requests being answered (one at a time on HTTP/1).
@@ -305,6 +326,8 @@ pub struct HeadClock {
     since: AtomicU64,
     /// The last write waited for the client to read.
     write_blocked: AtomicBool,
+    /// An answer done restarts the wait (HTTP/2, whose writes are not counted).
+    answers_count: AtomicBool,
 }
 
 impl HeadClock {
@@ -314,6 +337,7 @@ impl HeadClock {
             answering: AtomicU32::new(0),
             since: AtomicU64::new(0),
             write_blocked: AtomicBool::new(false),
+            answers_count: AtomicBool::new(false),
         }
     }
 
@@ -329,6 +353,9 @@ impl HeadClock {
 
     fn answered(&self) {
         self.answering.fetch_sub(1, Ordering::Relaxed);
+        if self.answers_count.load(Ordering::Relaxed) {
+            self.touch();
+        }
     }
 
     /// A write went out, or (`blocked`) waits for the client to read.
@@ -352,36 +379,50 @@ impl HeadClock {
     }
 }
 
+/// What becomes of a connection whose next head is overdue.
+#[derive(Clone, Copy, PartialEq)]
+enum Overdue {
+    /// Dropped unanswered, as hyper drops an HTTP/1 connection whose head is late.
+    Drop,
+    /// Told to go away (HTTP/2's GOAWAY), its streams in flight finishing.
+    GoAway,
+    /// Told already: the deadline no longer matters.
+    Going,
+}
+
 pin_project_lite::pin_project! {
-    /// A connection served until it ends or its next head is overdue; then it is dropped
-    /// unanswered, as hyper drops one. A struct rather than an async fn, which would hold the
-    /// connection twice (as its argument and as the pinned future), the connection's state being
-    /// most of its task's size.
+    /// A connection served until it ends or its next head is overdue. A struct rather than an
+    /// async fn, which would hold the connection twice (as its argument and as the pinned
+    /// future), the connection's state being most of its task's size.
     struct UntilHeadOverdue<C> {
         #[pin]
-        conn: C,
+        conn: Graceful<C>,
         #[pin]
         timer: tokio::time::Sleep,
         clock: Arc<HeadClock>,
         timeout: Duration,
         armed: bool,
+        overdue: Overdue,
     }
 }
 
 impl<C> UntilHeadOverdue<C> {
-    fn new(conn: C, clock: Arc<HeadClock>, timeout: Duration) -> Self {
+    fn new(conn: Graceful<C>, clock: Arc<HeadClock>, timeout: Duration, overdue: Overdue) -> Self {
         let timer = tokio::time::sleep_until(clock.origin + timeout);
-        UntilHeadOverdue { conn, timer, clock, timeout, armed: false }
+        UntilHeadOverdue { conn, timer, clock, timeout, armed: false, overdue }
     }
 }
 
-impl<C: Future> Future for UntilHeadOverdue<C> {
+impl<C: GracefulConnection> Future for UntilHeadOverdue<C> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let mut this = self.project();
-        if this.conn.poll(cx).is_ready() {
+        if this.conn.as_mut().poll(cx).is_ready() {
             return Poll::Ready(());
+        }
+        if *this.overdue == Overdue::Going {
+            return Poll::Pending;
         }
         // The timer is polled to arm it and once it has fired, not at each of the connection's
         // wake-ups: checking costs less than a poll, and a tokio task's waker stays the same.
@@ -398,7 +439,13 @@ impl<C: Future> Future for UntilHeadOverdue<C> {
                     this.timer.as_mut().reset(at);
                     *this.armed = false;
                 }
-                None => return Poll::Ready(()),
+                None if *this.overdue == Overdue::Drop => return Poll::Ready(()),
+                None => {
+                    *this.overdue = Overdue::Going;
+                    this.conn.as_mut().stop();
+                    // Polled again, for the connection to send its GOAWAY.
+                    return this.conn.poll(cx).map(|_| ());
+                }
             }
         }
     }

@@ -109,6 +109,28 @@ async fn http2_with_prior_knowledge_gets_the_page_and_takes_an_order() {
     assert_eq!(names, ["Hana Two"], "the h2 order is on disk");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_connection_is_told_to_go_away_although_it_answers_pings() {
+    let site = example_site();
+    edit(site.path(), "cofferdam.toml", "header_timeout_ms = 5000", "header_timeout_ms = 500");
+    build(site.path());
+    let s = serve_here(site.path()).await;
+    // reqwest keeps its HTTP/2 connection and answers the server's pings (every 500 ms here).
+    let h2 = reqwest::Client::builder().http2_prior_knowledge().no_proxy().build().unwrap();
+    let page = h2.get(url(&s, "/")).send().await.unwrap();
+    assert_eq!((page.version(), page.status().as_u16()), (reqwest::Version::HTTP_2, 200));
+    assert_eq!(s.app.metrics.connections.get(), 1, "the client holds its connection open");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while s.app.metrics.connections.get() > 0 {
+        assert!(std::time::Instant::now() < deadline, "an idle HTTP/2 connection kept its slot for 5 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The client was told, not cut off: its next request opens a new connection.
+    let again = h2.get(url(&s, "/")).send().await.unwrap();
+    assert_eq!(again.status(), 200);
+    s.stop().await;
+}
+
 /// A post whose head is complete and whose body trickles in a byte at a time, as a slowloris
 /// tool sends it. Returns the server's answer, if any, and how many body bytes were sent.
 async fn trickle(addr: SocketAddr, declared: usize, every: Duration, stop: &AtomicBool) -> (String, usize) {
