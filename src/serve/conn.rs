@@ -185,7 +185,8 @@ impl Protocols {
     /// Serves one connection until it closes. Its first bytes, read within the header deadline,
     /// choose the protocol; at shutdown (`drain`) a connection still being read then is
     /// dropped, one being served finishes the requests in flight; `clock` (told by `service`
-    /// of its requests) closes an HTTP/1 connection whose next head is overdue.
+    /// of its requests) drops an HTTP/1 connection whose next head is overdue and sends an
+    /// HTTP/2 one GOAWAY.
     async fn serve<S>(&self, stream: TcpStream, service: S, clock: Option<Arc<HeadClock>>, drain: Arc<Drain>)
     where
         S: hyper::service::Service<hyper::Request<Incoming>, Response = Response, Error = Infallible> + Send + 'static,
@@ -322,7 +323,7 @@ pub struct HeadClock {
     origin: tokio::time::Instant,
     /// Requests being answered (one at a time on HTTP/1).
     answering: AtomicU32,
-    /// Nanoseconds after `origin` of the last head read or byte written.
+    /// Nanoseconds after `origin` of the last head read or byte written (HTTP/2: answer done).
     since: AtomicU64,
     /// The last write waited for the client to read.
     write_blocked: AtomicBool,

@@ -105,8 +105,7 @@ async fn http2_with_prior_knowledge_gets_the_page_and_takes_an_order() {
     assert_eq!(order.status(), 303);
     assert_eq!(header(&order, "location"), "/thanks/");
     s.stop().await;
-    let names: Vec<String> = records(&site.path().join("collected")).iter().map(|r| r.fields["name"].clone()).collect();
-    assert_eq!(names, ["Hana Two"], "the h2 order is on disk");
+    assert_eq!(recorded_names(site.path()), ["Hana Two"], "the h2 order is on disk");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -226,13 +226,7 @@ fn sigterm_lets_a_post_in_flight_finish_and_closes_idle_connections() {
     // A post whose head is in and whose body is still coming when the server is told to stop.
     let body = order_body("Mid Shutdown");
     let mut busy = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
-    let head = format!(
-        "POST /submit/order HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://127.0.0.1:{port}\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
-        body.len(),
-        port = s.port
-    );
-    busy.write_all(head.as_bytes()).unwrap();
+    busy.write_all(order_head(s.port, &body, "keep-alive").as_bytes()).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     s.signal(libc::SIGTERM);
     std::thread::sleep(Duration::from_millis(300));
@@ -247,8 +241,7 @@ fn sigterm_lets_a_post_in_flight_finish_and_closes_idle_connections() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 303"), "{answer:.300}");
     assert!(s.wait_exit(15).success());
-    let names: Vec<String> = records(&site.path().join("collected")).iter().map(|r| r.fields["name"].clone()).collect();
-    assert_eq!(names, ["Mid Shutdown"]);
+    assert_eq!(recorded_names(site.path()), ["Mid Shutdown"]);
 }
 
 #[tokio::test]
@@ -340,6 +333,15 @@ fn served_with_short_header_timeout() -> (tempfile::TempDir, Server) {
     (site, server)
 }
 
+/// The head of an order post of `body` to the server on `port`, sent apart from its body.
+fn order_head(port: u16, body: &str, connection: &str) -> String {
+    format!(
+        "POST /submit/order HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://127.0.0.1:{port}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n",
+        body.len()
+    )
+}
+
 /// Reads until the server closes `c` (or our 10 s read timeout); returns what came and when.
 fn until_closed(c: &mut TcpStream) -> (Vec<u8>, Duration) {
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -399,20 +401,13 @@ fn a_post_whose_body_comes_after_the_header_timeout_is_answered() {
     // head, so the connection must not be dropped.
     let body = order_body("Late Body");
     let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
-    let head = format!(
-        "POST /submit/order HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://127.0.0.1:{port}\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len(),
-        port = s.port
-    );
-    c.write_all(head.as_bytes()).unwrap();
+    c.write_all(order_head(s.port, &body, "close").as_bytes()).unwrap();
     std::thread::sleep(Duration::from_millis(1200));
     c.write_all(body.as_bytes()).unwrap();
     let (answer, _) = until_closed(&mut c);
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 303"), "{answer:.300}");
-    let names: Vec<String> = records(&site.path().join("collected")).iter().map(|r| r.fields["name"].clone()).collect();
-    assert_eq!(names, ["Late Body"]);
+    assert_eq!(recorded_names(site.path()), ["Late Body"]);
 }
 
 #[test]

@@ -252,6 +252,11 @@ pub fn order_body(name: &str) -> String {
     )
 }
 
+/// The `name` field of every record under the site's `collected/`, in file order.
+pub fn recorded_names(site: &Path) -> Vec<String> {
+    records(&site.join("collected")).iter().map(|r| r.fields["name"].clone()).collect()
+}
+
 /// All records (good ones) under `collected`, in file order.
 pub fn records(collected: &Path) -> Vec<cofferdam::record::Record> {
     let mut out = Vec::new();
