@@ -7,7 +7,9 @@
 # (bench/post-order.lua, a valid order with a unique name each, so cofferdam stores every one
 # with full validation, its signed receipt cookie and its metrics). Each server is pinned to
 # core 0, wrk to core 1; posts at 64 and 1,024 connections, GETs at 64, ROUNDS rounds each.
-# Prints requests/s, p50, p99 and the ratios cofferdam/floor (best round of each).
+# Prints requests/s, p50, p99 and the ratios cofferdam/floor (best round of each), and where
+# core 0 went a request (user, kernel, softirq, idle incl. waiting for the disk, in µs), which
+# tells a server that ran out of CPU from one that waited.
 # Targets: posts >= 0.85 of the floor with p99 < 20 ms at 64 and 1,024 connections; static
 # GET >= 0.95 of the floor.
 #
@@ -45,18 +47,34 @@ load() {
   local name=$1 url=$2 round
   for round in $(seq 1 "$ROUNDS"); do
     for conns in 64 1024; do
-      run_wrk "floor-$name-post-c$conns-$round" -t1 -c"$conns" -d"$DURATION" --latency \
+      timed_wrk "floor-$name-post-c$conns-$round" -t1 -c"$conns" -d"$DURATION" --latency \
         -s bench/post-order.lua "$url"
       report "$name" "post-c$conns" "$round"
     done
-    run_wrk "floor-$name-get-$round" -t1 -c64 -d"$DURATION" --latency -H 'Accept-Encoding: br, gzip' "$url/"
+    timed_wrk "floor-$name-get-$round" -t1 -c64 -d"$DURATION" --latency -H 'Accept-Encoding: br, gzip' "$url/"
     report "$name" get-c64 "$round"
   done
 }
+# Core 0's ticks (1/100 s) so far: user, kernel, softirq, idle (with I/O wait).
+core0_ticks() { awk '$1 == "cpu0" {print $2 + $3, $4 + $7, $8, $5 + $6; exit}' /proc/stat; }
+# run_wrk, and where core 0 (the server's) went: CORE="user kernel softirq idle", µs a request.
+timed_wrk() {
+  local before after
+  before=$(core0_ticks)
+  run_wrk "$@"
+  after=$(core0_ticks)
+  local requests
+  requests=$(awk '/requests in/ {print $1; exit}' "$OUT/wrk-$1.txt")
+  CORE=$(awk -v b="$before" -v a="$after" -v n="${requests:-0}" 'BEGIN {
+    split(b, x); split(a, y)
+    if (n == 0) n = 1
+    printf "%.1f %.1f %.1f %.1f", (y[1] - x[1]) * 1e4 / n, (y[2] - x[2]) * 1e4 / n, (y[3] - x[3]) * 1e4 / n, (y[4] - x[4]) * 1e4 / n
+  }')
+}
 report() {
-  printf '%-10s %-10s round %s: %8s req/s  p50 %7s ms  p99 %7s ms  errors/non-2xx-3xx %s\n' \
-    "$1" "$2" "$3" "$RPS" "$P50" "$P99" "$BAD"
-  echo "$1 $2 $3 $RPS $P50 $P99 $BAD" >>"$RESULTS"
+  printf '%-10s %-10s round %s: %8s req/s  p50 %7s ms  p99 %7s ms  errors/non-2xx-3xx %s  core 0 µs/req user %s kernel %s softirq %s idle %s\n' \
+    "$1" "$2" "$3" "$RPS" "$P50" "$P99" "$BAD" $CORE
+  echo "$1 $2 $3 $RPS $P50 $P99 $BAD $CORE" >>"$RESULTS"
 }
 
 start() {
@@ -98,11 +116,15 @@ echo "bench: lines on disk: floor $(wc -l <"$SCRATCH/floor.jsonl"), cofferdam $(
 
 echo
 echo "== cofferdam/floor, $(nproc) cores, server on core 0, wrk -t1 on core 1, $DURATION (best of $ROUNDS); load $(cut -d' ' -f1-3 /proc/loadavg)"
-best() { awk -v n="$1" -v l="$2" '$1 == n && $2 == l && $4 > r {r = $4; p99 = $6} END {print r, p99}' "$RESULTS"; }
+best() {
+  awk -v n="$1" -v l="$2" '$1 == n && $2 == l && $4 > r {r = $4; p99 = $6; core = $8 "/" $9 "/" $10 "/" $11}
+    END {print r, p99, core}' "$RESULTS"
+}
 for load in post-c64 post-c1024 get-c64; do
-  read -r frps fp99 <<<"$(best floor "$load")"
-  read -r crps cp99 <<<"$(best cofferdam "$load")"
+  read -r frps fp99 fcore <<<"$(best floor "$load")"
+  read -r crps cp99 ccore <<<"$(best cofferdam "$load")"
   target=$([[ $load == get* ]] && echo 0.95 || echo 0.85)
   printf '%-11s floor %8s req/s p99 %7s ms | cofferdam %8s req/s p99 %7s ms | ratio %s (target >= %s)\n' \
     "$load" "$frps" "$fp99" "$crps" "$cp99" "$(ratio "$crps" "$frps")" "$target"
+  printf '%-11s core 0 µs a request, user/kernel/softirq/idle: floor %s, cofferdam %s\n' "" "$fcore" "$ccore"
 done
