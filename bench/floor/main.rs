@@ -132,6 +132,11 @@ fn status(code: StatusCode) -> Response<Full<Bytes>> {
 
 /// The group commit: whatever is queued, one write, one `fdatasync`, then every answer.
 fn writer(mut log: File, mut rx: mpsc::Receiver<Job>) {
+    // As cofferdam's writer (collect/writer.rs): no wake-up preemption, so on a busy core the
+    // posts being handled are queued before a batch is taken.
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: a system call about the calling thread (0) with a valid parameter.
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut buf = Vec::with_capacity(MAX_BATCH * 256);
     while let Some(first) = rx.blocking_recv() {
