@@ -6,7 +6,8 @@
 # Both serve the same example site's landing page (its .br twin) and take the same order post
 # (bench/post-order.lua, a valid order with a unique name each, so cofferdam stores every one
 # with full validation, its signed receipt cookie and its metrics). Each server is pinned to
-# core 0, wrk to core 1; posts at 64 and 1,024 connections, GETs at 64, ROUNDS rounds each.
+# core 0, wrk to core 1; posts at 64 and 1,024 connections, GETs at 64, ROUNDS rounds each,
+# the two servers taking turns round by round.
 # Prints requests/s, p50, p99 and the ratios cofferdam/floor (best round of each), and where
 # core 0 went a request (user, kernel, softirq, idle incl. waiting for the disk, in µs), which
 # tells a server that ran out of CPU from one that waited.
@@ -42,18 +43,16 @@ wrk() { taskset -c 1 "$(type -P wrk)" "$@"; }
 
 RESULTS="$OUT/floor-results.txt"
 : >"$RESULTS"
-# Runs the three loads against the server at URL, ROUNDS times each.
+# Runs round ROUND of the three loads against the server at URL.
 load() {
-  local name=$1 url=$2 round
-  for round in $(seq 1 "$ROUNDS"); do
-    for conns in 64 1024; do
-      timed_wrk "floor-$name-post-c$conns-$round" -t1 -c"$conns" -d"$DURATION" --latency \
-        -s bench/post-order.lua "$url"
-      report "$name" "post-c$conns" "$round"
-    done
-    timed_wrk "floor-$name-get-$round" -t1 -c64 -d"$DURATION" --latency -H 'Accept-Encoding: br, gzip' "$url/"
-    report "$name" get-c64 "$round"
+  local name=$1 url=$2 round=$3 conns
+  for conns in 64 1024; do
+    timed_wrk "floor-$name-post-c$conns-$round" -t1 -c"$conns" -d"$DURATION" --latency \
+      -s bench/post-order.lua "$url"
+    report "$name" "post-c$conns" "$round"
   done
+  timed_wrk "floor-$name-get-$round" -t1 -c64 -d"$DURATION" --latency -H 'Accept-Encoding: br, gzip' "$url/"
+  report "$name" get-c64 "$round"
 }
 # Core 0's ticks (1/100 s) so far: user, kernel, softirq, idle (with I/O wait).
 core0_ticks() { awk '$1 == "cpu0" {print $2 + $3, $4 + $7, $8, $5 + $6; exit}' /proc/stat; }
@@ -98,20 +97,23 @@ stop() {
   kill -KILL "$1" 2>/dev/null || true
 }
 
-PORT=$(free_port)
-echo "== floor"
-start floor "http://127.0.0.1:$PORT" "$FLOOR" --listen "127.0.0.1:$PORT" \
+# Both servers run throughout (the one not under load sleeps in epoll) and the rounds alternate,
+# so a machine that gets slower or faster during the run moves both alike.
+FLOOR_URL="http://127.0.0.1:$(free_port)"
+start floor "$FLOOR_URL" "$FLOOR" --listen "${FLOOR_URL#http://}" \
   --page "$SITE/dist/index.html.br" --encoding br --log "$SCRATCH/floor.jsonl"
-load floor "http://127.0.0.1:$PORT"
-stop "$SERVER_PID"
-
-PORT=$(free_port)
-ADMIN=$(free_port)
-echo "== cofferdam"
-start cofferdam "http://127.0.0.1:$PORT" "$BIN" serve --site "$SITE" --no-build \
-  --listen "127.0.0.1:$PORT" --admin "127.0.0.1:$ADMIN"
-load cofferdam "http://127.0.0.1:$PORT"
-stop "$SERVER_PID"
+FLOOR_PID=$SERVER_PID
+COFFERDAM_URL="http://127.0.0.1:$(free_port)"
+start cofferdam "$COFFERDAM_URL" "$BIN" serve --site "$SITE" --no-build \
+  --listen "${COFFERDAM_URL#http://}" --admin "127.0.0.1:$(free_port)"
+COFFERDAM_PID=$SERVER_PID
+for round in $(seq 1 "$ROUNDS"); do
+  echo "== round $round"
+  load floor "$FLOOR_URL" "$round"
+  load cofferdam "$COFFERDAM_URL" "$round"
+done
+stop "$FLOOR_PID"
+stop "$COFFERDAM_PID"
 echo "bench: lines on disk: floor $(wc -l <"$SCRATCH/floor.jsonl"), cofferdam $(cat "$SITE"/collected/order/*.jsonl* | wc -l)"
 
 echo
