@@ -453,3 +453,29 @@ async fn stats_counts_forms_stock_and_revenue_from_the_logs() {
     assert!(text.contains("AURORA-EB        sold        4  left     4996 of 5000"), "{text}");
     assert!(text.contains("€356.00"), "{text}");
 }
+
+/// The writer thread asks not to be woken ahead of the request threads (`SCHED_BATCH`), so a
+/// busy server's batches are not cut short (README: `ps -L -o cls` shows it as `B`).
+#[cfg(target_os = "linux")]
+#[test]
+fn the_writer_thread_runs_as_sched_batch() {
+    let (_site, s) = served();
+    let tasks = std::path::PathBuf::from(format!("/proc/{}/task", s.child.id()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let policy = loop {
+        let writer = std::fs::read_dir(&tasks)
+            .unwrap()
+            .map(|t| t.unwrap().path())
+            .find(|t| std::fs::read_to_string(t.join("comm")).is_ok_and(|c| c.trim() == "cofferdam-write"));
+        if let Some(task) = writer {
+            // `stat` is "tid (comm) state ...": the policy is its 41st field, counted past the
+            // comm, which may hold spaces.
+            let stat = std::fs::read_to_string(task.join("stat")).unwrap();
+            let after_comm: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+            break after_comm[41 - 3].parse::<i32>().unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "no thread named cofferdam-write in {}", tasks.display());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(policy, libc::SCHED_BATCH, "the writer's scheduling policy (0 is SCHED_OTHER)");
+}
