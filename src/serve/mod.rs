@@ -283,10 +283,18 @@ fn fast_path<B>(app: &App, req: &http::Request<B>) -> Option<Response> {
     if entry.receipt.is_some() && h.contains_key(header::COOKIE) {
         return None;
     }
-    match respond(app, entry, h, head, StatusCode::OK) {
-        Reply::Ready(response) => Some(response),
-        Reply::Disk(_) => None,
+    // What `respond` does for a 200 in full, without looking again for the headers (If-None-Match,
+    // Range) already known to be absent.
+    let rep = entry.pick(negotiate::choose(h.get(header::ACCEPT_ENCODING).map(|v| v.as_bytes()), |e| entry.has(e)));
+    let Source::Memory(bytes) = &rep.body else { return None };
+    app.metrics.static_ok.inc();
+    let mut response = Response::new(Body::empty());
+    *response.headers_mut() = rep.headers.clone();
+    if !head {
+        app.metrics.bytes_out.add(bytes.len() as u64);
+        *response.body_mut() = Body::from(bytes.clone());
     }
+    Some(response)
 }
 
 fn internal_error() -> Response {

@@ -12,24 +12,26 @@ pub enum Encoding {
 /// client excludes it (`identity;q=0` or `*;q=0`).
 pub fn choose(accept: Option<&[u8]>, has: impl Fn(Encoding) -> bool) -> Encoding {
     let Some(accept) = accept else { return Encoding::Identity };
-    let Ok(accept) = std::str::from_utf8(accept) else { return Encoding::Identity };
     let (mut br, mut gzip, mut identity, mut star) = (None, None, None, None);
-    for item in accept.split(',') {
-        let mut parts = item.split(';');
-        let name = parts.next().unwrap_or("").trim();
+    // Split as bytes: the header is ASCII, and `str`'s char searchers cost a static GET more
+    // than the rest of its choice.
+    for item in accept.split(|&b| b == b',') {
+        let mut parts = item.split(|&b| b == b';');
+        let name = parts.next().unwrap_or(b"").trim_ascii();
         let mut q = 1.0f32;
         for p in parts {
-            if let Some(v) = p.trim().strip_prefix("q=").or_else(|| p.trim().strip_prefix("Q=")) {
-                q = v.trim().parse().unwrap_or(0.0);
+            let p = p.trim_ascii();
+            if let Some(v) = p.strip_prefix(b"q=").or_else(|| p.strip_prefix(b"Q=")) {
+                q = std::str::from_utf8(v.trim_ascii()).ok().and_then(|v| v.parse().ok()).unwrap_or(0.0);
             }
         }
-        let slot = if name.eq_ignore_ascii_case("br") {
+        let slot = if name.eq_ignore_ascii_case(b"br") {
             &mut br
-        } else if name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip") {
+        } else if name.eq_ignore_ascii_case(b"gzip") || name.eq_ignore_ascii_case(b"x-gzip") {
             &mut gzip
-        } else if name.eq_ignore_ascii_case("identity") {
+        } else if name.eq_ignore_ascii_case(b"identity") {
             &mut identity
-        } else if name == "*" {
+        } else if name == b"*" {
             &mut star
         } else {
             continue;
@@ -74,5 +76,8 @@ mod tests {
         assert_eq!(choose(Some(b"*"), all), Encoding::Br);
         assert_eq!(choose(None, all), Encoding::Identity);
         assert_eq!(choose(Some(b"br"), |e| e != Encoding::Br), Encoding::Identity);
+        assert_eq!(choose(Some(b" BR ; Q=0.2 ,GZip;q= 0.9"), all), Encoding::Gzip);
+        assert_eq!(choose(Some(b"gzip;q=x, identity"), all), Encoding::Identity, "a bad q is 0");
+        assert_eq!(choose(Some(b"\xff, gzip"), all), Encoding::Gzip, "a non-ASCII item is skipped");
     }
 }
