@@ -68,14 +68,11 @@ impl Front {
             answered.unwrap_or_else(|_| super::internal_error())
         };
         let headers = response.headers_mut();
-        // Room for the missing ones only: a page's prebuilt answer has them all, and reserving
-        // more would double its exactly-full map, which hyper keeps for the connection's life.
-        let missing = self.security.keys().filter(|name| !headers.contains_key(*name)).count();
-        headers.reserve(missing);
+        // One lookup a header, and no room reserved ahead: a page's prebuilt answer has them
+        // all, and reserving more would double its exactly-full map, which hyper keeps for the
+        // connection's life; an answer with room for them (a 303) never regrows.
         for (name, value) in self.security.iter() {
-            if !headers.contains_key(name) {
-                headers.insert(name.clone(), value.clone());
-            }
+            headers.entry(name).or_insert_with(|| value.clone());
         }
         response
     }
