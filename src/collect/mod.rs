@@ -8,6 +8,7 @@
 
 mod answer;
 mod cookie;
+mod dedupe;
 mod failures;
 mod handler;
 mod oplog;

@@ -7,6 +7,7 @@
 //! it is written, and answered once it is fsynced and every acknowledgement is in; it is cut
 //! back out of its segments if the stream does not take it.
 
+use super::dedupe::{DedupeKey, Prehashed, Recent, DEDUPE_CAP};
 use super::failures::FailureLog;
 use super::segment::Segment;
 use super::stock::Stock;
@@ -15,8 +16,7 @@ use crate::config::{Form, StoreFormat};
 use crate::record::{CsvCodec, Meta, Record, Ref, RECORD_VERSION};
 use crate::replicate::Replicator;
 use bytes::Bytes;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -97,53 +97,13 @@ pub struct Writer {
     /// Where every committed batch also goes (`[collect.replicate]`).
     replicator: Option<Replicator>,
     open: HashMap<String, Vec<Segment>>,
-    /// The double-submit memory: each recent post's key, the sequence number of its record
-    /// (this node's) and when it was accepted.
-    recent: HashMap<DedupeKey, (u64, Instant), Prehashed>,
-    recent_order: VecDeque<(DedupeKey, Instant)>,
+    /// The double-submit memory: each recent post's key and the sequence number of its record
+    /// (this node's).
+    recent: Recent,
     shared: Arc<Shared>,
     failures: FailureLog,
     /// (follow-up form, parent record) taken: a one-time offer is one per parent.
     followed_up: HashSet<(String, Ref)>,
-}
-
-const DEDUPE_CAP: usize = 200_000;
-
-/// A post's double-submit key: a blake3 hash of the form, its fields and the client.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct DedupeKey([u8; 32]);
-
-impl Hash for DedupeKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        // Already uniform: eight of its bytes are as good a hash as any, and hashing all 32
-        // again (SipHash, by default) costs more than the lookup.
-        let mut head = [0; 8];
-        head.copy_from_slice(&self.0[..8]);
-        state.write_u64(u64::from_le_bytes(head));
-    }
-}
-
-/// The hasher of [`DedupeKey`]s, which hash themselves.
-type Prehashed = BuildHasherDefault<PrehashedKey>;
-
-#[derive(Default)]
-struct PrehashedKey(u64);
-
-impl Hasher for PrehashedKey {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only a DedupeKey is hashed with this, and it writes one u64; fold anything else in.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
 }
 
 /// Asks the kernel not to run this (the writer's) thread ahead of the running request threads
@@ -183,8 +143,7 @@ impl Writer {
             stock,
             replicator,
             open: HashMap::new(),
-            recent: HashMap::default(),
-            recent_order: VecDeque::new(),
+            recent: Recent::new(settings.dedupe_window, DEDUPE_CAP),
             shared,
             failures: FailureLog::default(),
             followed_up: std::mem::take(&mut settings.followed_up),
@@ -246,7 +205,7 @@ impl Writer {
     fn commit(&mut self, mut batch: Vec<Job>) {
         let started = Instant::now();
         let now = Instant::now();
-        self.forget_old(now);
+        self.recent.forget_old(now);
         if let Some(r) = &self.replicator {
             // The stream is out of reach: refuse the batch before anything is written.
             match r.floor() {
@@ -275,12 +234,7 @@ impl Writer {
         let mut records: Vec<(usize, Record)> = Vec::with_capacity(batch.len());
         for (i, job) in batch.iter_mut().enumerate() {
             let key = DedupeKey(job.dedupe_key);
-            let earlier = self
-                .recent
-                .get(&key)
-                .filter(|(_, at)| now.duration_since(*at) < self.settings.dedupe_window)
-                .map(|(seq, _)| *seq)
-                .or_else(|| batch_keys.get(&key).copied());
+            let earlier = self.recent.get(&key, now).or_else(|| batch_keys.get(&key).copied());
             if let Some(seq) = earlier {
                 outcomes.push(Outcome::Duplicate(Ref { node: self.settings.node.clone(), seq }));
                 continue;
@@ -321,8 +275,7 @@ impl Writer {
                 }
                 self.followed_up.extend(batch_follow_ups);
                 for (key, seq) in batch_keys {
-                    self.recent.insert(key, (seq, now));
-                    self.recent_order.push_back((key, now));
+                    self.recent.insert(key, seq, now);
                 }
                 self.publish_stock();
                 self.shared.healthy.store(true, Ordering::Relaxed);
@@ -537,18 +490,6 @@ impl Writer {
         let forms: Vec<String> = self.open.keys().cloned().collect();
         for form in forms {
             self.seal(&form);
-        }
-    }
-
-    fn forget_old(&mut self, now: Instant) {
-        while let Some((key, at)) = self.recent_order.front().copied() {
-            if now.duration_since(at) < self.settings.dedupe_window && self.recent_order.len() <= DEDUPE_CAP {
-                break;
-            }
-            self.recent_order.pop_front();
-            if self.recent.get(&key).is_some_and(|(_, t)| *t == at) {
-                self.recent.remove(&key);
-            }
         }
     }
 
