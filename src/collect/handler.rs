@@ -12,9 +12,11 @@ use axum::extract::{Path, Request, State};
 use axum::response::Response;
 use axum::Extension;
 use bytes::Bytes;
+use futures_util::future::Either;
 use http::{header, HeaderMap, Method, StatusCode};
 use http_body_util::BodyExt;
 use std::borrow::Cow;
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -40,12 +42,22 @@ impl Collector {
     /// `POST /submit/{form}` from `ip`, for which [`is_order_post`] holds, straight from the
     /// front. `launch` is the build this request was pinned to when it came in: its form,
     /// prices and pages decide the post, even if a reload swaps another in meanwhile.
-    pub async fn post(&self, launch: &Forms, ip: Option<IpAddr>, req: Request) -> Response {
-        let Some(rt) = submitted_form(req.uri().path()).and_then(|form| launch.forms.get(form)) else {
-            rejected("unknown_form");
-            return launch.pages.not_found();
-        };
-        timed(self, launch, rt, ip, req).await
+    ///
+    /// Not an `async fn`: each level of those keeps its own copy of the request in a future
+    /// that the front boxes and moves per post (bench/README.md, 2026-12-07 afternoon).
+    pub fn post<'a>(
+        &'a self,
+        launch: &'a Forms,
+        ip: Option<IpAddr>,
+        req: Request,
+    ) -> impl Future<Output = Response> + Send + 'a {
+        match submitted_form(req.uri().path()).and_then(|form| launch.forms.get(form)) {
+            Some(rt) => Either::Left(answer_post(self, launch, rt, ip, req)),
+            None => {
+                rejected("unknown_form");
+                Either::Right(std::future::ready(launch.pages.not_found()))
+            }
+        }
     }
 }
 
@@ -61,18 +73,25 @@ pub async fn submit(
         return launch.pages.not_found();
     };
     let ip = req.extensions().get::<crate::serve::ClientIp>().map(|ip| ip.0);
-    timed(&c, &launch, rt, ip, req).await
+    answer_post(&c, &launch, rt, ip, req).await
 }
 
-/// Times every post of a known form, whatever its answer (the admin page's p50/p99).
-async fn timed(c: &Collector, launch: &Forms, rt: &FormRuntime, ip: Option<IpAddr>, req: Request) -> Response {
-    let started = std::time::Instant::now();
-    let response = answer_post(c, launch, rt, ip, req).await;
-    rt.post_seconds.record(started.elapsed().as_secs_f64());
-    response
+/// Records how long a post of a known form took, whatever its answer (the admin page's p50 and
+/// p99), when its answer is done, or abandoned: a post whose visitor left was a post too, and
+/// may still have become a record.
+struct Timer<'a> {
+    seconds: &'a metrics::Histogram,
+    started: std::time::Instant,
+}
+
+impl Drop for Timer<'_> {
+    fn drop(&mut self) {
+        self.seconds.record(self.started.elapsed().as_secs_f64());
+    }
 }
 
 async fn answer_post(c: &Collector, launch: &Forms, rt: &FormRuntime, ip: Option<IpAddr>, req: Request) -> Response {
+    let _timer = Timer { seconds: &rt.post_seconds, started: std::time::Instant::now() };
     let form_name: &str = &rt.name;
     let (parts, body) = req.into_parts();
     let headers = &parts.headers;

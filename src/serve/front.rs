@@ -41,32 +41,44 @@ impl Front {
         Front { app, routes, security, body_timeout }
     }
 
-    /// Everything but the static hit.
-    async fn full(self: Arc<Self>, req: hyper::Request<Incoming>, peer: SocketAddr) -> Response {
+    /// Everything but the static hit. Not an `async fn`: the request is looked at and wrapped
+    /// before the answer's future is made, so that future (boxed, and moved whole, per request)
+    /// holds it once rather than once as it came and once as wrapped.
+    fn full(
+        self: &Arc<Self>,
+        req: hyper::Request<Incoming>,
+        peer: SocketAddr,
+    ) -> impl Future<Output = Response> + Send + use<> {
         let app = &self.app;
-        let mut response = 'answer: {
-            let ip = ClientIp::resolve(app.client_ip_header.as_ref(), req.headers(), peer);
-            if app.limiter.as_ref().is_some_and(|limiter| !limiter.allow(ip.0)) {
-                app.metrics.rate_limited.inc();
-                break 'answer (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "1")], "").into_response();
-            }
-            // Each request is decided by the launch current when it came in, whole.
-            let launch = app.launch.load_full();
-            let mut req = deadline::with_body_deadline(req.map(Body::new), self.body_timeout);
+        let ip = ClientIp::resolve(app.client_ip_header.as_ref(), req.headers(), peer);
+        if app.limiter.as_ref().is_some_and(|limiter| !limiter.allow(ip.0)) {
+            app.metrics.rate_limited.inc();
+            let refused = (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "1")], "").into_response();
+            return Either::Left(std::future::ready(self.secured(refused)));
+        }
+        // Each request is decided by the launch current when it came in, whole.
+        let launch = app.launch.load_full();
+        let mut req = deadline::with_body_deadline(req.map(Body::new), self.body_timeout);
+        let front = self.clone();
+        Either::Right(async move {
             let answered = if crate::collect::is_order_post(req.method(), req.uri().path()) {
-                AssertUnwindSafe(app.collector.post(&launch.forms, Some(ip.0), req)).catch_unwind().await
+                AssertUnwindSafe(front.app.collector.post(&launch.forms, Some(ip.0), req)).catch_unwind().await
             } else {
                 req.extensions_mut().insert(ip);
                 req.extensions_mut().insert(launch.forms.clone());
                 req.extensions_mut().insert(launch);
-                let routed = self.routes.clone().oneshot(req);
+                let routed = front.routes.clone().oneshot(req);
                 AssertUnwindSafe(routed)
                     .catch_unwind()
                     .await
                     .map(|r| r.unwrap_or_else(|infallible| match infallible {}))
             };
-            answered.unwrap_or_else(|_| super::internal_error())
-        };
+            front.secured(answered.unwrap_or_else(|_| super::internal_error()))
+        })
+    }
+
+    /// `response` with the security headers it does not set itself.
+    fn secured(&self, mut response: Response) -> Response {
         let headers = response.headers_mut();
         // One lookup a header, and no room reserved ahead: a page's prebuilt answer has them
         // all, and reserving more would double its exactly-full map, which hyper keeps for the
@@ -97,7 +109,7 @@ impl Handler for Front {
                 drop(req);
                 response
             }),
-            None => Either::Right(Box::pin(self.clone().full(req, peer))),
+            None => Either::Right(Box::pin(self.full(req, peer))),
         }
     }
 }
