@@ -35,7 +35,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use site::{Entry, Source, StaticSite};
+use site::{Entry, Representation, Source, StaticSite};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -283,18 +283,15 @@ fn fast_path<B>(app: &App, req: &http::Request<B>) -> Option<Response> {
     if entry.receipt.is_some() && h.contains_key(header::COOKIE) {
         return None;
     }
-    // What `respond` does for a 200 in full, without looking again for the headers (If-None-Match,
-    // Range) already known to be absent.
-    let rep = entry.pick(negotiate::choose(h.get(header::ACCEPT_ENCODING).map(|v| v.as_bytes()), |e| entry.has(e)));
-    let Source::Memory(bytes) = &rep.body else { return None };
-    app.metrics.static_ok.inc();
-    let mut response = Response::new(Body::empty());
-    *response.headers_mut() = rep.headers.clone();
-    if !head {
-        app.metrics.bytes_out.add(bytes.len() as u64);
-        *response.body_mut() = Body::from(bytes.clone());
+    // Not `respond`: the headers it would look for (If-None-Match, Range) are known absent.
+    let rep = negotiated(entry, h);
+    if !matches!(rep.body, Source::Memory(_)) {
+        return None;
     }
-    Some(response)
+    match send(app, rep, StatusCode::OK, 0, rep.body.len(), head) {
+        Reply::Ready(response) => Some(response),
+        Reply::Disk(_) => None,
+    }
 }
 
 fn internal_error() -> Response {
@@ -398,8 +395,7 @@ fn answer(app: &App, launch: &Launch, req: &Request) -> Reply {
 }
 
 fn respond(app: &App, entry: &Entry, req: &HeaderMap, head: bool, status: StatusCode) -> Reply {
-    let encoding = negotiate::choose(req.get(header::ACCEPT_ENCODING).map(|v| v.as_bytes()), |e| entry.has(e));
-    let rep = entry.pick(encoding);
+    let rep = negotiated(entry, req);
     if status == StatusCode::OK && etag_matches(req.get(header::IF_NONE_MATCH), &rep.etag) {
         app.metrics.not_modified.inc();
         let mut response = Response::new(Body::empty());
@@ -431,6 +427,17 @@ fn respond(app: &App, entry: &Entry, req: &HeaderMap, head: bool, status: Status
             return response.into();
         }
     };
+    send(app, rep, status, start, count, head)
+}
+
+/// The representation of `entry` that the request's `Accept-Encoding` prefers.
+fn negotiated<'e>(entry: &'e Entry, req: &HeaderMap) -> &'e Representation {
+    entry.pick(negotiate::choose(req.get(header::ACCEPT_ENCODING).map(|v| v.as_bytes()), |e| entry.has(e)))
+}
+
+/// `rep` answered with `status`: its bytes from `start`, `count` of them (all, or a range's),
+/// under its prebuilt headers.
+fn send(app: &App, rep: &Representation, status: StatusCode, start: u64, count: u64, head: bool) -> Reply {
     match status {
         StatusCode::OK => app.metrics.static_ok.inc(),
         StatusCode::PARTIAL_CONTENT => app.metrics.partial_content.inc(),
@@ -444,7 +451,7 @@ fn respond(app: &App, entry: &Entry, req: &HeaderMap, head: bool, status: Status
     if status == StatusCode::PARTIAL_CONTENT {
         let h = response.headers_mut();
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
-        h.insert(header::CONTENT_RANGE, range::content_range(start, start + count - 1, total));
+        h.insert(header::CONTENT_RANGE, range::content_range(start, start + count - 1, rep.body.len()));
     }
     if head {
         return response.into();
