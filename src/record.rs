@@ -12,13 +12,15 @@ use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 
 pub const RECORD_VERSION: u32 = 1;
 
 /// `{node}-{seq}`: unique across nodes and restarts.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Ref {
-    pub node: String,
+    /// Shared: a post's reference is copied into its record, its answer and its receipt.
+    pub node: Arc<str>,
     pub seq: u64,
 }
 
@@ -45,7 +47,7 @@ impl FromStr for Ref {
         if !crate::config::valid_name(node) {
             return Err(format!("{s:?} has an invalid node name"));
         }
-        Ok(Ref { node: node.to_string(), seq })
+        Ok(Ref { node: node.into(), seq })
     }
 }
 
@@ -384,7 +386,7 @@ impl SegmentName {
             _ => return None,
         };
         let r: Ref = stem.parse().ok()?;
-        Some(SegmentName { node: r.node, first_seq: r.seq, format, sealed })
+        Some(SegmentName { node: r.node.to_string(), first_seq: r.seq, format, sealed })
     }
 }
 
@@ -569,7 +571,7 @@ mod tests {
     #[test]
     fn ref_round_trips_with_dashes_in_node() {
         let r: Ref = "eu-west-1-42".parse().unwrap();
-        assert_eq!(r.node, "eu-west-1");
+        assert_eq!(&*r.node, "eu-west-1");
         assert_eq!(r.seq, 42);
         assert_eq!(r.to_string(), "eu-west-1-42");
         assert!("nodash".parse::<Ref>().is_err());

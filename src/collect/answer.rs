@@ -2,62 +2,58 @@
 //! provider's payment page carrying the reference) and the cookies it sets (the signed
 //! reference a follow-up form links to, and the buyer's receipt).
 
-use super::receipt::{Receipt, Unplaced};
+use super::receipt::{Placed, Receipt};
 use super::validate::Valid;
 use super::{Collector, FormRuntime, Forms};
 use crate::payment::link;
-use crate::record::Ref;
+use crate::record::{Record, Ref};
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 
-/// What the answer needs of a post, kept before the post goes to the writer.
+/// What the answer needs of the request, taken before the post goes to the writer: the
+/// request itself is dropped then, while it is still in the cache (bench/README.md, 2026-12-07
+/// evening). The rest comes with the record the writer hands back.
 pub struct After {
-    receipt: Option<Unplaced>,
-    /// For the payment link: the post as validated.
-    order: Option<Valid>,
-    parent: Option<Ref>,
+    /// A follow-up's order and the receipt the buyer came with, which the follow-up joins.
+    joins: Option<(Ref, Receipt)>,
 }
 
 impl After {
-    pub fn new(rt: &FormRuntime, valid: &Valid, parent: Option<&Ref>) -> After {
-        After {
-            receipt: Unplaced::of(&rt.name, valid),
-            order: rt.form.payment.as_ref().map(|_| valid.clone()),
-            parent: parent.cloned(),
-        }
+    pub fn new(c: &Collector, valid: &Valid, parent: Option<&Ref>, request: &HeaderMap) -> After {
+        // Only a follow-up that sells something joins the receipt it came with; any other post
+        // starts a new one, so only such a follow-up's cookie is read (and its signature checked).
+        let sells = valid.currency.is_some() && !valid.lines.is_empty();
+        let joins = match parent {
+            Some(p) if sells => Receipt::from_headers(&c.signer, request).map(|r| (p.clone(), r)),
+            _ => None,
+        };
+        After { joins }
     }
 
-    /// The 303 for the record `reference`.
-    pub fn see_other(
-        self,
-        c: &Collector,
-        launch: &Forms,
-        rt: &FormRuntime,
-        reference: &Ref,
-        request: &HeaderMap,
-    ) -> Response {
-        let location = match (&rt.form.payment, &self.order) {
-            (Some(payment), Some(v)) => link::url(
+    /// The 303 for `record`, just accepted or accepted before (a double submit).
+    pub fn see_other(self, c: &Collector, launch: &Forms, rt: &FormRuntime, record: Record) -> Response {
+        let location = match &rt.form.payment {
+            Some(payment) => link::url(
                 payment,
                 &link::Order {
-                    reference,
-                    fields: &v.fields,
-                    lines: &v.lines,
-                    total_cents: v.total_cents,
-                    currency: v.currency.as_deref(),
+                    reference: &record.reference,
+                    fields: &record.fields,
+                    lines: &record.lines,
+                    total_cents: record.total_cents,
+                    currency: record.currency.as_deref(),
                 },
             ),
-            _ => rt.form.thanks.clone(),
+            None => rt.form.thanks.clone(),
         };
         let mut cookies = Vec::new();
         if rt.sets_cookie {
             cookies.push(cookie(launch, &[super::cookie::REF_COOKIE_PREFIX, &rt.name], |out| {
-                c.signer.sign_into(&rt.name, reference, jiff::Timestamp::now(), out)
+                c.signer.sign_into(&rt.name, &record.reference, jiff::Timestamp::now(), out)
             }));
         }
-        if let Some(unplaced) = self.receipt {
-            let previous = Receipt::from_headers(&c.signer, request);
-            let receipt = Receipt::after(previous, unplaced.placed(reference.clone()), self.parent.as_ref());
+        if let Some(placed) = Placed::of(record) {
+            let (parent, previous) = self.joins.unzip();
+            let receipt = Receipt::after(previous, placed, parent.as_ref());
             cookies.push(cookie(launch, &[super::receipt::COOKIE], |out| receipt.encode_into(&c.signer, out)));
         }
         see_other(&location, cookies)

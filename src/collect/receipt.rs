@@ -6,11 +6,10 @@
 //! receipt, so the offer's pages show the combined order.
 
 use super::cookie::{self, Signer};
-use super::validate::Valid;
 use crate::build::{escape_html, format_price};
 use crate::config::Product;
 use crate::json;
-use crate::record::Ref;
+use crate::record::{Record, Ref};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use http::HeaderMap;
@@ -48,27 +47,17 @@ pub struct Item {
     pub unit_cents: u64,
 }
 
-/// A receipt's entry before the writer has given the record its reference.
-pub struct Unplaced {
-    form: String,
-    lines: Vec<Item>,
-    currency: String,
-}
-
-impl Unplaced {
-    /// What a valid post of `form` adds to a receipt; none when it sells nothing (a sign-up).
-    pub fn of(form: &str, valid: &Valid) -> Option<Unplaced> {
-        let currency = valid.currency.clone()?;
-        let lines: Vec<Item> = valid
+impl Placed {
+    /// What an accepted record adds to a receipt, taken out of it; none when it sells nothing
+    /// (a sign-up).
+    pub fn of(record: Record) -> Option<Placed> {
+        let currency = record.currency?;
+        let lines: Vec<Item> = record
             .lines
-            .iter()
-            .map(|l| Item { sku: l.sku.clone(), quantity: l.quantity, unit_cents: l.unit_cents })
+            .into_iter()
+            .map(|l| Item { sku: l.sku, quantity: l.quantity, unit_cents: l.unit_cents })
             .collect();
-        (!lines.is_empty()).then(|| Unplaced { form: form.to_string(), lines, currency })
-    }
-
-    pub fn placed(self, reference: Ref) -> Placed {
-        Placed { form: self.form, reference, lines: self.lines, currency: self.currency }
+        (!lines.is_empty()).then_some(Placed { form: record.form, reference: record.reference, lines, currency })
     }
 }
 

@@ -66,9 +66,9 @@ pub fn collect_stats(site: &Site, dir: &std::path::Path) -> std::io::Result<Stat
                 }
             };
             let hour = r.received_at.strftime("%Y-%m-%dT%H:00Z").to_string();
-            *s.per_hour.entry((r.form.clone(), r.reference.node.clone(), hour)).or_default() += 1;
+            *s.per_hour.entry((r.form.clone(), r.reference.node.to_string(), hour)).or_default() += 1;
             *s.per_form.entry(r.form.clone()).or_default() += 1;
-            if let Some((c, behind)) = s.shipping.get_mut(&r.reference.node) {
+            if let Some((c, behind)) = s.shipping.get_mut(&*r.reference.node) {
                 *behind += u64::from(r.reference.seq > c.shipped);
             }
             for l in &r.lines {

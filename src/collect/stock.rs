@@ -66,11 +66,11 @@ impl Stock {
     /// Before a batch is decided: takes from the shared pool what `demand` needs beyond what
     /// this node holds. Returns the SKUs whose pool could not be reached: their posts are
     /// refused (try again), never sold past the cap and never called sold out.
-    pub fn reserve(&mut self, demand: &HashMap<String, u64>) -> Unreachable {
+    pub fn reserve(&mut self, demand: &HashMap<&str, u64>) -> Unreachable {
         let mut unreachable = HashSet::new();
         let Some(shared) = &mut self.shared else { return Unreachable(unreachable) };
         for (sku, need) in demand {
-            let Some(held) = self.left.get_mut(sku) else { continue };
+            let Some(held) = self.left.get_mut(*sku) else { continue };
             if *held >= *need {
                 continue;
             }
@@ -86,7 +86,7 @@ impl Stock {
                             SAY_AGAIN_AFTER.as_secs()
                         ),
                     }
-                    unreachable.insert(sku.clone());
+                    unreachable.insert(sku.to_string());
                 }
             }
         }

@@ -31,7 +31,9 @@ pub struct Job {
     pub received_at: jiff::Timestamp,
     /// Same form, same fields, same client: a double submit.
     pub dedupe_key: [u8; 32],
-    /// The outcome, and the accepted record handed back: the request's task drops it, so its
+    /// The outcome, with the record when it is `Accepted` or `Duplicate`: the record as written,
+    /// or the post as it would have been recorded under the earlier reference. The answer is
+    /// made from it (the receipt, the payment link), and the request's task drops it, so its
     /// memory is freed by a request thread, which allocates the next post's from it, instead
     /// of piling up in the writer thread's allocator cache (bench/README.md, 2026-12-07).
     pub reply: oneshot::Sender<(Outcome, Option<Record>)>,
@@ -92,6 +94,8 @@ pub struct Settings {
 
 pub struct Writer {
     settings: Settings,
+    /// `settings.node`, shared by every reference the writer gives out.
+    node: Arc<str>,
     next_seq: u64,
     stock: Stock,
     /// Where every committed batch also goes (`[collect.replicate]`).
@@ -139,6 +143,7 @@ impl Writer {
         shared: Arc<Shared>,
     ) -> Writer {
         let w = Writer {
+            node: settings.node.as_str().into(),
             next_seq,
             stock,
             replicator,
@@ -220,13 +225,16 @@ impl Writer {
                 }
             }
         }
-        let mut demand: HashMap<String, u64> = HashMap::new();
-        for l in batch.iter().flat_map(|j| &j.valid.lines) {
-            *demand.entry(l.sku.clone()).or_default() += l.quantity as u64;
-        }
-        let unreachable = self.stock.reserve(&demand).0;
+        let (unreachable, skus) = {
+            // SKUs borrowed, and below cloned once a batch rather than once a post.
+            let mut demand: HashMap<&str, u64> = HashMap::new();
+            for l in batch.iter().flat_map(|j| &j.valid.lines) {
+                *demand.entry(&l.sku).or_default() += l.quantity as u64;
+            }
+            (self.stock.reserve(&demand).0, demand.len())
+        };
         let mut outcomes = Vec::with_capacity(batch.len());
-        let mut taken: HashMap<String, u64> = HashMap::with_capacity(demand.len());
+        let mut taken: HashMap<String, u64> = HashMap::with_capacity(skus);
         // Sized once: growing them is most of what a batch's bookkeeping costs.
         let mut batch_keys: HashMap<DedupeKey, u64, Prehashed> =
             HashMap::with_capacity_and_hasher(batch.len(), Prehashed::default());
@@ -236,7 +244,7 @@ impl Writer {
             let key = DedupeKey(job.dedupe_key);
             let earlier = self.recent.get(&key, now).or_else(|| batch_keys.get(&key).copied());
             if let Some(seq) = earlier {
-                outcomes.push(Outcome::Duplicate(Ref { node: self.settings.node.clone(), seq }));
+                outcomes.push(Outcome::Duplicate(Ref { node: self.node.clone(), seq }));
                 continue;
             }
             // A one-time offer is one-time: one per parent record, whatever the cookie allows.
@@ -257,9 +265,14 @@ impl Writer {
                 continue;
             }
             for l in &job.valid.lines {
-                *taken.entry(l.sku.clone()).or_default() += l.quantity as u64;
+                match taken.get_mut(&l.sku) {
+                    Some(n) => *n += l.quantity as u64,
+                    None => {
+                        taken.insert(l.sku.clone(), l.quantity as u64);
+                    }
+                }
             }
-            let reference = Ref { node: self.settings.node.clone(), seq: self.next_seq };
+            let reference = Ref { node: self.node.clone(), seq: self.next_seq };
             self.next_seq += 1;
             batch_keys.insert(key, reference.seq);
             batch_follow_ups.extend(follow_up);
@@ -301,8 +314,12 @@ impl Writer {
             }
         }
         let mut records = records.into_iter().peekable();
-        for (i, (job, outcome)) in batch.into_iter().zip(outcomes).enumerate() {
-            let spent = records.next_if(|(at, _)| *at == i).map(|(_, r)| r);
+        for (i, (mut job, outcome)) in batch.into_iter().zip(outcomes).enumerate() {
+            let written = records.next_if(|(at, _)| *at == i).map(|(_, r)| r);
+            let spent = match &outcome {
+                Outcome::Duplicate(earlier) => Some(record(&mut job, earlier.clone())),
+                _ => written,
+            };
             // The visitor may have gone; the record stands either way.
             let _ = job.reply.send((outcome, spent));
         }

@@ -104,7 +104,7 @@ impl Voids {
                 .split(|&b| b == b'\n')
                 .filter_map(|line| serde_json::from_slice::<Void>(line).ok())
                 .flat_map(|v| v.void)
-                .filter(|r| r.node == node)
+                .filter(|r| &*r.node == node)
                 .collect(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(e),

@@ -211,6 +211,13 @@ async fn double_submit_is_recorded_once() {
     assert_eq!(first.status(), 303);
     assert_eq!(second.status(), 303, "the visitor still sees success");
     assert_eq!(ref_of(&first), ref_of(&second));
+    let receipt = |r: &reqwest::Response| {
+        r.headers().get_all("set-cookie").iter().find_map(|c| {
+            c.to_str().unwrap().split(';').next().unwrap().strip_prefix("cofferdam_receipt=").map(str::to_string)
+        })
+    };
+    assert!(receipt(&first).is_some(), "an order sets the buyer's receipt");
+    assert_eq!(receipt(&first), receipt(&second), "the double submit's receipt is the order's");
     let other = post(&s, "order", order_body("Eve"), &[]).await;
     assert_ne!(ref_of(&other), ref_of(&first));
     assert_eq!(records(&site.path().join("collected")).len(), 2);

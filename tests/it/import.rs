@@ -268,7 +268,7 @@ impl Collected {
         self.clock = self.clock.checked_add(jiff::SignedDuration::from_millis(1500)).unwrap();
         let record = Record {
             v: RECORD_VERSION,
-            reference: Ref { node: self.node.clone(), seq: self.seq },
+            reference: Ref { node: self.node.as_str().into(), seq: self.seq },
             form: form.into(),
             received_at: self.clock,
             fields: valid.fields,
