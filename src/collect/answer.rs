@@ -33,7 +33,7 @@ impl After {
     /// The 303 for `record`, just accepted or accepted before (a double submit).
     pub fn see_other(self, c: &Collector, launch: &Forms, rt: &FormRuntime, record: Record) -> Response {
         let location = match &rt.form.payment {
-            Some(payment) => link::url(
+            Some(payment) => location(&link::url(
                 payment,
                 &link::Order {
                     reference: &record.reference,
@@ -42,29 +42,33 @@ impl After {
                     total_cents: record.total_cents,
                     currency: record.currency.as_deref(),
                 },
-            ),
-            None => rt.form.thanks.clone(),
+            )),
+            None => rt.thanks.clone(),
         };
-        let mut cookies = Vec::new();
-        if rt.sets_cookie {
-            cookies.push(cookie(launch, &[super::cookie::REF_COOKIE_PREFIX, &rt.name], |out| {
+        let ref_cookie = rt.sets_cookie.then(|| {
+            cookie(launch, &[super::cookie::REF_COOKIE_PREFIX, &rt.name], |out| {
                 c.signer.sign_into(&rt.name, &record.reference, jiff::Timestamp::now(), out)
-            }));
-        }
-        if let Some(placed) = Placed::of(record) {
+            })
+        });
+        let receipt_cookie = Placed::of(record).map(|placed| {
             let (parent, previous) = self.joins.unzip();
             let receipt = Receipt::after(previous, placed, parent.as_ref());
-            cookies.push(cookie(launch, &[super::receipt::COOKIE], |out| receipt.encode_into(&c.signer, out)));
-        }
-        see_other(&location, cookies)
+            cookie(launch, &[super::receipt::COOKIE], |out| receipt.encode_into(&c.signer, out))
+        });
+        see_other(location, ref_cookie.into_iter().chain(receipt_cookie))
     }
 }
 
-pub fn see_other(location: &str, cookies: Vec<HeaderValue>) -> Response {
+/// `url` as a `Location` (every URL cofferdam makes is one; `/` should one not be).
+pub fn location(url: &str) -> HeaderValue {
+    HeaderValue::from_str(url).unwrap_or(HeaderValue::from_static("/"))
+}
+
+pub fn see_other(location: HeaderValue, cookies: impl IntoIterator<Item = HeaderValue>) -> Response {
     // Room for these and the security headers the front adds, so the map never regrows.
     let mut headers = HeaderMap::with_capacity(16);
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::LOCATION, HeaderValue::from_str(location).unwrap_or(HeaderValue::from_static("/")));
+    headers.insert(header::LOCATION, location);
     for c in cookies {
         headers.append(header::SET_COOKIE, c);
     }

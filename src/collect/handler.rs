@@ -181,7 +181,7 @@ fn queue(
     if posted.value(&form.honeypot).is_some_and(|v| !v.trim().is_empty()) {
         // A bot: tell it all went well, store nothing.
         rejected("honeypot");
-        return Queued::Answered(answer::see_other(&form.thanks, Vec::new()));
+        return Queued::Answered(answer::see_other(rt.thanks.clone(), None));
     }
     let valid: Valid = match validate::validate(form, &launch.catalog, &posted) {
         Ok(v) => v,

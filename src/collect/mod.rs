@@ -82,6 +82,8 @@ struct FormRuntime {
     name: Arc<str>,
     /// Another form `links_to` this one: an accepted post sets the signed cookie.
     sets_cookie: bool,
+    /// `form.thanks` as a `Location`, made once: a clone shares its bytes.
+    thanks: http::HeaderValue,
     /// `cofferdam_collect_post_seconds{form}`: every post's time to its answer (the handle is
     /// taken once, so a post does not look its metric up).
     post_seconds: metrics::Histogram,
@@ -283,6 +285,7 @@ impl Forms {
                     form: form.clone(),
                     name: name.as_str().into(),
                     sets_cookie: linked.contains(name.as_str()),
+                    thanks: answer::location(&form.thanks),
                     post_seconds: metrics::histogram!("cofferdam_collect_post_seconds", "form" => name.clone()),
                 };
                 (name.clone(), rt)
