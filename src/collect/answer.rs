@@ -3,7 +3,6 @@
 //! reference a follow-up form links to, and the buyer's receipt).
 
 use super::receipt::{Placed, Receipt};
-use super::validate::Valid;
 use super::{Collector, FormRuntime, Forms};
 use crate::payment::link;
 use crate::record::{Record, Ref};
@@ -19,14 +18,10 @@ pub struct After {
 }
 
 impl After {
-    pub fn new(c: &Collector, valid: &Valid, parent: Option<&Ref>, request: &HeaderMap) -> After {
-        // Only a follow-up that sells something joins the receipt it came with; any other post
-        // starts a new one, so only such a follow-up's cookie is read (and its signature checked).
-        let sells = valid.currency.is_some() && !valid.lines.is_empty();
-        let joins = match parent {
-            Some(p) if sells => Receipt::from_headers(&c.signer, request).map(|r| (p.clone(), r)),
-            _ => None,
-        };
+    pub fn new(c: &Collector, parent: Option<&Ref>, request: &HeaderMap) -> After {
+        // Only a follow-up joins the receipt it came with; any other post starts a new one, so
+        // only a follow-up's cookie is read (and its signature checked).
+        let joins = parent.and_then(|p| Receipt::from_headers(&c.signer, request).map(|r| (p.clone(), r)));
         After { joins }
     }
 

@@ -237,7 +237,7 @@ fn queue(
     if c.closed.load(Ordering::Relaxed) {
         return Queued::Answered(launch.pages.busy());
     }
-    let after = After::new(c, &valid, parent_ref.as_ref(), headers);
+    let after = After::new(c, parent_ref.as_ref(), headers);
     let (reply, answer) = oneshot::channel();
     let job =
         Job { form: rt.name.clone(), valid, parent_ref, meta, received_at: jiff::Timestamp::now(), dedupe_key, reply };
