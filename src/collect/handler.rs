@@ -6,7 +6,7 @@ use super::cookie::{self, Signer};
 use super::validate::{self, Posted, Valid};
 use super::writer::{Job, Msg, Outcome};
 use super::{Collector, FormRuntime, Forms};
-use crate::record::{Meta, Record, Ref};
+use crate::record::{Meta, Ref};
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::response::Response;
@@ -108,20 +108,20 @@ async fn answer_post(c: &Collector, launch: &Forms, rt: &FormRuntime, ip: Option
         Queued::Answered(refusal) => return refusal,
     };
     match answer.await {
-        Ok((Outcome::Accepted(_), Some(record))) => {
+        Ok(Outcome::Accepted(record)) => {
             c.oplog.accepted(&rt.name);
             after.see_other(c, launch, rt, record)
         }
-        Ok((Outcome::Duplicate(_), Some(record))) => after.see_other(c, launch, rt, record),
-        Ok((Outcome::FollowedUp, _)) => {
+        Ok(Outcome::Duplicate(record)) => after.see_other(c, launch, rt, record),
+        Ok(Outcome::FollowedUp) => {
             rejected("followed_up");
             launch.pages.refuse(StatusCode::CONFLICT, "This offer was already added to your order.")
         }
-        Ok((Outcome::SoldOut, _)) => {
+        Ok(Outcome::SoldOut) => {
             rejected("sold_out");
             launch.pages.sold_out()
         }
-        Ok((Outcome::Accepted(_) | Outcome::Duplicate(_) | Outcome::Failed, _)) | Err(_) => {
+        Ok(Outcome::Failed) | Err(_) => {
             rejected("write_failed");
             launch.pages.busy()
         }
@@ -150,7 +150,7 @@ fn refused_sender(launch: &Forms, request: &http::request::Parts) -> Option<Resp
 
 /// A post handed to the writer, with what its answer needs, or the answer it gets at once.
 enum Queued {
-    Waiting(After, oneshot::Receiver<(Outcome, Option<Record>)>),
+    Waiting(After, oneshot::Receiver<Outcome>),
     Answered(Response),
 }
 

@@ -31,20 +31,20 @@ pub struct Job {
     pub received_at: jiff::Timestamp,
     /// Same form, same fields, same client: a double submit.
     pub dedupe_key: [u8; 32],
-    /// The outcome, with the record when it is `Accepted` or `Duplicate`: the record as written,
-    /// or the post as it would have been recorded under the earlier reference. The answer is
-    /// made from it (the receipt, the payment link), and the request's task drops it, so its
-    /// memory is freed by a request thread, which allocates the next post's from it, instead
-    /// of piling up in the writer thread's allocator cache (bench/README.md, 2026-12-07).
-    pub reply: oneshot::Sender<(Outcome, Option<Record>)>,
+    pub reply: oneshot::Sender<Outcome>,
 }
 
+/// The writer's answer to a job. An accepted or repeated post comes back as its record; the
+/// answer is made from it (the receipt, the payment link), and the request's task drops it, so
+/// its memory is freed by a request thread, which allocates the next post's from it, instead
+/// of piling up in the writer thread's allocator cache (bench/README.md, 2026-12-07).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    /// Durable on disk.
-    Accepted(Ref),
-    /// The same post was accepted shortly before, as this reference.
-    Duplicate(Ref),
+    /// Durable on disk, as this record.
+    Accepted(Record),
+    /// The same post was accepted shortly before: the post as it would have been recorded
+    /// under the earlier reference.
+    Duplicate(Record),
     SoldOut,
     /// A follow-up (one-time offer) was already taken for this parent record.
     FollowedUp,
@@ -128,6 +128,17 @@ fn without_wakeup_preemption() {
     }
 }
 
+/// What the writer decided for a job of a batch, before the batch is written.
+enum Decision {
+    /// Accepted: its record is the next of the batch's records, if the batch is written.
+    Write,
+    /// A repeat of the post this node recorded under this sequence number.
+    Duplicate(u64),
+    SoldOut,
+    FollowedUp,
+    Failed,
+}
+
 /// The lengths a form's segments had before a batch was appended.
 struct Mark {
     form: String,
@@ -193,7 +204,7 @@ impl Writer {
                 rx.close();
                 while let Ok(msg) = rx.try_recv() {
                     if let Msg::Job(j) = msg {
-                        let _ = j.reply.send((Outcome::Failed, None));
+                        let _ = j.reply.send(Outcome::Failed);
                     }
                 }
                 self.seal_all();
@@ -208,7 +219,6 @@ impl Writer {
     }
 
     fn commit(&mut self, mut batch: Vec<Job>) {
-        let started = Instant::now();
         let now = Instant::now();
         self.recent.forget_old(now);
         if let Some(r) = &self.replicator {
@@ -219,7 +229,7 @@ impl Writer {
                     self.shared.healthy.store(false, Ordering::Relaxed);
                     self.failures.failed(batch.len(), &format_args!("replication: {e}"));
                     for job in batch {
-                        let _ = job.reply.send((Outcome::Failed, None));
+                        let _ = job.reply.send(Outcome::Failed);
                     }
                     return;
                 }
@@ -233,25 +243,25 @@ impl Writer {
             }
             (self.stock.reserve(&demand).0, demand.len())
         };
-        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut decisions = Vec::with_capacity(batch.len());
         let mut taken: HashMap<String, u64> = HashMap::with_capacity(skus);
         // Sized once: growing them is most of what a batch's bookkeeping costs.
         let mut batch_keys: HashMap<DedupeKey, u64, Prehashed> =
             HashMap::with_capacity_and_hasher(batch.len(), Prehashed::default());
         let mut batch_follow_ups: HashSet<(String, Ref)> = HashSet::new();
-        let mut records: Vec<(usize, Record)> = Vec::with_capacity(batch.len());
-        for (i, job) in batch.iter_mut().enumerate() {
+        let mut records: Vec<Record> = Vec::with_capacity(batch.len());
+        for job in batch.iter_mut() {
             let key = DedupeKey(job.dedupe_key);
             let earlier = self.recent.get(&key, now).or_else(|| batch_keys.get(&key).copied());
             if let Some(seq) = earlier {
-                outcomes.push(Outcome::Duplicate(Ref { node: self.node.clone(), seq }));
+                decisions.push(Decision::Duplicate(seq));
                 continue;
             }
             // A one-time offer is one-time: one per parent record, whatever the cookie allows.
             let follow_up = job.parent_ref.as_ref().map(|p| (job.form.to_string(), p.clone()));
             if let Some(key) = &follow_up {
                 if self.followed_up.contains(key) || batch_follow_ups.contains(key) {
-                    outcomes.push(Outcome::FollowedUp);
+                    decisions.push(Decision::FollowedUp);
                     continue;
                 }
             }
@@ -261,7 +271,7 @@ impl Writer {
             });
             if !fits {
                 let unknown = job.valid.lines.iter().any(|l| unreachable.contains(&l.sku));
-                outcomes.push(if unknown { Outcome::Failed } else { Outcome::SoldOut });
+                decisions.push(if unknown { Decision::Failed } else { Decision::SoldOut });
                 continue;
             }
             for l in &job.valid.lines {
@@ -276,8 +286,8 @@ impl Writer {
             self.next_seq += 1;
             batch_keys.insert(key, reference.seq);
             batch_follow_ups.extend(follow_up);
-            records.push((i, record(job, reference.clone())));
-            outcomes.push(Outcome::Accepted(reference));
+            records.push(record(job, reference));
+            decisions.push(Decision::Write);
         }
 
         let written = if records.is_empty() { Ok(()) } else { self.persist(&records) };
@@ -297,31 +307,34 @@ impl Writer {
                 count_by_form(&records);
                 metrics::counter!("cofferdam_collect_batches_total").increment(1);
                 metrics::histogram!("cofferdam_collect_batch_size").record(batch.len() as f64);
-                metrics::histogram!("cofferdam_collect_commit_seconds").record(started.elapsed().as_secs_f64());
+                metrics::histogram!("cofferdam_collect_commit_seconds").record(now.elapsed().as_secs_f64());
             }
             Err(e) => {
                 self.shared.healthy.store(false, Ordering::Relaxed);
                 self.failures.failed(records.len(), &e);
                 metrics::counter!("cofferdam_collect_write_errors_total").increment(1);
-                let failed: HashSet<Ref> = records.iter().map(|(_, r)| r.reference.clone()).collect();
-                for o in outcomes.iter_mut() {
-                    match o {
-                        Outcome::Accepted(_) => *o = Outcome::Failed,
-                        Outcome::Duplicate(r) if failed.contains(r) => *o = Outcome::Failed,
+                // Nothing of the batch stands, nor a repeat of a post in it.
+                let failed: HashSet<u64> = records.drain(..).map(|r| r.reference.seq).collect();
+                for d in decisions.iter_mut() {
+                    match d {
+                        Decision::Write => *d = Decision::Failed,
+                        Decision::Duplicate(seq) if failed.contains(seq) => *d = Decision::Failed,
                         _ => {}
                     }
                 }
             }
         }
-        let mut records = records.into_iter().peekable();
-        for (i, (mut job, outcome)) in batch.into_iter().zip(outcomes).enumerate() {
-            let written = records.next_if(|(at, _)| *at == i).map(|(_, r)| r);
-            let spent = match &outcome {
-                Outcome::Duplicate(earlier) => Some(record(&mut job, earlier.clone())),
-                _ => written,
+        let mut records = records.into_iter();
+        for (mut job, decision) in batch.into_iter().zip(decisions) {
+            let outcome = match decision {
+                Decision::Write => Outcome::Accepted(records.next().expect("a record for each write")),
+                Decision::Duplicate(seq) => Outcome::Duplicate(record(&mut job, Ref { node: self.node.clone(), seq })),
+                Decision::SoldOut => Outcome::SoldOut,
+                Decision::FollowedUp => Outcome::FollowedUp,
+                Decision::Failed => Outcome::Failed,
             };
             // The visitor may have gone; the record stands either way.
-            let _ = job.reply.send((outcome, spent));
+            let _ = job.reply.send(outcome);
         }
     }
 
@@ -329,10 +342,9 @@ impl Writer {
     /// round trip runs while the local write and fsync do; then written and fsynced; then every
     /// acknowledgement awaited together. A batch that fails anywhere is cut back out of every
     /// segment (and voided in the stream, by the replicator) and refused whole.
-    fn persist(&mut self, records: &[(usize, Record)]) -> std::io::Result<()> {
+    fn persist(&mut self, records: &[Record]) -> std::io::Result<()> {
         let replicated = self.replicator.as_ref().is_some_and(Replicator::sends_batches);
-        let jsonl =
-            records.iter().any(|(_, r)| self.settings.forms[r.form.as_str()].store.contains(&StoreFormat::Jsonl));
+        let jsonl = records.iter().any(|r| self.settings.forms[&*r.form].store.contains(&StoreFormat::Jsonl));
         let json = (replicated || jsonl).then(|| JsonLines::of(records));
         let inflight = match &self.replicator {
             Some(r) if replicated => {
@@ -371,16 +383,16 @@ impl Writer {
     /// Appends the records to their forms' segments and fsyncs each touched file once. Returns
     /// where each touched segment ended before, so a batch the stream refuses can be cut back.
     /// `json` holds the records' JSON lines when a form of the batch keeps JSON Lines.
-    fn write(&mut self, records: &[(usize, Record)], json: Option<&JsonLines>) -> std::io::Result<Vec<Mark>> {
+    fn write(&mut self, records: &[Record], json: Option<&JsonLines>) -> std::io::Result<Vec<Mark>> {
         let mut by_form: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-        for (i, (_, r)) in records.iter().enumerate() {
-            by_form.entry(r.form.as_str()).or_default().push(i);
+        for (i, r) in records.iter().enumerate() {
+            by_form.entry(&r.form).or_default().push(i);
         }
         let single_form = by_form.len() == 1;
         let mut marks = Vec::new();
         let result = (|| {
             for (form, idx) in &by_form {
-                self.ensure_open(form, records[idx[0]].1.reference.seq)?;
+                self.ensure_open(form, records[idx[0]].reference.seq)?;
                 marks.push(Mark { form: form.to_string(), lens: self.open[*form].iter().map(|s| s.len).collect() });
                 for seg in self.open.get_mut(*form).expect("just opened") {
                     match (&seg.header, json) {
@@ -396,7 +408,7 @@ impl Writer {
                         (header, _) => {
                             let mut buf = Vec::with_capacity(idx.len() * 512);
                             for &i in idx {
-                                let r = &records[i].1;
+                                let r = &records[i];
                                 match header {
                                     Some(header) => buf.extend(CsvCodec::row_line(header, r)),
                                     None => r.write_json_line(&mut buf),
@@ -549,10 +561,10 @@ struct JsonLines {
 }
 
 impl JsonLines {
-    fn of(records: &[(usize, Record)]) -> JsonLines {
+    fn of(records: &[Record]) -> JsonLines {
         let mut buf = Vec::with_capacity(records.len() * 640);
         let mut ends = Vec::with_capacity(records.len());
-        for (_, r) in records {
+        for r in records {
             r.write_json_line(&mut buf);
             ends.push(buf.len());
         }
@@ -580,10 +592,10 @@ impl JsonLines {
 
 /// `cofferdam_collect_form_records_total{form}`: the admin page's records per second by form,
 /// counted once per form and batch, after the batch is durable.
-fn count_by_form(records: &[(usize, Record)]) {
+fn count_by_form(records: &[Record]) {
     let mut by_form: BTreeMap<&str, u64> = BTreeMap::new();
-    for (_, r) in records {
-        *by_form.entry(r.form.as_str()).or_default() += 1;
+    for r in records {
+        *by_form.entry(&r.form).or_default() += 1;
     }
     for (form, n) in by_form {
         metrics::counter!("cofferdam_collect_form_records_total", "form" => form.to_string()).increment(n);

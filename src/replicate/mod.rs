@@ -332,12 +332,12 @@ impl Replicator {
     /// the writer thread.
     pub fn send(
         &self,
-        records: &[(usize, Record)],
+        records: &[Record],
         payloads: impl Iterator<Item = Bytes>,
     ) -> Result<Option<InFlight>, ReplicateError> {
         let Replicator::Replicated { link, rt, .. } = self else { return Ok(None) };
         let started = Instant::now();
-        let refs: Vec<Ref> = records.iter().map(|(_, r)| r.reference.clone()).collect();
+        let refs: Vec<Ref> = records.iter().map(|r| r.reference.clone()).collect();
         let messages = refs.iter().map(|r| r.to_string()).zip(payloads);
         match rt.block_on(link.send(messages, true)) {
             Ok(acks) => Ok(Some(InFlight { refs, acks, started })),
@@ -355,7 +355,7 @@ impl Replicator {
     /// any of it is answered, and, in local mode, with no `inflight`: an error means the batch
     /// must be cut back out and refused (its references are voided in the stream, or kept in
     /// `collected/{node}.voids` until they are). Blocking: called from the writer thread.
-    pub fn confirm(&self, records: &[(usize, Record)], inflight: Option<InFlight>) -> Result<(), ReplicateError> {
+    pub fn confirm(&self, records: &[Record], inflight: Option<InFlight>) -> Result<(), ReplicateError> {
         match self {
             Replicator::Replicated { link, rt, .. } => {
                 let Some(InFlight { refs, acks, started }) = inflight else { return Ok(()) };
@@ -377,7 +377,7 @@ impl Replicator {
                 }
             }
             Replicator::Local(handover) => {
-                let batch: Vec<Record> = records.iter().map(|(_, r)| r.clone()).collect();
+                let batch: Vec<Record> = records.to_vec();
                 handover.committed(&batch);
                 Ok(())
             }
