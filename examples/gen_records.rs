@@ -83,16 +83,16 @@ fn order(seq: u64, start: jiff::Timestamp) -> Record {
         ("AURORA-EB", "Aurora lamp — early bird", 8_900)
     };
     let mut fields = BTreeMap::new();
-    fields.insert("name".to_string(), format!("Buyer Number {seq}"));
-    fields.insert("email".to_string(), format!("buyer{seq}@example.org"));
-    fields.insert("country".to_string(), COUNTRIES[(seq % COUNTRIES.len() as u64) as usize].to_string());
-    fields.insert("street".to_string(), format!("Hauptstr. {}", 1 + seq % 200));
-    fields.insert("postcode".to_string(), format!("{:05}", 10115 + seq % 900));
-    fields.insert("city".to_string(), "Berlin".to_string());
-    fields.insert("phone".to_string(), if seq.is_multiple_of(3) { format!("+49 30 {seq}") } else { String::new() });
-    fields.insert("sku".to_string(), sku.to_string());
-    fields.insert("quantity".to_string(), quantity.to_string());
-    fields.insert("newsletter".to_string(), if seq.is_multiple_of(2) { "true" } else { "false" }.to_string());
+    fields.insert("name".into(), format!("Buyer Number {seq}"));
+    fields.insert("email".into(), format!("buyer{seq}@example.org"));
+    fields.insert("country".into(), COUNTRIES[(seq % COUNTRIES.len() as u64) as usize].to_string());
+    fields.insert("street".into(), format!("Hauptstr. {}", 1 + seq % 200));
+    fields.insert("postcode".into(), format!("{:05}", 10115 + seq % 900));
+    fields.insert("city".into(), "Berlin".to_string());
+    fields.insert("phone".into(), if seq.is_multiple_of(3) { format!("+49 30 {seq}") } else { String::new() });
+    fields.insert("sku".into(), sku.to_string());
+    fields.insert("quantity".into(), quantity.to_string());
+    fields.insert("newsletter".into(), if seq.is_multiple_of(2) { "true" } else { "false" }.to_string());
     let total = unit * quantity as u64;
     Record {
         v: RECORD_VERSION,

@@ -161,7 +161,7 @@ impl Manifest {
     }
 
     pub fn product(&self, sku: &str) -> Option<&Product> {
-        self.catalog.iter().find(|p| p.sku == sku)
+        self.catalog.iter().find(|p| *p.sku == *sku)
     }
 
     /// Routes of the pages that show `form`.

@@ -74,18 +74,18 @@ pub struct Record {
     pub v: u32,
     #[serde(rename = "ref")]
     pub reference: Ref,
-    pub form: String,
+    pub form: Arc<str>,
     /// Receive time, RFC 3339 UTC.
     pub received_at: jiff::Timestamp,
     /// The validated fields, by name; the honeypot is never among them.
-    pub fields: BTreeMap<String, String>,
+    pub fields: BTreeMap<Arc<str>, String>,
     /// Order lines priced from the catalog (never from the client); empty for sign-ups.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lines: Vec<Line>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_cents: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub currency: Option<String>,
+    pub currency: Option<Arc<str>>,
     /// The record this one follows (a one-time offer's order), from the signed cookie.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_ref: Option<Ref>,
@@ -96,8 +96,8 @@ pub struct Record {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Line {
-    pub sku: String,
-    pub name: String,
+    pub sku: Arc<str>,
+    pub name: Arc<str>,
     pub quantity: u32,
     pub unit_cents: u64,
     pub total_cents: u64,
@@ -275,11 +275,11 @@ impl CsvCodec {
             .map(|col| match col.as_str() {
                 "v" => record.v.to_string(),
                 "ref" => record.reference.to_string(),
-                "form" => record.form.clone(),
+                "form" => record.form.to_string(),
                 "received_at" => record.received_at.to_string(),
                 "parent_ref" => record.parent_ref.as_ref().map(|r| r.to_string()).unwrap_or_default(),
                 "total_cents" => record.total_cents.map(|t| t.to_string()).unwrap_or_default(),
-                "currency" => opt(&record.currency),
+                "currency" => record.currency.as_deref().unwrap_or_default().to_string(),
                 "lines" => lines_json.clone(),
                 "ip" => opt(&record.meta.ip),
                 "user_agent" => opt(&record.meta.user_agent),
@@ -305,7 +305,7 @@ impl CsvCodec {
             let cell = unguard_cell(cell);
             match col.strip_prefix(CSV_FIELD_PREFIX) {
                 Some(name) => {
-                    fields.insert(name.to_string(), cell.to_string());
+                    fields.insert(name.into(), cell.to_string());
                 }
                 None => {
                     get.insert(col, cell);
@@ -318,7 +318,7 @@ impl CsvCodec {
         Ok(Record {
             v: need("v")?.parse().map_err(|_| "column \"v\" is not a number".to_string())?,
             reference: parse_ref(need("ref")?)?,
-            form: need("form")?.to_string(),
+            form: need("form")?.into(),
             received_at: need("received_at")?.parse().map_err(|e| format!("column \"received_at\": {e}"))?,
             fields,
             lines: match opt("lines") {
@@ -328,7 +328,7 @@ impl CsvCodec {
             total_cents: opt("total_cents")
                 .map(|s| s.parse().map_err(|_| "column \"total_cents\" is not a number".to_string()))
                 .transpose()?,
-            currency: opt("currency").map(String::from),
+            currency: opt("currency").map(Arc::from),
             parent_ref: opt("parent_ref").map(parse_ref).transpose()?,
             meta: Meta {
                 ip: opt("ip").map(String::from),
@@ -549,7 +549,7 @@ mod tests {
             reference: "node-a-7".parse().unwrap(),
             form: "order".into(),
             received_at: "2026-11-24T09:00:00.123Z".parse().unwrap(),
-            fields: [("name".to_string(), name.to_string()), ("note".to_string(), note.to_string())].into(),
+            fields: [("name".into(), name.to_string()), ("note".into(), note.to_string())].into(),
             lines: vec![Line {
                 sku: "LAMP".into(),
                 name: "Lamp".into(),
@@ -650,17 +650,17 @@ mod tests {
         let mut records = vec![full.clone(), bare];
         for text in &texts {
             let mut r = record(text, text);
-            r.fields.insert(text.clone(), text.clone());
-            r.form = text.clone();
-            r.lines[0].name = text.clone();
+            r.fields.insert(text.as_str().into(), text.clone());
+            r.form = text.as_str().into();
+            r.lines[0].name = text.as_str().into();
             r.lines.push(Line {
-                sku: text.clone(),
-                name: String::new(),
+                sku: text.as_str().into(),
+                name: "".into(),
                 quantity: u32::MAX,
                 unit_cents: 0,
                 total_cents: u64::MAX,
             });
-            r.currency = Some(text.clone());
+            r.currency = Some(text.as_str().into());
             r.meta = Meta {
                 ip: None,
                 user_agent: Some(text.clone()),

@@ -32,13 +32,13 @@ fn render_with(name: &str, form: &Form, catalog: &[Product], filled: Option<&Fil
     );
     if let Some(f) = filled.filter(|f| !f.errors.is_empty()) {
         h.push_str("<div class=\"cd-errors\" role=\"alert\"><p>Please check the marked fields:</p><ul>");
-        for field in form.fields.iter().filter(|x| f.errors.contains_key(&x.name)) {
+        for field in form.fields.iter().filter(|x| f.errors.contains_key(&*x.name)) {
             let _ = write!(
                 h,
                 "<li><a href=\"#{}-{}\">{}</a></li>",
                 esc(name),
                 esc(&field.name),
-                esc(&f.errors[&field.name])
+                esc(&f.errors[&*field.name])
             );
         }
         h.push_str("</ul></div>\n");
@@ -60,10 +60,10 @@ fn render_with(name: &str, form: &Form, catalog: &[Product], filled: Option<&Fil
 
 fn field_html(h: &mut String, form: &str, f: &Field, catalog: &[Product], filled: Option<&Filled>) {
     let id = format!("{}-{}", esc(form), esc(&f.name));
-    let error = filled.and_then(|x| x.errors.get(&f.name));
+    let error = filled.and_then(|x| x.errors.get(&*f.name));
     // What to show: what the buyer sent, else the configured default.
     let shown = match filled {
-        Some(x) => x.values.get(&f.name).map(String::as_str),
+        Some(x) => x.values.get(&*f.name).map(String::as_str),
         None => f.default.as_deref(),
     };
     let mut attrs = format!(" id=\"{id}\" name=\"{}\"", esc(&f.name));
@@ -137,7 +137,7 @@ fn field_html(h: &mut String, form: &str, f: &Field, catalog: &[Product], filled
             // Products as radio cards: name and price in plain sight (not inside a dropdown),
             // wrapping on a phone instead of being cut.
             let products = sku_products(f, catalog);
-            let chosen = shown.or((products.len() == 1).then(|| products[0].sku.as_str()));
+            let chosen = shown.or((products.len() == 1).then(|| &*products[0].sku));
             let _ = write!(
                 h,
                 "<fieldset class=\"cd-field cd-sku{invalid}\" id=\"{id}\"{described}><legend>{}</legend>",
@@ -145,7 +145,7 @@ fn field_html(h: &mut String, form: &str, f: &Field, catalog: &[Product], filled
                 described = if error.is_some() { format!(" aria-describedby=\"{id}-error\"") } else { String::new() }
             );
             for p in products {
-                let checked = if chosen == Some(p.sku.as_str()) { " checked" } else { "" };
+                let checked = if chosen == Some(&*p.sku) { " checked" } else { "" };
                 let required = if f.required { " required" } else { "" };
                 let _ = write!(
                     h,
@@ -181,7 +181,7 @@ fn sku_products<'a>(f: &Field, catalog: &'a [Product]) -> Vec<&'a Product> {
     if f.options.is_empty() {
         catalog.iter().collect()
     } else {
-        f.options.iter().filter_map(|o| catalog.iter().find(|p| p.sku == o.value())).collect()
+        f.options.iter().filter_map(|o| catalog.iter().find(|p| *p.sku == *o.value())).collect()
     }
 }
 

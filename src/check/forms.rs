@@ -253,7 +253,7 @@ fn check_form(ctx: &Ctx, doc: &Doc, form: &HtmlForm, out: &mut Vec<Finding>) -> 
         );
     }
     let missing: Vec<&str> =
-        def.fields.iter().filter(|f| f.required && !form.names.contains(&f.name)).map(|f| f.name.as_str()).collect();
+        def.fields.iter().filter(|f| f.required && !form.names.contains(&*f.name)).map(|f| &*f.name).collect();
     if !missing.is_empty() {
         push(
             Severity::Error,

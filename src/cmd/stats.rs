@@ -32,7 +32,7 @@ pub fn cli(args: &StatsArgs) -> anyhow::Result<ExitCode> {
     }
     println!("\nstock:");
     for p in &site.config.catalog {
-        let sold = s.sold.get(&p.sku).copied().unwrap_or(0);
+        let sold = s.sold.get(&*p.sku).copied().unwrap_or(0);
         match p.stock {
             Some(cap) => println!("  {:<16} sold {sold:>8}  left {:>8} of {cap}", p.sku, cap.saturating_sub(sold)),
             None => println!("  {:<16} sold {sold:>8}  (no cap)", p.sku),

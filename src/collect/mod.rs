@@ -311,7 +311,7 @@ impl Forms {
 
 /// Capped SKU → cap, from the catalog.
 fn caps_of(manifest: &Manifest) -> Caps {
-    manifest.catalog.iter().filter_map(|p| Some((p.sku.clone(), p.stock?))).collect()
+    manifest.catalog.iter().filter_map(|p| Some((p.sku.to_string(), p.stock?))).collect()
 }
 
 /// This node's share of each cap (`collect.stock_share`, for nodes that split caps).
@@ -342,7 +342,7 @@ fn sold_out_routes(manifest: &Manifest) -> HashMap<String, BTreeSet<String>> {
             .filter(|f| f.kind == FieldKind::Sku)
             .flat_map(|f| {
                 if f.options.is_empty() {
-                    manifest.catalog.iter().map(|p| p.sku.clone()).collect::<Vec<_>>()
+                    manifest.catalog.iter().map(|p| p.sku.to_string()).collect::<Vec<_>>()
                 } else {
                     f.options.iter().map(|o| o.value().to_string()).collect()
                 }

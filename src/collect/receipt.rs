@@ -16,6 +16,7 @@ use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::Arc;
 
 pub const COOKIE: &str = "cofferdam_receipt";
 /// Signed under a context no form can be named (`:`), so no reference cookie can pass for it.
@@ -33,16 +34,16 @@ pub struct Receipt {
 /// One accepted record with lines.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Placed {
-    pub form: String,
+    pub form: Arc<str>,
     #[serde(rename = "ref")]
     pub reference: Ref,
     pub lines: Vec<Item>,
-    pub currency: String,
+    pub currency: Arc<str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Item {
-    pub sku: String,
+    pub sku: Arc<str>,
     pub quantity: u32,
     pub unit_cents: u64,
 }
@@ -140,8 +141,7 @@ impl Receipt {
     /// The receipt as HTML for the page's slot: the first order's reference, every line with
     /// its quantity and price, the total (per currency, should an order mix them).
     pub fn to_html(&self, catalog: &[Product]) -> String {
-        let name =
-            |sku: &str| catalog.iter().find(|p| p.sku == sku).map(|p| p.name.as_str()).unwrap_or(sku).to_string();
+        let name = |sku: &str| catalog.iter().find(|p| *p.sku == *sku).map(|p| &*p.name).unwrap_or(sku).to_string();
         let main = &self.orders[0];
         let mut h = String::with_capacity(1024);
         let _ = write!(
@@ -161,7 +161,7 @@ impl Receipt {
             };
             for l in &order.lines {
                 let sum = l.unit_cents * l.quantity as u64;
-                *totals.entry(order.currency.as_str()).or_default() += sum;
+                *totals.entry(&*order.currency).or_default() += sum;
                 let _ = writeln!(
                     h,
                     "<tr><td>{}{added}</td><td class=\"cd-num\">{}</td><td class=\"cd-num\">{}</td></tr>",
@@ -263,8 +263,8 @@ mod tests {
         let mut receipt = Receipt::after(None, placed("order", "n1-1", "LAMP", 2, 8900), None);
         for text in ["", "q\"uote\\", "\u{1}\n\t", "Zoë/🚀", &"x".repeat(40)] {
             let mut order = placed(text, "node-b-18446744073709551615", text, u32::MAX, u64::MAX);
-            order.lines.push(Item { sku: format!("{text}-2"), quantity: 0, unit_cents: 0 });
-            order.currency = text.to_string();
+            order.lines.push(Item { sku: format!("{text}-2").into(), quantity: 0, unit_cents: 0 });
+            order.currency = text.into();
             receipt.orders.push(order);
             let mut ours = Vec::new();
             receipt.write_json(&mut ours);

@@ -114,10 +114,10 @@ fn seqs_named<'b>(bytes: &'b [u8], node: &'b str) -> impl Iterator<Item = u64> +
 fn count(out: &mut Recovered, r: &Record) {
     out.records += 1;
     if let Some(parent) = &r.parent_ref {
-        out.followed_up.insert((r.form.clone(), parent.clone()));
+        out.followed_up.insert((r.form.to_string(), parent.clone()));
     }
     for line in &r.lines {
-        *out.sold.entry(line.sku.clone()).or_default() += line.quantity as u64;
+        *out.sold.entry(line.sku.to_string()).or_default() += line.quantity as u64;
     }
 }
 

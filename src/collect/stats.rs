@@ -66,21 +66,21 @@ pub fn collect_stats(site: &Site, dir: &std::path::Path) -> std::io::Result<Stat
                 }
             };
             let hour = r.received_at.strftime("%Y-%m-%dT%H:00Z").to_string();
-            *s.per_hour.entry((r.form.clone(), r.reference.node.to_string(), hour)).or_default() += 1;
-            *s.per_form.entry(r.form.clone()).or_default() += 1;
+            *s.per_hour.entry((r.form.to_string(), r.reference.node.to_string(), hour)).or_default() += 1;
+            *s.per_form.entry(r.form.to_string()).or_default() += 1;
             if let Some((c, behind)) = s.shipping.get_mut(&*r.reference.node) {
                 *behind += u64::from(r.reference.seq > c.shipped);
             }
             for l in &r.lines {
-                *s.sold.entry(l.sku.clone()).or_default() += l.quantity as u64;
+                *s.sold.entry(l.sku.to_string()).or_default() += l.quantity as u64;
             }
             if let (Some(t), Some(c)) = (r.total_cents, &r.currency) {
-                *s.revenue.entry(c.clone()).or_default() += t;
+                *s.revenue.entry(c.to_string()).or_default() += t;
             }
-            let takes_payment = site.config.forms.get(&r.form).is_some_and(|f| f.payment.is_some());
+            let takes_payment = site.config.forms.get(&*r.form).is_some_and(|f| f.payment.is_some());
             let paid = ledger.get(&r.reference);
             if takes_payment || paid.is_some() {
-                let p = s.payments.entry(r.form.clone()).or_default();
+                let p = s.payments.entry(r.form.to_string()).or_default();
                 match paid.map(|o| o.status) {
                     Some(PaymentStatus::Paid) => p.paid += 1,
                     Some(PaymentStatus::Refunded) => p.refunded += 1,
@@ -88,7 +88,7 @@ pub fn collect_stats(site: &Site, dir: &std::path::Path) -> std::io::Result<Stat
                 }
                 if let Some(o) = paid.filter(|o| o.status == PaymentStatus::Paid) {
                     let total = r.total_cents.unwrap_or(0);
-                    let currency = r.currency.clone().unwrap_or_default();
+                    let currency = r.currency.as_deref().unwrap_or_default().to_string();
                     if o.paid_cents != total || o.currency.as_deref().is_some_and(|c| c != currency) {
                         p.mismatched += 1;
                         s.mismatches.push((r.reference.clone(), o.paid_cents, total, currency));

@@ -4,8 +4,9 @@
 use crate::config::{FieldKind, Form, Product};
 use crate::record::Line;
 use serde::Serialize;
-use std::borrow::Cow;
+use std::borrow::{Borrow, Cow};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FieldError {
@@ -27,7 +28,7 @@ pub trait Posted {
     fn value(&self, name: &str) -> Option<&str>;
 }
 
-impl Posted for BTreeMap<String, String> {
+impl<K: Borrow<str> + Ord> Posted for BTreeMap<K, String> {
     fn value(&self, name: &str) -> Option<&str> {
         self.get(name).map(String::as_str)
     }
@@ -102,10 +103,10 @@ fn form_decode(s: &[u8]) -> Result<Cow<'_, str>, BodyError> {
 /// and the priced order lines.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Valid {
-    pub fields: BTreeMap<String, String>,
+    pub fields: BTreeMap<Arc<str>, String>,
     pub lines: Vec<Line>,
     pub total_cents: Option<u64>,
-    pub currency: Option<String>,
+    pub currency: Option<Arc<str>>,
 }
 
 pub fn validate(form: &Form, catalog: &[Product], posted: &impl Posted) -> Result<Valid, Vec<FieldError>> {
@@ -179,7 +180,7 @@ pub fn validate(form: &Form, catalog: &[Product], posted: &impl Posted) -> Resul
                     continue;
                 };
                 // A quantity below one is never an order, whatever the config says.
-                let is_quantity = form.quantity_field.as_deref() == Some(f.name.as_str());
+                let is_quantity = form.quantity_field.as_deref() == Some(&*f.name);
                 let min = f.min.or(is_quantity.then_some(1));
                 if min.is_some_and(|m| n < m) || f.max.is_some_and(|m| n > m) {
                     let range = match (min, f.max) {
@@ -200,7 +201,7 @@ pub fn validate(form: &Form, catalog: &[Product], posted: &impl Posted) -> Resul
             }
             FieldKind::Sku => {
                 let offered = f.options.is_empty() || f.options.iter().any(|o| o.value() == value);
-                match catalog.iter().find(|p| p.sku == value) {
+                match catalog.iter().find(|p| *p.sku == *value) {
                     Some(p) if offered => sku = Some(p),
                     _ => {
                         err(&f.name, format!("{label}: unknown product"));
@@ -215,13 +216,13 @@ pub fn validate(form: &Form, catalog: &[Product], posted: &impl Posted) -> Resul
     if !errors.is_empty() {
         return Err(errors);
     }
-    let fields: BTreeMap<String, String> = fields.into_iter().collect();
+    let fields: BTreeMap<Arc<str>, String> = fields.into_iter().collect();
     let (lines, total_cents, currency) = match sku {
         Some(p) => {
             let quantity = form
                 .quantity_field
                 .as_ref()
-                .and_then(|q| fields.get(q))
+                .and_then(|q| fields.get(q.as_str()))
                 .and_then(|v| v.parse::<u32>().ok())
                 .unwrap_or(1);
             let total = p.price_cents * quantity as u64;

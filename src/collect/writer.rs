@@ -244,7 +244,7 @@ impl Writer {
             (self.stock.reserve(&demand).0, demand.len())
         };
         let mut decisions = Vec::with_capacity(batch.len());
-        let mut taken: HashMap<String, u64> = HashMap::with_capacity(skus);
+        let mut taken: HashMap<Arc<str>, u64> = HashMap::with_capacity(skus);
         // Sized once: growing them is most of what a batch's bookkeeping costs.
         let mut batch_keys: HashMap<DedupeKey, u64, Prehashed> =
             HashMap::with_capacity_and_hasher(batch.len(), Prehashed::default());
@@ -270,7 +270,7 @@ impl Writer {
                 None => true,
             });
             if !fits {
-                let unknown = job.valid.lines.iter().any(|l| unreachable.contains(&l.sku));
+                let unknown = job.valid.lines.iter().any(|l| unreachable.contains(&*l.sku));
                 decisions.push(if unknown { Decision::Failed } else { Decision::SoldOut });
                 continue;
             }
@@ -540,7 +540,7 @@ fn record(job: &mut Job, reference: Ref) -> Record {
     Record {
         v: RECORD_VERSION,
         reference,
-        form: job.form.to_string(),
+        form: job.form.clone(),
         received_at: job.received_at,
         fields: std::mem::take(&mut job.valid.fields),
         lines: std::mem::take(&mut job.valid.lines),

@@ -513,8 +513,8 @@ fn depends_on_ids(x: &Expr) -> bool {
 
 fn resolve(x: &mut Expr, place: &Place, tables: &[TableSpec], lookups: &mut Vec<LookupSite>) -> Result<(), String> {
     match x {
-        Expr::Field(name) if !place.form.fields.iter().any(|f| &f.name == name) => {
-            let names: Vec<&str> = place.form.fields.iter().map(|f| f.name.as_str()).collect();
+        Expr::Field(name) if !place.form.fields.iter().any(|f| *f.name == **name) => {
+            let names: Vec<&str> = place.form.fields.iter().map(|f| &*f.name).collect();
             let near = names
                 .iter()
                 .map(|n| (crate::suggest::edit_distance(name, n), n))

@@ -21,6 +21,7 @@ pub use replicate::{AckPolicy, ReplicateConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub const CONFIG_FILE: &str = "cofferdam.toml";
 
@@ -205,7 +206,8 @@ impl StoreFormat {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Field {
-    pub name: String,
+    /// Shared by every record's fields, so a post does not copy the names it stores.
+    pub name: Arc<str>,
     #[serde(default)]
     pub label: String,
     #[serde(rename = "type")]
@@ -301,11 +303,12 @@ impl Choice {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Product {
-    pub sku: String,
-    pub name: String,
+    // Shared with every order line that names the product, as the form field names are.
+    pub sku: Arc<str>,
+    pub name: Arc<str>,
     pub price_cents: u64,
     #[serde(default = "default_currency")]
-    pub currency: String,
+    pub currency: Arc<str>,
     /// The most that may ever be sold ("the first 5000"); `None` is unlimited.
     #[serde(default)]
     pub stock: Option<u64>,
@@ -313,7 +316,7 @@ pub struct Product {
     pub description: Option<String>,
 }
 
-fn default_currency() -> String {
+fn default_currency() -> Arc<str> {
     "EUR".into()
 }
 
@@ -496,7 +499,7 @@ impl Config {
     }
 
     pub fn product(&self, sku: &str) -> Option<&Product> {
-        self.catalog.iter().find(|p| p.sku == sku)
+        self.catalog.iter().find(|p| *p.sku == *sku)
     }
 
     /// Semantic checks serde cannot express. The error is (key path, message).
@@ -533,7 +536,7 @@ impl Config {
             if !valid_name(&p.sku) {
                 return Err((at("sku"), format!("{:?} is not a valid SKU (letters, digits, `_` and `-`)", p.sku)));
             }
-            if !skus.insert(p.sku.as_str()) {
+            if !skus.insert(&*p.sku) {
                 return Err((at("sku"), format!("SKU {:?} is listed twice", p.sku)));
             }
             if p.currency.len() != 3 || !p.currency.chars().all(|c| c.is_ascii_uppercase()) {
@@ -573,10 +576,10 @@ impl Config {
                 if !valid_name(&f.name) {
                     return Err((fat("name"), format!("{:?} is not a valid field name", f.name)));
                 }
-                if !seen.insert(f.name.as_str()) {
+                if !seen.insert(&*f.name) {
                     return Err((fat("name"), format!("field {:?} is defined twice", f.name)));
                 }
-                if f.name == form.honeypot {
+                if *f.name == *form.honeypot {
                     return Err((fat("name"), format!("field {:?} has the honeypot's name", f.name)));
                 }
                 if let (Some(lo), Some(hi)) = (f.min_len, f.max_len) {
@@ -620,7 +623,7 @@ impl Config {
                     key_at.extend(key.iter().map(String::as_str));
                     for part in &template.parts {
                         if let Part::Field(f) = part {
-                            if !form.fields.iter().any(|x| &x.name == f) {
+                            if !form.fields.iter().any(|x| *x.name == **f) {
                                 return Err((at(&key_at), format!("{{field:{f}}}: no field named {f:?} in this form")));
                             }
                         }
@@ -641,7 +644,7 @@ impl Config {
                 return Err((at(&["fields"]), "a form takes at most one sku field".into()));
             }
             if let Some(q) = &form.quantity_field {
-                match form.fields.iter().find(|f| &f.name == q) {
+                match form.fields.iter().find(|f| *f.name == **q) {
                     Some(f) if f.kind == FieldKind::Int => {}
                     Some(_) => return Err((at(&["quantity_field"]), format!("field {q:?} must be of type \"int\""))),
                     None => return Err((at(&["quantity_field"]), format!("no field named {q:?} in this form"))),
@@ -655,7 +658,7 @@ impl Config {
         self.forms.keys().cloned().collect::<Vec<_>>().join(", ")
     }
     fn sku_names(&self) -> String {
-        self.catalog.iter().map(|p| p.sku.as_str()).collect::<Vec<_>>().join(", ")
+        self.catalog.iter().map(|p| &*p.sku).collect::<Vec<_>>().join(", ")
     }
 }
 

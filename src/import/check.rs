@@ -73,7 +73,7 @@ pub fn check(
     for (index, why) in &plan.bad {
         problems.push(Problem {
             record: Some(RecordAt::of(*index, &located[*index])),
-            place: located[*index].record.form.clone(),
+            place: located[*index].record.form.to_string(),
             message: why.clone(),
         });
     }

@@ -65,7 +65,7 @@ pub fn eval<'a>(x: &'a Expr, env: &Env<'a>, s: &Scope<'a, '_>) -> Eval<'a> {
             }
             RecordValue::ReservedId => s.reserved_id.map(Value::Int).unwrap_or(Value::Null),
         },
-        Expr::Field(name) => opt_text(r.fields.get(name).map(String::as_str)),
+        Expr::Field(name) => opt_text(r.fields.get(name.as_str()).map(String::as_str)),
         Expr::Meta(MetaValue::Ip) => opt_text(r.meta.ip.as_deref()),
         Expr::Meta(MetaValue::UserAgent) => opt_text(r.meta.user_agent.as_deref()),
         Expr::Payment(v) => payment(*v, env.payments, r),
@@ -539,11 +539,11 @@ mod tests {
 
     fn record() -> Record {
         let mut fields = BTreeMap::new();
-        fields.insert("name".to_string(), "  Ada   Lovelace ".to_string());
-        fields.insert("email".to_string(), " Ada@Example.ORG".to_string());
-        fields.insert("street".to_string(), "Hauptstr. 1\nHinterhaus\n".to_string());
-        fields.insert("newsletter".to_string(), "true".to_string());
-        fields.insert("quantity".to_string(), "2".to_string());
+        fields.insert("name".into(), "  Ada   Lovelace ".to_string());
+        fields.insert("email".into(), " Ada@Example.ORG".to_string());
+        fields.insert("street".into(), "Hauptstr. 1\nHinterhaus\n".to_string());
+        fields.insert("newsletter".into(), "true".to_string());
+        fields.insert("quantity".into(), "2".to_string());
         Record {
             v: 1,
             reference: Ref { node: "n1".into(), seq: 7 },

@@ -196,7 +196,7 @@ impl Import {
 
         let mut per_form = BTreeMap::new();
         for p in &plan.records {
-            *per_form.entry(src.records[p.index].record.form.clone()).or_default() += 1;
+            *per_form.entry(src.records[p.index].record.form.to_string()).or_default() += 1;
         }
         let tables = plan
             .tables

@@ -180,7 +180,7 @@ pub fn make(mapping: &Mapping, located: &[Located], snap: &Snapshot, env: &Env, 
     let truncated = std::cell::Cell::new(0);
     for (index, l) in located.iter().enumerate() {
         let r = &l.record;
-        let Some(entities) = mapping.forms.get(&r.form) else { continue };
+        let Some(entities) = mapping.forms.get(&*r.form) else { continue };
         if !snap.done.is_empty() && snap.done.contains(&l.reference) {
             plan.done += 1;
             continue;
@@ -189,7 +189,7 @@ pub fn make(mapping: &Mapping, located: &[Located], snap: &Snapshot, env: &Env, 
             bad_refs.insert(&r.reference);
             continue;
         }
-        let parent = match (&r.parent_ref, uses_parent.contains(r.form.as_str())) {
+        let parent = match (&r.parent_ref, uses_parent.contains(&*r.form)) {
             (Some(p), true) => {
                 if let Some(&at) = position.get(p) {
                     Ok(Parent::Planned(at))
@@ -299,7 +299,7 @@ pub fn make(mapping: &Mapping, located: &[Located], snap: &Snapshot, env: &Env, 
     // The ranges, now that the number of new rows per table is known.
     let mut counts = vec![(0usize, 0usize); mapping.tables.len()];
     for (p, ds) in plan.records.iter().zip(&decisions) {
-        let entities = &mapping.forms[&located[p.index].record.form];
+        let entities = &mapping.forms[&*located[p.index].record.form];
         let mut d = ds.iter();
         for e in entities.iter().filter(|e| !e.update_parent) {
             for _ in lines_of(e, &located[p.index].record) {
@@ -364,7 +364,7 @@ pub fn make(mapping: &Mapping, located: &[Located], snap: &Snapshot, env: &Env, 
     for (i, decided) in decisions.iter().enumerate() {
         let index = plan.records[i].index;
         let r = &located[index].record;
-        let entities = &mapping.forms[&r.form];
+        let entities = &mapping.forms[&*r.form];
         let mut rows: Vec<RowId> = Vec::new();
         let mut d = decided.iter();
         let mut error = None;

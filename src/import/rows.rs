@@ -125,7 +125,7 @@ pub fn build<'a>(
 ) -> Result<Built<'a>, Vec<Misfit>> {
     let r = &located[p.index].record;
     let reference = &located[p.index].reference;
-    let entities = &mapping.forms[&r.form];
+    let entities = &mapping.forms[&*r.form];
     let base = layouts.first_of(&r.form);
     let parent = plan.parent_rows(p);
     let mut out = Built { rows: Vec::new(), updates: Vec::new(), truncated: Vec::new() };

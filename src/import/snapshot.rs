@@ -108,8 +108,10 @@ pub async fn gather(
         }
     }
 
-    let pending: Vec<&Located> =
-        located.iter().filter(|l| mapping.forms.contains_key(&l.record.form) && !done.contains(&l.reference)).collect();
+    let pending: Vec<&Located> = located
+        .iter()
+        .filter(|l| mapping.forms.contains_key(&*l.record.form) && !done.contains(&l.reference))
+        .collect();
     let mut snap = Snapshot {
         tables,
         lookup_tables,
@@ -198,7 +200,7 @@ async fn gather_lookups(
                 || vec![HashSet::new(); sites],
                 |mut acc, l| {
                     let truncated = std::cell::Cell::new(0);
-                    let entities = &mapping.forms[&l.record.form];
+                    let entities = &mapping.forms[&*l.record.form];
                     for e in entities {
                         for line in lines_of(e, &l.record) {
                             let scope = key_scope(l, entities, line, &truncated);
@@ -316,7 +318,7 @@ async fn gather_keys(
             || vec![HashSet::new(); n],
             |mut acc, l| {
                 let truncated = std::cell::Cell::new(0);
-                let entities = &mapping.forms[&l.record.form];
+                let entities = &mapping.forms[&*l.record.form];
                 for e in entities.iter().filter(|e| e.natural_key.is_some()) {
                     let (_, how) = mapping.tables[e.table].natural_key.as_ref().expect("keyed");
                     for line in lines_of(e, &l.record) {

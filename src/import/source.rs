@@ -54,7 +54,7 @@ pub fn read(config: &Config, folders: &[PathBuf], streamed: Vec<super::stream::F
                     Err(bad) => src.bad.push(bad),
                     Ok((line, checked, r)) => match checked {
                         Err(message) => src.bad.push(BadLine { path: seg.path.clone(), line, message }),
-                        Ok(false) => *src.unmapped.entry(r.form.clone()).or_default() += 1,
+                        Ok(false) => *src.unmapped.entry(r.form.to_string()).or_default() += 1,
                         Ok(true) => {
                             if seen.insert(r.reference.clone()) {
                                 src.records.push(Located {
@@ -81,7 +81,7 @@ pub fn read(config: &Config, folders: &[PathBuf], streamed: Vec<super::stream::F
     for (item, origin, line) in checked {
         match item {
             Err(message) => src.bad.push(BadLine { path: origin.to_path_buf(), line, message }),
-            Ok((false, r)) => *src.unmapped.entry(r.form.clone()).or_default() += 1,
+            Ok((false, r)) => *src.unmapped.entry(r.form.to_string()).or_default() += 1,
             Ok((true, r)) => {
                 if seen.insert(r.reference.clone()) {
                     src.records.push(Located { reference: r.reference.to_string(), record: r, path: origin, line });
@@ -98,10 +98,10 @@ pub fn read(config: &Config, folders: &[PathBuf], streamed: Vec<super::stream::F
 /// Re-validates a record against today's form definition and catalog. `Ok(false)`: a known
 /// form with no import mapping.
 fn check(config: &Config, r: &Record, folder_form: &str) -> Result<bool, String> {
-    if r.form != folder_form {
+    if *r.form != *folder_form {
         return Err(format!("record of form {:?} in the folder of form {folder_form:?}", r.form));
     }
-    let Some(form) = config.forms.get(&r.form) else {
+    let Some(form) = config.forms.get(&*r.form) else {
         return Err(format!("unknown form {:?} (not in cofferdam.toml)", r.form));
     };
     // Checkbox values are stored as true/false, which validation accepts as posted values.
@@ -109,7 +109,7 @@ fn check(config: &Config, r: &Record, folder_form: &str) -> Result<bool, String>
     if let Err(errors) = crate::collect::validate(form, &config.catalog, posted) {
         let text: Vec<String> = errors
             .iter()
-            .map(|e| match posted.get(&e.field) {
+            .map(|e| match posted.get(e.field.as_str()) {
                 Some(value) => format!("{} = {value:?}: {}", e.field, e.message),
                 None => format!("{}: {}", e.field, e.message),
             })
@@ -121,7 +121,7 @@ fn check(config: &Config, r: &Record, folder_form: &str) -> Result<bool, String>
             return Err(format!("unknown SKU {:?} (not in the catalog)", line.sku));
         }
     }
-    Ok(config.import.forms.contains_key(&r.form))
+    Ok(config.import.forms.contains_key(&*r.form))
 }
 
 /// References that look like double submits: flagged by the collector, or the same form,
@@ -130,7 +130,7 @@ fn check(config: &Config, r: &Record, folder_form: &str) -> Result<bool, String>
 pub fn suspected_duplicates(records: &[Located]) -> Vec<(String, String)> {
     let mut out = Vec::new();
     // (form, fields, parent) → (received, reference) of the latest such record.
-    type Seen<'a> = HashMap<(&'a str, &'a BTreeMap<String, String>, Option<&'a Ref>), (jiff::Timestamp, &'a str)>;
+    type Seen<'a> = HashMap<(&'a str, &'a BTreeMap<Arc<str>, String>, Option<&'a Ref>), (jiff::Timestamp, &'a str)>;
     let mut last: Seen = HashMap::new();
     for l in records {
         let r = &l.record;
@@ -138,7 +138,7 @@ pub fn suspected_duplicates(records: &[Located]) -> Vec<(String, String)> {
             out.push((l.reference.clone(), first.to_string()));
             continue;
         }
-        let key = (r.form.as_str(), &r.fields, r.parent_ref.as_ref());
+        let key = (&*r.form, &r.fields, r.parent_ref.as_ref());
         if let Some((at, first)) = last.get(&key) {
             if r.received_at.duration_since(*at).as_secs() < 600 {
                 out.push((l.reference.clone(), first.to_string()));

@@ -140,7 +140,7 @@ impl Maker<'_> {
             }
             ledger.push([
                 l.reference.clone(),
-                l.record.form.clone(),
+                l.record.form.to_string(),
                 serde_json::to_string(&ids).expect("ids serialize"),
             ]);
         }

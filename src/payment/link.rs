@@ -4,6 +4,7 @@ use crate::config::{LinkTemplate, Part, PaymentLink};
 use crate::record::{Line, Ref};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Everything but RFC 3986's unreserved characters is encoded: a filled value can never end
 /// the parameter it stands in or add one of its own.
@@ -12,7 +13,7 @@ const VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.'
 /// What a link is filled with: the record as the writer accepted it.
 pub struct Order<'a> {
     pub reference: &'a Ref,
-    pub fields: &'a BTreeMap<String, String>,
+    pub fields: &'a BTreeMap<Arc<str>, String>,
     pub lines: &'a [Line],
     pub total_cents: Option<u64>,
     pub currency: Option<&'a str>,
@@ -20,7 +21,7 @@ pub struct Order<'a> {
 
 pub fn url(link: &PaymentLink, order: &Order) -> String {
     let line = order.lines.first();
-    fill(link.template(line.map(|l| l.sku.as_str())), order)
+    fill(link.template(line.map(|l| &*l.sku)), order)
 }
 
 fn fill(template: &LinkTemplate, order: &Order) -> String {
@@ -36,9 +37,9 @@ fn fill(template: &LinkTemplate, order: &Order) -> String {
             Part::TotalCents => order.total_cents.map(|t| t.to_string()).unwrap_or_default(),
             Part::Amount => order.total_cents.map(|t| format!("{}.{:02}", t / 100, t % 100)).unwrap_or_default(),
             Part::Currency => order.currency.unwrap_or_default().to_string(),
-            Part::Sku => line.map(|l| l.sku.clone()).unwrap_or_default(),
+            Part::Sku => line.map(|l| l.sku.to_string()).unwrap_or_default(),
             Part::Quantity => line.map(|l| l.quantity.to_string()).unwrap_or_default(),
-            Part::Field(f) => order.fields.get(f).cloned().unwrap_or_default(),
+            Part::Field(f) => order.fields.get(f.as_str()).cloned().unwrap_or_default(),
         };
         out.extend(utf8_percent_encode(&value, VALUE));
     }
@@ -57,7 +58,7 @@ mod tests {
         )
         .unwrap();
         let reference: Ref = "n1-42".parse().unwrap();
-        let fields: BTreeMap<String, String> = [("email".to_string(), "a+b@example.org&x=1".to_string())].into();
+        let fields: BTreeMap<Arc<str>, String> = [("email".into(), "a+b@example.org&x=1".to_string())].into();
         let line =
             |sku: &str| Line { sku: sku.into(), name: "x".into(), quantity: 2, unit_cents: 4450, total_cents: 8900 };
         let lines = vec![line("AURORA-EB")];

@@ -118,7 +118,7 @@ pub fn order_body(form: &Form, manifest: &Manifest, n: u64) -> String {
                 .default
                 .clone()
                 .or_else(|| f.options.first().map(|o| o.value().to_string()))
-                .or_else(|| manifest.catalog.first().map(|p| p.sku.clone())),
+                .or_else(|| manifest.catalog.first().map(|p| p.sku.to_string())),
             FieldKind::Checkbox => f.required.then(|| "on".to_string()),
         };
         if let Some(v) = value {

@@ -291,7 +291,7 @@ pub fn unshipped(
         if next.is_some_and(|n| n.name.first_seq <= after + 1) {
             continue;
         }
-        let form_count = found.iter().filter(|r: &&Record| r.form == seg.form).count();
+        let form_count = found.iter().filter(|r: &&Record| *r.form == *seg.form).count();
         if form_count >= SCAN_LIMIT {
             continue;
         }
@@ -302,7 +302,7 @@ pub fn unshipped(
                 found.push(r);
             }
         }
-        let of_form: Vec<u64> = found.iter().filter(|r| r.form == seg.form).map(|r| r.reference.seq).collect();
+        let of_form: Vec<u64> = found.iter().filter(|r| *r.form == *seg.form).map(|r| r.reference.seq).collect();
         if of_form.len() >= SCAN_LIMIT {
             complete_below = complete_below.min(of_form.iter().copied().max().unwrap_or(upto));
         }

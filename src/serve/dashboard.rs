@@ -29,7 +29,7 @@ impl Info {
     /// either).
     pub fn of_launch(mut self, config: &Config) -> Info {
         self.forms = config.forms.keys().cloned().collect();
-        self.caps = config.catalog.iter().filter_map(|p| Some((p.sku.clone(), p.stock?))).collect();
+        self.caps = config.catalog.iter().filter_map(|p| Some((p.sku.to_string(), p.stock?))).collect();
         self
     }
 }

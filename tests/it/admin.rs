@@ -129,10 +129,10 @@ async fn admin_page_charts_what_is_on_disk_during_a_real_load() {
     assert!(seen_during > 0, "the page answered while the orders came in");
 
     let on_disk = records(&site.path().join("collected"));
-    let orders = on_disk.iter().filter(|r| r.form == "order").count();
+    let orders = on_disk.iter().filter(|r| &*r.form == "order").count();
     assert_eq!(orders, BUYERS * ORDERS_EACH);
     let sold: u64 =
-        on_disk.iter().flat_map(|r| &r.lines).filter(|l| l.sku == "AURORA-EB").map(|l| l.quantity as u64).sum();
+        on_disk.iter().flat_map(|r| &r.lines).filter(|l| &*l.sku == "AURORA-EB").map(|l| l.quantity as u64).sum();
     // One sample a second: wait (bounded) for the one after the last post.
     let deadline = Instant::now() + Duration::from_secs(20);
     let (headers, html) = loop {

@@ -245,13 +245,13 @@ async fn walk(c: &Client, server: &Server, site: &Path) {
 
     let records = records(&site.join("collected"));
     assert_eq!(records.len(), 2, "{records:?}");
-    let order = records.iter().find(|r| r.form == "order").expect("the order record");
-    let offer = records.iter().find(|r| r.form == "offer").expect("the offer record");
+    let order = records.iter().find(|r| &*r.form == "order").expect("the order record");
+    let offer = records.iter().find(|r| &*r.form == "offer").expect("the offer record");
     assert_eq!(order.fields["name"], "Ada Browser");
     assert_eq!(order.fields["country"], "DE");
     assert_eq!(order.total_cents, Some(17800), "priced from the catalog");
     assert_eq!(offer.parent_ref.as_ref(), Some(&order.reference), "the offer follows this order");
-    assert_eq!(offer.lines[0].sku, "BULB-2PK");
+    assert_eq!(&*offer.lines[0].sku, "BULB-2PK");
     let stats = stdout(&run(site, &["stats"]));
     assert!(stats.contains("order            paid        1  unpaid        0"), "{stats}");
 }

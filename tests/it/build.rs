@@ -39,7 +39,7 @@ fn build_writes_pages_twins_fingerprinted_css_and_manifest() {
     // The manifest lists the order form with its fields, and the catalog.
     let m = cofferdam::manifest::Manifest::load(&dist).unwrap();
     let order = &m.forms["order"];
-    let names: Vec<&str> = order.fields.iter().map(|f| f.name.as_str()).collect();
+    let names: Vec<&str> = order.fields.iter().map(|f| &*f.name).collect();
     assert_eq!(
         names,
         ["name", "email", "street", "postcode", "city", "country", "phone", "sku", "quantity", "newsletter"]

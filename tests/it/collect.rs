@@ -76,7 +76,7 @@ async fn order_post_to_an_escaped_form_address_is_taken_alike() {
     assert!(r.headers().contains_key("x-content-type-options"), "security headers on the 303");
     let recs = records(&site.path().join("collected"));
     assert_eq!(recs.len(), 1);
-    assert_eq!(recs[0].form, "order");
+    assert_eq!(&*recs[0].form, "order");
     assert_eq!(recs[0].meta.ip.as_deref(), Some("127.0.0.1"));
     let r = post(&s, "order", order_body("Grace Hopper"), &[]).await;
     assert_eq!(r.status(), 303);
@@ -161,7 +161,7 @@ async fn one_time_offer_is_linked_to_its_order_and_forged_cookies_are_refused() 
     }
     let recs = records(&site.path().join("collected"));
     assert_eq!(recs.len(), 2);
-    let offer_rec = recs.iter().find(|r| r.form == "offer").unwrap();
+    let offer_rec = recs.iter().find(|r| &*r.form == "offer").unwrap();
     assert_eq!(offer_rec.parent_ref.as_ref().unwrap().to_string(), order_ref);
     assert_eq!(offer_rec.total_cents, Some(3800));
     // The offer form is also stored as CSV, and reads back the same.
@@ -197,7 +197,7 @@ fn one_order_takes_its_one_time_offer_once_even_after_a_restart() {
     assert_eq!(r.status(), 303, "another order takes its own offer");
     let packs: u32 = records(&site.path().join("collected"))
         .iter()
-        .filter(|r| r.form == "offer")
+        .filter(|r| &*r.form == "offer")
         .flat_map(|r| r.lines.iter().map(|l| l.quantity))
         .sum();
     assert_eq!(packs, 3 + 1);

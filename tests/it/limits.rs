@@ -265,7 +265,7 @@ async fn a_visitor_gets_the_landing_page_and_orders_past_2000_slow_body_attacker
         let _ = a.await;
     }
     s.stop().await;
-    let orders: Vec<_> = records(&site.path().join("collected")).into_iter().filter(|r| r.form == "order").collect();
+    let orders: Vec<_> = records(&site.path().join("collected")).into_iter().filter(|r| &*r.form == "order").collect();
     assert_eq!(orders.len(), 1);
     assert_eq!(orders[0].fields["name"], "Vera Visitor");
 }

@@ -112,7 +112,7 @@ async fn offer_pages_show_the_combined_order() {
     assert_eq!(offer.headers()["location"], "/offer-thanks/");
     let both = receipt_cookie(&offer);
     let recs = records(&_site.path().join("collected"));
-    let ref_of = |form: &str| recs.iter().find(|r| r.form == form).unwrap().reference.to_string();
+    let ref_of = |form: &str| recs.iter().find(|r| &*r.form == form).unwrap().reference.to_string();
     let (order_ref, offer_ref) = (ref_of("order"), ref_of("offer"));
     for path in ["/offer-thanks/", "/thanks/"] {
         let (_, html) = page(&s, path, Some(&both)).await;

@@ -14,7 +14,7 @@ fn fixture(file: &str) -> PathBuf {
 }
 
 fn catalog_skus() -> Vec<String> {
-    Site::load(&repo_root()).unwrap().config.catalog.into_iter().map(|p| p.sku).collect()
+    Site::load(&repo_root()).unwrap().config.catalog.into_iter().map(|p| p.sku.to_string()).collect()
 }
 
 /// A fresh database with the shop's schema and seed, or None (and a note) when `var` is unset.
