@@ -62,23 +62,35 @@ impl FormBody<'_> {
 /// Decodes `application/x-www-form-urlencoded`, strictly: a percent-escape that does not
 /// decode to UTF-8 is an error rather than a silent replacement character.
 pub fn parse_body(body: &[u8]) -> Result<FormBody<'_>, BodyError> {
+    // Checked for UTF-8 once, as a whole: the separators are ASCII, so each name and value of
+    // a UTF-8 body is UTF-8 too, and one pass costs less than one a piece.
+    let mut rest = std::str::from_utf8(body).map_err(|_| BodyError::NotUtf8)?;
     let mut pairs = Vec::with_capacity(16);
-    for pair in body.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
-        let (k, v) = match pair.iter().position(|&b| b == b'=') {
-            Some(eq) => (&pair[..eq], &pair[eq + 1..]),
-            None => (pair, &[][..]),
-        };
+    while !rest.is_empty() {
+        let (pair, after) = split_at_byte(rest, b'&').unwrap_or((rest, ""));
+        rest = after;
+        if pair.is_empty() {
+            continue;
+        }
+        let (k, v) = split_at_byte(pair, b'=').unwrap_or((pair, ""));
         pairs.push((form_decode(k)?, form_decode(v)?));
     }
     Ok(FormBody { pairs })
 }
 
+/// `s` before and after the first `separator` (ASCII), if there is one.
+fn split_at_byte(s: &str, separator: u8) -> Option<(&str, &str)> {
+    let at = s.bytes().position(|b| b == separator)?;
+    Some((&s[..at], &s[at + 1..]))
+}
+
 /// One name or value: `+` is a space, `%XX` a byte (a `%` not followed by two hex digits stays
-/// as it is), and the bytes must be UTF-8.
-fn form_decode(s: &[u8]) -> Result<Cow<'_, str>, BodyError> {
+/// as it is), and the decoded bytes must be UTF-8.
+fn form_decode(text: &str) -> Result<Cow<'_, str>, BodyError> {
+    let s = text.as_bytes();
     let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     if !s.iter().any(|&b| b == b'+' || b == b'%') {
-        return std::str::from_utf8(s).map(Cow::Borrowed).map_err(|_| BodyError::NotUtf8);
+        return Ok(Cow::Borrowed(text));
     }
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
@@ -357,6 +369,9 @@ mod tests {
         assert_eq!(parse_body(b"a=1+2&b=%C3%A9&a=3").unwrap().value("a"), Some("1 2"), "the first value wins");
         assert_eq!(parse_body(b"a=%FF"), Err(BodyError::NotUtf8));
         assert_eq!(parse_body(&[b'a', b'=', 0xff]), Err(BodyError::NotUtf8));
+        assert_eq!(parse_body(&[0xc3, b'=', b'1']), Err(BodyError::NotUtf8), "a name's bytes too");
+        assert_eq!(parse_body(&[b'a', b'=', 0xc3, 0xa9, b'&', b'&', 0xe2]), Err(BodyError::NotUtf8), "a cut sequence");
+        assert_eq!(parse_body("n=Zoë&&c=DE".as_bytes()).unwrap().to_map(), post(&[("n", "Zoë"), ("c", "DE")]));
         // A '%' without two hex digits is kept; an escaped '+' is a plus, a bare one a space.
         assert_eq!(
             parse_body(b"a=50%&b=%zz%4&c=%2B+&d").unwrap().to_map(),
