@@ -236,7 +236,7 @@ impl Writer {
             }
         }
         let (unreachable, skus) = {
-            // SKUs borrowed, and below cloned once a batch rather than once a post.
+            // SKUs borrowed: this map lives only until the pool is asked.
             let mut demand: HashMap<&str, u64> = HashMap::new();
             for l in batch.iter().flat_map(|j| &j.valid.lines) {
                 *demand.entry(&l.sku).or_default() += l.quantity as u64;
@@ -275,12 +275,7 @@ impl Writer {
                 continue;
             }
             for l in &job.valid.lines {
-                match taken.get_mut(&l.sku) {
-                    Some(n) => *n += l.quantity as u64,
-                    None => {
-                        taken.insert(l.sku.clone(), l.quantity as u64);
-                    }
-                }
+                *taken.entry(l.sku.clone()).or_default() += l.quantity as u64;
             }
             let reference = Ref { node: self.node.clone(), seq: self.next_seq };
             self.next_seq += 1;
