@@ -8,6 +8,7 @@ use crate::record::{self, Record, Ref, QUARANTINE_SUFFIX};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 #[derive(Debug, Default)]
 pub struct Recovered {
@@ -18,7 +19,7 @@ pub struct Recovered {
     /// Records of this node found in the logs.
     pub records: u64,
     /// (follow-up form, parent record) of every follow-up of this node.
-    pub followed_up: HashSet<(String, Ref)>,
+    pub followed_up: HashSet<(Arc<str>, Ref)>,
     /// Quarantine files written, with the bytes moved there.
     pub quarantined: Vec<(PathBuf, usize)>,
 }
@@ -114,7 +115,7 @@ fn seqs_named<'b>(bytes: &'b [u8], node: &'b str) -> impl Iterator<Item = u64> +
 fn count(out: &mut Recovered, r: &Record) {
     out.records += 1;
     if let Some(parent) = &r.parent_ref {
-        out.followed_up.insert((r.form.to_string(), parent.clone()));
+        out.followed_up.insert((r.form.clone(), parent.clone()));
     }
     for line in &r.lines {
         *out.sold.entry(line.sku.to_string()).or_default() += line.quantity as u64;

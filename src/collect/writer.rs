@@ -89,7 +89,7 @@ pub struct Settings {
     pub max_batch: usize,
     pub dedupe_window: Duration,
     /// (follow-up form, parent record) of the follow-ups in the logs at start-up.
-    pub followed_up: HashSet<(String, Ref)>,
+    pub followed_up: HashSet<(Arc<str>, Ref)>,
 }
 
 pub struct Writer {
@@ -107,7 +107,7 @@ pub struct Writer {
     shared: Arc<Shared>,
     failures: FailureLog,
     /// (follow-up form, parent record) taken: a one-time offer is one per parent.
-    followed_up: HashSet<(String, Ref)>,
+    followed_up: HashSet<(Arc<str>, Ref)>,
 }
 
 /// Asks the kernel not to run this (the writer's) thread ahead of the running request threads
@@ -248,7 +248,7 @@ impl Writer {
         // Sized once: growing them is most of what a batch's bookkeeping costs.
         let mut batch_keys: HashMap<DedupeKey, u64, Prehashed> =
             HashMap::with_capacity_and_hasher(batch.len(), Prehashed::default());
-        let mut batch_follow_ups: HashSet<(String, Ref)> = HashSet::new();
+        let mut batch_follow_ups: HashSet<(Arc<str>, Ref)> = HashSet::new();
         let mut records: Vec<Record> = Vec::with_capacity(batch.len());
         for job in batch.iter_mut() {
             let key = DedupeKey(job.dedupe_key);
@@ -258,7 +258,7 @@ impl Writer {
                 continue;
             }
             // A one-time offer is one-time: one per parent record, whatever the cookie allows.
-            let follow_up = job.parent_ref.as_ref().map(|p| (job.form.to_string(), p.clone()));
+            let follow_up = job.parent_ref.as_ref().map(|p| (job.form.clone(), p.clone()));
             if let Some(key) = &follow_up {
                 if self.followed_up.contains(key) || batch_follow_ups.contains(key) {
                     decisions.push(Decision::FollowedUp);
