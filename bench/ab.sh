@@ -5,7 +5,9 @@
 # alike. Both serve the example site without stock caps from their own copy, pinned to core 0;
 # `wrk -t1` on core 1 sends bench/post-order.lua for DURATION, A then B, ROUNDS times.
 #
-# Usage: bench/ab.sh OLD_BINARY NEW_BINARY   (CONNS=1024 ROUNDS=4 DURATION=5s override)
+# WHAT=get loads the landing page instead (`GET /` asking for brotli, as bench/floor.sh does).
+#
+# Usage: bench/ab.sh OLD_BINARY NEW_BINARY   (CONNS=1024 ROUNDS=4 DURATION=5s WHAT=post override)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib.sh
@@ -20,6 +22,12 @@ B=$(realpath "$2")
 CONNS=${CONNS:-1024}
 ROUNDS=${ROUNDS:-4}
 DURATION=${DURATION:-5s}
+WHAT=${WHAT:-post}
+case $WHAT in
+  post) LOAD=(-s bench/post-order.lua) UNIT=posts ;;
+  get) LOAD=(-H 'Accept-Encoding: br, gzip') UNIT=GETs ;;
+  *) echo "bench/ab.sh: WHAT is post or get, not $WHAT" >&2; exit 2 ;;
+esac
 ulimit -n "$(ulimit -Hn)"
 
 need wrk curl python3 util-linux
@@ -56,8 +64,8 @@ for round in $(seq 1 "$ROUNDS"); do
   for side in a b; do
     url=$URL_A
     [[ $side == b ]] && url=$URL_B
-    run_wrk "ab-$side-$round" -t1 -c"$CONNS" -d"$DURATION" --latency -s bench/post-order.lua "$url"
-    printf 'round %s %s: %8s posts/s  p99 %7s ms  non-2xx/3xx + socket errors %s\n' "$round" "${side^^}" "$RPS" "$P99" "$BAD"
+    run_wrk "ab-$side-$round" -t1 -c"$CONNS" -d"$DURATION" --latency "${LOAD[@]}" "$url/"
+    printf 'round %s %s: %8s %s/s  p99 %7s ms  non-2xx/3xx + socket errors %s\n' "$round" "${side^^}" "$RPS" "$UNIT" "$P99" "$BAD"
     SUM[$side]=$((SUM[$side] + RPS))
     [[ $side == a ]] && last_a=$RPS
   done
@@ -65,4 +73,4 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 mean_a=$((SUM[a] / ROUNDS))
 mean_b=$((SUM[b] / ROUNDS))
-echo "== mean A $mean_a, B $mean_b posts/s: B/A $(ratio "$mean_b" "$mean_a"); B faster in $WINS of $ROUNDS rounds"
+echo "== mean A $mean_a, B $mean_b $UNIT/s: B/A $(ratio "$mean_b" "$mean_a"); B faster in $WINS of $ROUNDS rounds"

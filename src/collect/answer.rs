@@ -40,9 +40,11 @@ impl After {
             )),
             None => rt.thanks.clone(),
         };
+        // Issued when the post came in: the clock was read then, and the follow-up's day
+        // counts from the order either way.
         let ref_cookie = rt.sets_cookie.then(|| {
             cookie(launch, &[super::cookie::REF_COOKIE_PREFIX, &rt.name], |out| {
-                c.signer.sign_into(&rt.name, &record.reference, jiff::Timestamp::now(), out)
+                c.signer.sign_into(&rt.name, &record.reference, record.received_at, out)
             })
         });
         let receipt_cookie = Placed::of(record).map(|placed| {

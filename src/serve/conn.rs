@@ -318,9 +318,11 @@ impl<C: GracefulConnection> Future for Graceful<C> {
 /// is one timer for the connection's life, moved only when it fires. The wait for a head counts
 /// from the accept, the last head read or the last byte written (HTTP/2: the last answer),
 /// whichever is latest, and not while a request is being answered or an answer waits for the
-/// client to read it.
+/// client to read it. Those moments are read off the coarse clock ([`coarse_nanos`]).
 pub struct HeadClock {
     origin: tokio::time::Instant,
+    /// `origin` on the coarse clock.
+    coarse_origin: u64,
     /// Requests being answered (one at a time on HTTP/1).
     answering: AtomicU32,
     /// Nanoseconds after `origin` of the last head read or byte written (HTTP/2: answer done).
@@ -335,6 +337,7 @@ impl HeadClock {
     fn new(accepted: Instant) -> HeadClock {
         HeadClock {
             origin: tokio::time::Instant::from_std(accepted),
+            coarse_origin: coarse_nanos(),
             answering: AtomicU32::new(0),
             since: AtomicU64::new(0),
             write_blocked: AtomicBool::new(false),
@@ -343,8 +346,7 @@ impl HeadClock {
     }
 
     fn touch(&self) {
-        let nanos = self.origin.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
-        self.since.store(nanos, Ordering::Relaxed);
+        self.since.store(coarse_nanos().saturating_sub(self.coarse_origin), Ordering::Relaxed);
     }
 
     fn head_read(&self) {
@@ -378,6 +380,25 @@ impl HeadClock {
         };
         (deadline > now).then_some(deadline)
     }
+}
+
+/// Nanoseconds on a monotonic clock that is cheap to read: Linux's coarse clock, the time of the
+/// last scheduler tick (1 to 10 ms behind), read from the vDSO without the TSC. Every request
+/// moves its connection's head deadline twice (head read, answer written), and a deadline of
+/// seconds is indifferent to a tick.
+#[cfg(target_os = "linux")]
+fn coarse_nanos() -> u64 {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `now` is a timespec to write; the clock is one every Linux since 2.6.32 has, so
+    // the call cannot fail.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut now) };
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}
+
+#[cfg(not(target_os = "linux"))]
+fn coarse_nanos() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
 /// What becomes of a connection whose next head is overdue.
