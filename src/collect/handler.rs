@@ -108,11 +108,7 @@ async fn answer_post(c: &Collector, launch: &Forms, rt: &FormRuntime, ip: Option
         Queued::Answered(refusal) => return refusal,
     };
     match answer.await {
-        Ok(Outcome::Accepted(record)) => {
-            c.oplog.accepted(&rt.name);
-            after.see_other(c, launch, rt, record)
-        }
-        Ok(Outcome::Duplicate(record)) => after.see_other(c, launch, rt, record),
+        Ok(Outcome::Accepted(record) | Outcome::Duplicate(record)) => after.see_other(c, launch, rt, record),
         Ok(Outcome::FollowedUp) => {
             rejected("followed_up");
             launch.pages.refuse(StatusCode::CONFLICT, "This offer was already added to your order.")
@@ -231,7 +227,7 @@ fn queue(
         user_agent: headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
-            .map(|s| s.chars().take(256).collect()),
+            .map(|s| first_chars(s, 256).to_owned()),
         duplicate_of: None,
     };
     if c.closed.load(Ordering::Relaxed) {
@@ -245,7 +241,7 @@ fn queue(
         Ok(()) => Queued::Waiting(after, answer),
         Err(TrySendError::Full(_)) | Err(TrySendError::Closed(_)) => {
             rejected("busy");
-            c.oplog.shed();
+            c.shared.oplog.shed();
             Queued::Answered(launch.pages.busy())
         }
     }
@@ -290,6 +286,14 @@ fn read_error(e: &axum::Error) -> StatusCode {
         source = s.source();
     }
     StatusCode::BAD_REQUEST
+}
+
+/// `s` cut after its first `n` characters.
+fn first_chars(s: &str, n: usize) -> &str {
+    if s.len() <= n {
+        return s;
+    }
+    s.char_indices().nth(n).map_or(s, |(at, _)| &s[..at])
 }
 
 /// `ip` as `Display` writes it; an IPv4 address without the formatting machinery, which costs
@@ -355,6 +359,15 @@ mod tests {
             let ip: IpAddr = ip.parse().unwrap();
             assert_eq!(ip_text(ip), ip.to_string());
         }
+    }
+
+    #[test]
+    fn a_user_agent_is_cut_after_256_characters() {
+        let long = "a".repeat(300);
+        assert_eq!(first_chars(&long, 256).len(), 256);
+        assert_eq!(first_chars("Mozilla/5.0", 256), "Mozilla/5.0");
+        assert_eq!(first_chars("ëëë", 2), "ëë", "at a character's boundary");
+        assert_eq!(first_chars("ëë", 2), "ëë");
     }
 
     #[test]

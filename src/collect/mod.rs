@@ -31,7 +31,6 @@ use crate::config::{FieldKind, Form, Product, Site};
 use crate::manifest::Manifest;
 use crate::payment::Payments;
 use crate::replicate;
-use oplog::OpLog;
 use pages::Pages;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -57,7 +56,6 @@ pub struct Collector {
     closed: Arc<AtomicBool>,
     /// The payment webhook and its log, when a provider is configured.
     payments: Option<Arc<Payments>>,
-    oplog: Arc<OpLog>,
 }
 
 /// Capped SKU → its cap, as in the catalog.
@@ -170,11 +168,10 @@ impl Collector {
             .map_err(CollectError::Thread)?;
 
         let payments = Payments::start(site)?;
-        let oplog = Arc::new(OpLog::new(manifest.forms.keys()));
         let closed = Arc::new(AtomicBool::new(false));
         if c.log_every_secs > 0 {
             let every = Duration::from_secs(c.log_every_secs);
-            tokio::spawn(oplog::run(oplog.clone(), shared.clone(), closed.clone(), every));
+            tokio::spawn(oplog::run(shared.clone(), closed.clone(), every));
         }
         Ok(Arc::new(Collector {
             queue: tx,
@@ -187,7 +184,6 @@ impl Collector {
             replicated: c.replicate.is_some(),
             closed,
             payments,
-            oplog,
         }))
     }
 

@@ -8,28 +8,26 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-/// Counters the request handlers bump: one per form, each an atomic behind a lock that is only
-/// written when a form appears (one a reload added).
+/// Counters bumped as posts are decided: the records each form's batches made durable (by the
+/// writer, once a form and batch) and the posts shed (by the request handlers). A form's count
+/// is an atomic behind a lock that is only written when the form first appears.
+#[derive(Default)]
 pub struct OpLog {
     accepted: RwLock<BTreeMap<String, AtomicU64>>,
     shed: AtomicU64,
 }
 
 impl OpLog {
-    pub fn new<'a>(forms: impl Iterator<Item = &'a String>) -> OpLog {
-        let accepted = forms.map(|f| (f.clone(), AtomicU64::new(0))).collect();
-        OpLog { accepted: RwLock::new(accepted), shed: AtomicU64::new(0) }
-    }
-
-    pub fn accepted(&self, form: &str) {
+    /// `n` more records of `form` are durable.
+    pub fn accepted(&self, form: &str, n: u64) {
         let known = self.accepted.read().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = known.get(form) {
-            n.fetch_add(1, Ordering::Relaxed);
+        if let Some(count) = known.get(form) {
+            count.fetch_add(n, Ordering::Relaxed);
             return;
         }
         drop(known);
         let mut all = self.accepted.write().unwrap_or_else(|e| e.into_inner());
-        all.entry(form.to_string()).or_insert_with(|| AtomicU64::new(0)).fetch_add(1, Ordering::Relaxed);
+        all.entry(form.to_string()).or_insert_with(|| AtomicU64::new(0)).fetch_add(n, Ordering::Relaxed);
     }
 
     pub fn shed(&self) {
@@ -60,14 +58,14 @@ impl OpLog {
 }
 
 /// Logs a summary line every `every` while anything happens, until `closed`.
-pub async fn run(log: Arc<OpLog>, shared: Arc<Shared>, closed: Arc<AtomicBool>, every: Duration) {
+pub async fn run(shared: Arc<Shared>, closed: Arc<AtomicBool>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     while !closed.load(Ordering::Relaxed) {
         tick.tick().await;
         let stock = shared.remaining.read().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some(line) = log.take_line(&stock, every) {
+        if let Some(line) = shared.oplog.take_line(&stock, every) {
             tracing::info!("{line}");
         }
     }
@@ -79,16 +77,13 @@ mod tests {
 
     #[test]
     fn a_line_while_orders_flow_and_silence_when_idle() {
-        let forms = ["newsletter".to_string(), "offer".to_string(), "order".to_string()];
-        let log = OpLog::new(forms.iter());
+        let log = OpLog::default();
         let stock: BTreeMap<String, u64> = [("AURORA-EB".to_string(), 4958)].into();
         let every = Duration::from_secs(5);
         assert_eq!(log.take_line(&stock, every), None);
-        for _ in 0..40 {
-            log.accepted("order");
-        }
-        log.accepted("offer");
-        log.accepted("offer");
+        log.accepted("order", 30);
+        log.accepted("order", 10);
+        log.accepted("offer", 2);
         log.shed();
         assert_eq!(
             log.take_line(&stock, every).as_deref(),
@@ -96,7 +91,7 @@ mod tests {
         );
         assert_eq!(log.take_line(&stock, every), None, "counted once");
         // A form a reload added is counted too.
-        log.accepted("preorder");
+        log.accepted("preorder", 1);
         assert_eq!(
             log.take_line(&stock, every).as_deref(),
             Some("orders: 1 in 5s (preorder 1) · stock left AURORA-EB 4958")

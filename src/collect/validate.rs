@@ -156,12 +156,11 @@ pub fn validate(form: &Form, catalog: &[Product], posted: &impl Posted) -> Resul
             fields.push((f.name.clone(), String::new()));
             continue;
         }
-        let allowed_control = |c: char| f.kind == FieldKind::Textarea && (c == '\n' || c == '\t');
-        if value.chars().any(|c| c.is_control() && !allowed_control(c)) {
+        let (chars, control) = measure(&value, f.kind == FieldKind::Textarea);
+        if control {
             err(&f.name, format!("{label}: contains control characters"));
             continue;
         }
-        let chars = value.chars().count() as u32;
         match f.kind {
             FieldKind::Text | FieldKind::Textarea | FieldKind::Email => {
                 if let Some(min) = f.min_len {
@@ -269,6 +268,23 @@ fn matches_pattern(pattern: &str, value: &str) -> bool {
     })
 }
 
+/// How many characters `value` has, and whether one of them is a control character (a
+/// textarea may hold line breaks and tabs). In one pass, and an ASCII value (most are) is
+/// counted by its length and checked byte by byte rather than decoded.
+fn measure(value: &str, textarea: bool) -> (u32, bool) {
+    let allowed = |c: char| textarea && (c == '\n' || c == '\t');
+    if value.is_ascii() {
+        let control = value.bytes().any(|b| b.is_ascii_control() && !allowed(char::from(b)));
+        return (value.len() as u32, control);
+    }
+    let (mut count, mut control) = (0, false);
+    for c in value.chars() {
+        count += 1;
+        control |= c.is_control() && !allowed(c);
+    }
+    (count, control)
+}
+
 /// Deliberately loose (the only real check is a mail that arrives): one `@`, a dotted domain,
 /// no spaces.
 fn plausible_email(s: &str) -> bool {
@@ -326,6 +342,7 @@ mod tests {
     #[test]
     fn each_bad_field_is_named() {
         let c = config();
+        let long_name = "ë".repeat(101);
         let cases: &[(&str, &str, &str)] = &[
             ("sku", "NOPE", "unknown product"),
             ("quantity", "-1", "between 1 and 5"),
@@ -335,6 +352,10 @@ mod tests {
             ("country", "XX", "choices"),
             ("name", "A", "at least 2"),
             ("name", "", "required"),
+            // Characters, not bytes: 100 two-byte letters fit, 101 do not.
+            ("name", &long_name, "at most 100 characters"),
+            ("name", "Zo\u{7}e", "control characters"),
+            ("name", "Zo\u{85}ë", "control characters"),
         ];
         for (field, value, expect) in cases {
             let mut p = post(&good());
@@ -344,6 +365,19 @@ mod tests {
             assert_eq!(errors[0].field, *field);
             assert!(errors[0].message.contains(expect), "{field}={value}: {}", errors[0].message);
         }
+    }
+
+    #[test]
+    fn characters_are_counted_and_controls_found_in_ascii_and_beyond() {
+        assert_eq!(measure("Zoe", false), (3, false));
+        assert_eq!(measure("Zoë", false), (3, false));
+        assert_eq!(measure(&"ë".repeat(100), false), (100, false));
+        assert_eq!(measure("a\tb", false), (3, true), "a tab outside a textarea");
+        assert_eq!(measure("a\tb\nc", true), (5, false), "tabs and line breaks in a textarea");
+        assert_eq!(measure("a\rb", true), (3, true));
+        assert_eq!(measure("Zoë\u{7f}", false), (4, true), "DEL beside a non-ASCII letter");
+        assert_eq!(measure("Zoë\u{85}", true), (4, true), "a C1 control");
+        assert_eq!(measure("ë\n", true), (2, false));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 use super::dedupe::{DedupeKey, Prehashed, Recent, DEDUPE_CAP};
 use super::failures::FailureLog;
+use super::oplog::OpLog;
 use super::segment::Segment;
 use super::stock::Stock;
 use super::validate::Valid;
@@ -78,6 +79,8 @@ pub struct Shared {
     pub sold_out: RwLock<HashSet<String>>,
     /// Units left per capped SKU, for the operator's log.
     pub remaining: RwLock<BTreeMap<String, u64>>,
+    /// What the operator's log sums up.
+    pub oplog: OpLog,
 }
 
 pub struct Settings {
@@ -299,7 +302,7 @@ impl Writer {
                 self.shared.healthy.store(true, Ordering::Relaxed);
                 self.failures.recovered();
                 metrics::counter!("cofferdam_collect_records_total").increment(records.len() as u64);
-                count_by_form(&records);
+                self.count_by_form(&records);
                 metrics::counter!("cofferdam_collect_batches_total").increment(1);
                 metrics::histogram!("cofferdam_collect_batch_size").record(batch.len() as f64);
                 metrics::histogram!("cofferdam_collect_commit_seconds").record(now.elapsed().as_secs_f64());
@@ -517,6 +520,20 @@ impl Writer {
         }
     }
 
+    /// A durable batch's records by form, counted once a form and batch: the admin page's
+    /// records per second (`cofferdam_collect_form_records_total{form}`) and the operator's
+    /// log line.
+    fn count_by_form(&self, records: &[Record]) {
+        let mut by_form: BTreeMap<&str, u64> = BTreeMap::new();
+        for r in records {
+            *by_form.entry(&r.form).or_default() += 1;
+        }
+        for (form, n) in by_form {
+            metrics::counter!("cofferdam_collect_form_records_total", "form" => form.to_string()).increment(n);
+            self.shared.oplog.accepted(form, n);
+        }
+    }
+
     fn publish_stock(&self) {
         let gone = self.stock.sold_out();
         for (sku, left) in self.stock.remaining() {
@@ -582,17 +599,5 @@ impl JsonLines {
     /// Each record's JSON without the newline, sharing the buffer.
     fn payloads(&self) -> impl Iterator<Item = Bytes> + '_ {
         (0..self.ends.len()).map(|i| self.buf.slice(self.start(i)..self.ends[i] - 1))
-    }
-}
-
-/// `cofferdam_collect_form_records_total{form}`: the admin page's records per second by form,
-/// counted once per form and batch, after the batch is durable.
-fn count_by_form(records: &[Record]) {
-    let mut by_form: BTreeMap<&str, u64> = BTreeMap::new();
-    for r in records {
-        *by_form.entry(&r.form).or_default() += 1;
-    }
-    for (form, n) in by_form {
-        metrics::counter!("cofferdam_collect_form_records_total", "form" => form.to_string()).increment(n);
     }
 }
