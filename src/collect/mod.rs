@@ -66,7 +66,8 @@ type Caps = BTreeMap<String, u64>;
 /// The server pins one per request and swaps a new one in on reload, together with the static
 /// files of the same build, so a post is validated, priced and answered by one launch.
 pub struct Forms {
-    forms: HashMap<String, FormRuntime>,
+    /// By name; a B-tree, as each post looks its form up and a site has a few.
+    forms: BTreeMap<String, FormRuntime>,
     catalog: Vec<Product>,
     pages: Pages,
     /// Address → the SKUs whose selling out turns that page into the sold-out page.

@@ -5,16 +5,18 @@
 
 use crate::logthrottle::{LogThrottle, Say};
 use crate::replicate::Pool;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// While the shared pool stays out of reach, how often the log says so again.
 const SAY_AGAIN_AFTER: Duration = Duration::from_secs(5);
 
+/// The maps are B-trees: a launch caps a handful of SKUs, and the writer looks one up for each
+/// post, which costs a few short comparisons in a tree and a SipHash of the SKU in a hash map.
 pub struct Stock {
-    left: HashMap<String, u64>,
+    left: BTreeMap<String, u64>,
     /// Units this node has sold per SKU, capped or not, so a cap set by a reload counts them.
-    sold: HashMap<String, u64>,
+    sold: BTreeMap<String, u64>,
     shared: Option<Shared>,
 }
 
@@ -32,7 +34,7 @@ pub struct Unreachable(pub HashSet<String>);
 impl Stock {
     /// This node's own caps (its `shares`), less what its log has `sold`.
     pub fn local(shares: HashMap<String, u64>, sold: HashMap<String, u64>) -> Stock {
-        let mut stock = Stock { left: HashMap::new(), sold, shared: None };
+        let mut stock = Stock { left: BTreeMap::new(), sold: sold.into_iter().collect(), shared: None };
         stock.recap(shares);
         stock
     }
@@ -58,7 +60,7 @@ impl Stock {
         let left = skus.into_iter().map(|s| (s, 0)).collect();
         Stock {
             left,
-            sold: HashMap::new(),
+            sold: BTreeMap::new(),
             shared: Some(Shared { pool, block, said: LogThrottle::new(SAY_AGAIN_AFTER) }),
         }
     }
@@ -66,7 +68,7 @@ impl Stock {
     /// Before a batch is decided: takes from the shared pool what `demand` needs beyond what
     /// this node holds. Returns the SKUs whose pool could not be reached: their posts are
     /// refused (try again), never sold past the cap and never called sold out.
-    pub fn reserve(&mut self, demand: &HashMap<&str, u64>) -> Unreachable {
+    pub fn reserve(&mut self, demand: &BTreeMap<&str, u64>) -> Unreachable {
         let mut unreachable = HashSet::new();
         let Some(shared) = &mut self.shared else { return Unreachable(unreachable) };
         for (sku, need) in demand {

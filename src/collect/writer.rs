@@ -238,16 +238,17 @@ impl Writer {
                 }
             }
         }
-        let (unreachable, skus) = {
-            // SKUs borrowed: this map lives only until the pool is asked.
-            let mut demand: HashMap<&str, u64> = HashMap::new();
+        let unreachable = {
+            // SKUs borrowed: this map lives only until the pool is asked. B-trees here and in
+            // `taken`: a batch has a handful of SKUs and a lookup for each post.
+            let mut demand: BTreeMap<&str, u64> = BTreeMap::new();
             for l in batch.iter().flat_map(|j| &j.valid.lines) {
                 *demand.entry(&l.sku).or_default() += l.quantity as u64;
             }
-            (self.stock.reserve(&demand).0, demand.len())
+            self.stock.reserve(&demand).0
         };
         let mut decisions = Vec::with_capacity(batch.len());
-        let mut taken: HashMap<Arc<str>, u64> = HashMap::with_capacity(skus);
+        let mut taken: BTreeMap<Arc<str>, u64> = BTreeMap::new();
         // Sized once: growing them is most of what a batch's bookkeeping costs.
         let mut batch_keys: HashMap<DedupeKey, u64, Prehashed> =
             HashMap::with_capacity_and_hasher(batch.len(), Prehashed::default());
