@@ -13,6 +13,9 @@ pub struct Segment {
     file: File,
     /// Bytes known to be written and synced: where a failed batch is cut back to.
     pub len: u64,
+    /// Bytes appended, synced or not: what `len` becomes at the next sync, counted here rather
+    /// than asked of the file system (a `statx` a batch).
+    appended: u64,
     pub opened: Instant,
     /// The CSV header, for CSV segments.
     pub header: Option<Vec<String>>,
@@ -54,16 +57,18 @@ impl Segment {
         };
         file.sync_data()?;
         sync_dir(dir)?;
-        Ok(Segment { path, file, len, opened: Instant::now(), header })
+        Ok(Segment { path, file, len, appended: len, opened: Instant::now(), header })
     }
 
     pub fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.file.write_all(bytes)
+        self.file.write_all(bytes)?;
+        self.appended += bytes.len() as u64;
+        Ok(())
     }
 
     pub fn sync(&mut self) -> std::io::Result<()> {
         self.file.sync_data()?;
-        self.len = self.file.metadata()?.len();
+        self.len = self.appended;
         Ok(())
     }
 
@@ -74,6 +79,7 @@ impl Segment {
         self.file.set_len(len)?;
         self.file.sync_data()?;
         self.len = len;
+        self.appended = len;
         Ok(())
     }
 
