@@ -269,14 +269,19 @@ fn matches_pattern(pattern: &str, value: &str) -> bool {
 }
 
 /// How many characters `value` has, and whether one of them is a control character (a
-/// textarea may hold line breaks and tabs). In one pass, and an ASCII value (most are) is
-/// counted by its length and checked byte by byte rather than decoded.
+/// textarea may hold line breaks and tabs). A value of printable ASCII (most are) is found so
+/// in one pass over its bytes with no branch (vector compares) and counted by its length;
+/// any other is decoded once.
 fn measure(value: &str, textarea: bool) -> (u32, bool) {
-    let allowed = |c: char| textarea && (c == '\n' || c == '\t');
-    if value.is_ascii() {
-        let control = value.bytes().any(|b| b.is_ascii_control() && !allowed(char::from(b)));
-        return (value.len() as u32, control);
+    // `b - 0x20 < 0x5f` is 0x20..=0x7e in one compare; `&` and `|`, not `&&` and `||`, keep the
+    // fold free of branches.
+    let printable_ascii = value
+        .bytes()
+        .fold(true, |ok, b| ok & ((b.wrapping_sub(0x20) < 0x5f) | textarea & ((b == b'\n') | (b == b'\t'))));
+    if printable_ascii {
+        return (value.len() as u32, false);
     }
+    let allowed = |c: char| textarea && (c == '\n' || c == '\t');
     let (mut count, mut control) = (0, false);
     for c in value.chars() {
         count += 1;
