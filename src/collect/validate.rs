@@ -270,8 +270,7 @@ fn matches_pattern(pattern: &str, value: &str) -> bool {
 
 /// How many characters `value` has, and whether one of them is a control character (a
 /// textarea may hold line breaks and tabs). A value of printable ASCII (most are) is found so
-/// in one pass over its bytes with no branch (vector compares) and counted by its length;
-/// any other is decoded once.
+/// in one pass over its bytes and counted by its length; any other is decoded once.
 fn measure(value: &str, textarea: bool) -> (u32, bool) {
     // `b - 0x20 < 0x5f` is 0x20..=0x7e in one compare; `&` and `|`, not `&&` and `||`, keep the
     // fold free of branches.
