@@ -5,34 +5,34 @@
 use axum::body::Body;
 use axum::extract::Request;
 use bytes::Bytes;
-use hyper::body::Frame;
+use hyper::body::{Frame, Incoming};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Sleep;
 
 /// The error a body past its deadline ends with; readers map it to `408`.
 #[derive(Debug, thiserror::Error)]
 #[error("request body timed out")]
 pub struct BodyTimedOut;
 
-/// `req` with a body that fails once `limit` has passed since now (the head was just read).
-/// GET and HEAD carry no body we read, so they are left as they are (no timer per hit). The
-/// timer is armed only when the reader has to wait for the body's bytes: a body that came
-/// with its head (an order post, as browsers send it) is read without one.
-pub fn with_body_deadline(req: Request, limit: Duration) -> Request {
+/// `req` with its body as the handlers take it, failing once `limit` has passed since the
+/// reader first had to wait for its bytes. Handlers read a body as soon as its head is in, so
+/// that is the head's arrival, give or take microseconds; a body that came with its head (an
+/// order post, as browsers send it) is read with no timer and no clock read. GET and HEAD
+/// carry no body we read, so they get none either. The body is boxed once, deadline and all.
+pub fn with_body_deadline(req: hyper::Request<Incoming>, limit: Duration) -> Request {
     if req.method() == http::Method::GET || req.method() == http::Method::HEAD {
-        return req;
+        return req.map(Body::new);
     }
-    let deadline = Instant::now() + limit;
-    req.map(|body| Body::new(Deadline { body, deadline, sleep: None }))
+    req.map(|body| Body::new(Deadline { body, limit, sleep: None }))
 }
 
 struct Deadline {
-    body: Body,
-    deadline: Instant,
-    /// Armed (at `deadline`) the first time the body has no bytes ready.
+    body: Incoming,
+    limit: Duration,
+    /// Armed (`limit` from then) the first time the body has no bytes ready.
     sleep: Option<Pin<Box<Sleep>>>,
 }
 
@@ -49,7 +49,7 @@ impl hyper::body::Body for Deadline {
         }
         match Pin::new(&mut this.body).poll_frame(cx) {
             Poll::Pending if this.sleep.is_none() => {
-                let mut sleep = Box::pin(tokio::time::sleep_until(this.deadline));
+                let mut sleep = Box::pin(tokio::time::sleep(this.limit));
                 // Polled once so that it wakes this task when it fires.
                 if sleep.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Some(Err(axum::Error::new(BodyTimedOut))));
@@ -57,7 +57,7 @@ impl hyper::body::Body for Deadline {
                 this.sleep = Some(sleep);
                 Poll::Pending
             }
-            frame => frame,
+            frame => frame.map_err(axum::Error::new),
         }
     }
 

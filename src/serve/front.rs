@@ -11,7 +11,6 @@
 
 use super::conn::Handler;
 use super::{client_ip::ClientIp, deadline, App};
-use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use futures_util::future::{Either, FutureExt};
 use http::{header, HeaderMap, StatusCode};
@@ -58,7 +57,7 @@ impl Front {
         }
         // Each request is decided by the launch current when it came in, whole.
         let launch = app.launch.load_full();
-        let mut req = deadline::with_body_deadline(req.map(Body::new), self.body_timeout);
+        let mut req = deadline::with_body_deadline(req, self.body_timeout);
         let front = self.clone();
         Either::Right(async move {
             let answered = if crate::collect::is_order_post(req.method(), req.uri().path()) {
