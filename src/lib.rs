@@ -21,3 +21,4 @@ pub mod rehearse;
 pub mod replicate;
 pub mod serve;
 pub mod suggest;
+mod text;

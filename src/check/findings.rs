@@ -157,8 +157,9 @@ pub fn kb(bytes: u64) -> String {
 
 /// A snippet of the site quoted in a finding, cut to 40 characters.
 pub(super) fn clip(s: &str) -> String {
-    if s.chars().count() > 40 {
-        format!("{}…", s.chars().take(40).collect::<String>())
+    let kept = crate::text::first_chars(s, 40);
+    if kept.len() < s.len() {
+        format!("{kept}…")
     } else {
         s.to_string()
     }

@@ -308,7 +308,7 @@ impl<'s> Parser<'s, '_> {
         if rest.is_empty() {
             format!("{message} (at the end of {:?})", self.src)
         } else {
-            let shown: String = rest.chars().take(20).collect();
+            let shown = crate::text::first_chars(rest, 20);
             format!("{message} (at {shown:?} in {:?})", self.src)
         }
     }

@@ -11,6 +11,7 @@ use crate::config::Entity;
 use crate::decimal::Decimal;
 use crate::payment::{Ledger, PaymentStatus};
 use crate::record::Record;
+use crate::text::first_chars;
 use hmac::Mac;
 use sha1::Digest;
 use std::borrow::Cow;
@@ -360,12 +361,12 @@ fn call<'a>(f: &'a Func, args: &'a [Expr], env: &Env<'a>, s: &Scope<'a, '_>) -> 
                 Value::Null => Value::Null,
                 v => {
                     let t = text(v);
-                    match t.char_indices().nth(max) {
-                        Some((cut, _)) => {
-                            s.truncated.set(s.truncated.get() + 1);
-                            Value::Text(Cow::Owned(t[..cut].to_string()))
-                        }
-                        None => Value::Text(t),
+                    let kept = first_chars(&t, max);
+                    if kept.len() < t.len() {
+                        s.truncated.set(s.truncated.get() + 1);
+                        Value::Text(Cow::Owned(kept.to_string()))
+                    } else {
+                        Value::Text(t)
                     }
                 }
             }

@@ -6,6 +6,7 @@
 
 use super::db::Dialect;
 use crate::decimal::Decimal;
+use crate::text::first_chars;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -345,10 +346,10 @@ fn is_uuid(t: &str) -> bool {
 
 /// A long value shortened for a message.
 pub fn clip(s: &str) -> String {
-    if s.chars().count() <= 60 {
+    if first_chars(s, 60).len() == s.len() {
         s.to_string()
     } else {
-        format!("{}…", s.chars().take(57).collect::<String>())
+        format!("{}…", first_chars(s, 57))
     }
 }
 

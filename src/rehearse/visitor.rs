@@ -98,7 +98,7 @@ pub fn order_body(form: &Form, manifest: &Manifest, n: u64) -> String {
     let mut s = form_urlencoded::Serializer::new(String::new());
     for f in &form.fields {
         let fit = |v: String| -> String {
-            let mut v: String = v.chars().take(f.effective_max_len() as usize).collect();
+            let mut v = crate::text::first_chars(&v, f.effective_max_len() as usize).to_string();
             while (v.chars().count() as u32) < f.min_len.unwrap_or(0) {
                 v.push('x');
             }
