@@ -10,13 +10,18 @@
 //!   the same group commit as cofferdam's collector, without validation, references, stock,
 //!   cookies or metrics.
 //!
+//! With `--post-headers FILE` and `--get-headers FILE` (lines `name: value`, as `curl -D`
+//! writes them) it adds those headers to its 303 and its page: cofferdam's own answers, so the
+//! same bytes go out and the ratio to this second floor is what cofferdam does beyond its answer.
+//!
 //! Same runtime as cofferdam (tokio's multi-thread scheduler, one worker per core the process
 //! may run on) and the same HTTP/1.1 stack (hyper), so the ratio measures what cofferdam adds.
 //!
-//! Usage: `floor --listen 127.0.0.1:PORT --page dist/index.html.br --encoding br --log FILE`
+//! Usage: `floor --listen 127.0.0.1:PORT --page dist/index.html.br --encoding br --log FILE
+//! [--post-headers FILE] [--get-headers FILE]`
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -41,11 +46,41 @@ struct Args {
     page: Bytes,
     encoding: Option<HeaderValue>,
     log: File,
+    answer: Answer,
+}
+
+/// Headers added to every answer: made once from static bytes, so a clone per request is a
+/// pointer's copy.
+#[derive(Default)]
+struct Answer {
+    post: Vec<(HeaderName, HeaderValue)>,
+    get: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// The `name: value` lines of `path` (a `curl -D` dump: its status line, blank lines and the
+/// headers hyper writes itself are skipped).
+fn headers_from(path: &str) -> Vec<(HeaderName, HeaderValue)> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| usage(&format!("{path}: {e}")));
+    let text: &'static str = Box::leak(text.into_boxed_str());
+    text.lines()
+        .filter_map(|line| line.split_once(':'))
+        .filter(|(name, _)| {
+            !["date", "content-length", "transfer-encoding"].contains(&name.to_ascii_lowercase().as_str())
+        })
+        .map(|(name, value)| {
+            let name = HeaderName::from_bytes(name.trim().as_bytes())
+                .unwrap_or_else(|_| usage(&format!("{path}: bad name {name}")));
+            let value = HeaderValue::from_maybe_shared(Bytes::from_static(value.trim().as_bytes()))
+                .unwrap_or_else(|_| usage(&format!("{path}: bad value for {name}")));
+            (name, value)
+        })
+        .collect()
 }
 
 fn args() -> Args {
     let mut listen = "127.0.0.1:8088".to_string();
     let (mut page, mut encoding, mut log) = (None, None, None);
+    let mut answer = Answer::default();
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().unwrap_or_else(|| usage(&format!("{flag} needs a value")));
@@ -57,15 +92,19 @@ fn args() -> Args {
                 let file = OpenOptions::new().create(true).append(true).open(&value);
                 log = Some(file.unwrap_or_else(|e| usage(&format!("{value}: {e}"))));
             }
+            "--post-headers" => answer.post = headers_from(&value),
+            "--get-headers" => answer.get = headers_from(&value),
             _ => usage(&format!("unknown flag {flag}")),
         }
     }
     let page = Bytes::from(page.unwrap_or_else(|| usage("--page is required")));
-    Args { listen, page, encoding, log: log.unwrap_or_else(|| usage("--log is required")) }
+    Args { listen, page, encoding, log: log.unwrap_or_else(|| usage("--log is required")), answer }
 }
 
 fn usage(problem: &str) -> ! {
-    eprintln!("floor: {problem}\nusage: floor --listen ADDR --page FILE [--encoding br] --log FILE");
+    eprintln!(
+        "floor: {problem}\nusage: floor --listen ADDR --page FILE [--encoding br] --log FILE [--post-headers FILE] [--get-headers FILE]"
+    );
     std::process::exit(2)
 }
 
@@ -74,7 +113,7 @@ fn main() {
     let (tx, rx) = mpsc::channel::<Job>(QUEUE);
     let log = args.log;
     std::thread::spawn(move || writer(log, rx));
-    let page = Arc::new((args.page, args.encoding));
+    let page = Arc::new(Page { body: args.page, encoding: args.encoding, answer: args.answer });
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     runtime.block_on(async move {
         let listener = TcpListener::bind(&args.listen).await.expect("bind --listen");
@@ -92,18 +131,34 @@ fn main() {
     });
 }
 
+struct Page {
+    body: Bytes,
+    encoding: Option<HeaderValue>,
+    answer: Answer,
+}
+
+/// `r` with `extra` appended (none, unless the floor was given cofferdam's answer).
+fn with(mut r: Response<Full<Bytes>>, extra: &[(HeaderName, HeaderValue)]) -> Response<Full<Bytes>> {
+    for (name, value) in extra {
+        r.headers_mut().append(name.clone(), value.clone());
+    }
+    r
+}
+
 async fn handle(
     req: Request<Incoming>,
-    page: Arc<(Bytes, Option<HeaderValue>)>,
+    page: Arc<Page>,
     tx: mpsc::Sender<Job>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     if req.method() != Method::POST {
-        let mut r = Response::new(Full::new(page.0.clone()));
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-        if let Some(e) = &page.1 {
-            r.headers_mut().insert(header::CONTENT_ENCODING, e.clone());
+        let mut r = Response::new(Full::new(page.body.clone()));
+        if page.answer.get.is_empty() {
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+            if let Some(e) = &page.encoding {
+                r.headers_mut().insert(header::CONTENT_ENCODING, e.clone());
+            }
         }
-        return Ok(r);
+        return Ok(with(r, &page.answer.get));
     }
     let Ok(body) = Limited::new(req.into_body(), MAX_BODY).collect().await else {
         return Ok(status(StatusCode::BAD_REQUEST));
@@ -120,8 +175,10 @@ async fn handle(
         return Ok(status(StatusCode::SERVICE_UNAVAILABLE));
     }
     let mut r = status(StatusCode::SEE_OTHER);
-    r.headers_mut().insert(header::LOCATION, HeaderValue::from_static("/thanks/"));
-    Ok(r)
+    if page.answer.post.is_empty() {
+        r.headers_mut().insert(header::LOCATION, HeaderValue::from_static("/thanks/"));
+    }
+    Ok(with(r, &page.answer.post))
 }
 
 fn status(code: StatusCode) -> Response<Full<Bytes>> {
