@@ -13,7 +13,6 @@ use axum::extract::{Path, Request, State};
 use axum::response::Response;
 use axum::Extension;
 use bytes::Bytes;
-use futures_util::future::Either;
 use http::{header, HeaderMap, Method, StatusCode};
 use http_body_util::BodyExt;
 use std::borrow::Cow;
@@ -44,21 +43,15 @@ impl Collector {
     /// front. `launch` is the build this request was pinned to when it came in: its form,
     /// prices and pages decide the post, even if a reload swaps another in meanwhile.
     ///
-    /// Not an `async fn`: each level of those keeps its own copy of the request in a future
-    /// that the front boxes and moves per post (bench/README.md, 2026-12-07 afternoon).
-    pub fn post<'a>(
-        &'a self,
-        launch: &'a Forms,
+    /// Made before the front's future, which takes it whole: a future that took the request
+    /// and handed it to this one would keep room for it twice (bench/README.md, 2026-12-08).
+    pub fn post(
+        self: &Arc<Self>,
+        launch: Arc<Forms>,
         ip: Option<IpAddr>,
         req: Request,
-    ) -> impl Future<Output = Response> + Send + 'a {
-        match submitted_form(req.uri().path()).and_then(|form| launch.forms.get(form)) {
-            Some(rt) => Either::Left(answer_post(self, launch, rt, ip, req)),
-            None => {
-                rejected("unknown_form");
-                Either::Right(std::future::ready(launch.pages.not_found()))
-            }
-        }
+    ) -> impl Future<Output = Response> + Send + 'static {
+        answer_post(self.clone(), launch, None, ip, req)
     }
 }
 
@@ -69,12 +62,8 @@ pub async fn submit(
     Path(form): Path<String>,
     req: Request,
 ) -> Response {
-    let Some(rt) = launch.forms.get(&form) else {
-        rejected("unknown_form");
-        return launch.pages.not_found();
-    };
     let ip = req.extensions().get::<crate::serve::ClientIp>().map(|ip| ip.0);
-    answer_post(&c, &launch, rt, ip, req).await
+    answer_post(c, launch, Some(form), ip, req).await
 }
 
 /// Records how long a post of a known form took, whatever its answer (the admin page's p50 and
@@ -91,24 +80,52 @@ impl Drop for Timer<'_> {
     }
 }
 
-async fn answer_post(c: &Collector, launch: &Forms, rt: &FormRuntime, ip: Option<IpAddr>, req: Request) -> Response {
-    let _timer = Timer { seconds: &rt.post_seconds, started: std::time::Instant::now() };
+/// A post of form `named` (none: the one its path names, which needs no decoding). Not an
+/// `async fn`: the request is split before the future is made, which then holds its parts
+/// once, where an `async fn` would keep room for the request beside them.
+fn answer_post(
+    c: Arc<Collector>,
+    launch: Arc<Forms>,
+    named: Option<String>,
+    ip: Option<IpAddr>,
+    req: Request,
+) -> impl Future<Output = Response> + Send + 'static {
+    let started = std::time::Instant::now();
     let (request, body) = req.into_parts();
-    if let Some(refusal) = refused_sender(launch, &request) {
-        return refusal;
-    }
-    let bytes = match read_body(body, c.max_body_bytes).await {
-        Ok(b) => b,
-        Err(status) => {
-            rejected(if status == StatusCode::PAYLOAD_TOO_LARGE { "too_large" } else { "body" });
-            return launch.pages.refuse(status, "The form could not be read. Please try again.");
+    async move {
+        let form = named.as_deref().or_else(|| submitted_form(request.uri.path()));
+        let Some(rt) = form.and_then(|form| launch.forms.get(form)) else {
+            rejected("unknown_form");
+            return launch.pages.not_found();
+        };
+        let _timer = Timer { seconds: &rt.post_seconds, started };
+        if let Some(refusal) = refused_sender(&launch, &request) {
+            return refusal;
         }
-    };
-    let (after, answer) = match queue(c, launch, rt, ip, request, bytes) {
-        Queued::Waiting(after, answer) => (after, answer),
-        Queued::Answered(refusal) => return refusal,
-    };
-    match answer.await {
+        let bytes = match read_body(body, c.max_body_bytes).await {
+            Ok(b) => b,
+            Err(status) => {
+                rejected(if status == StatusCode::PAYLOAD_TOO_LARGE { "too_large" } else { "body" });
+                return launch.pages.refuse(status, "The form could not be read. Please try again.");
+            }
+        };
+        let (after, answer) = match queue(&c, &launch, rt, ip, request, bytes) {
+            Queued::Waiting(after, answer) => (after, answer),
+            Queued::Answered(refusal) => return refusal,
+        };
+        settle(&c, &launch, rt, after, answer.await)
+    }
+}
+
+/// The answer to a post the writer has decided.
+fn settle(
+    c: &Collector,
+    launch: &Forms,
+    rt: &FormRuntime,
+    after: After,
+    outcome: Result<Outcome, oneshot::error::RecvError>,
+) -> Response {
+    match outcome {
         Ok(Outcome::Accepted(record) | Outcome::Duplicate(record)) => after.see_other(c, launch, rt, record),
         Ok(Outcome::FollowedUp) => {
             rejected("followed_up");

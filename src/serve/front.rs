@@ -40,9 +40,10 @@ impl Front {
         Front { app, routes, security, body_timeout }
     }
 
-    /// Everything but the static hit. Not an `async fn`: the request is looked at and wrapped
-    /// before the answer's future is made, so that future (boxed, and moved whole, per request)
-    /// holds it once rather than once as it came and once as wrapped.
+    /// Everything but the static hit. Not an `async fn`, nor an `async` block: the request is
+    /// looked at, wrapped and handed to what answers it before the answer's future is made, so
+    /// that future (boxed, and moved whole, per request) holds it once, where a future that
+    /// took it and handed it on would keep room for it twice (bench/README.md, 2026-12-08).
     fn full(
         self: &Arc<Self>,
         req: hyper::Request<Incoming>,
@@ -58,22 +59,21 @@ impl Front {
         // Each request is decided by the launch current when it came in, whole.
         let launch = app.launch.load_full();
         let mut req = deadline::with_body_deadline(req, self.body_timeout);
+        let answer = if crate::collect::is_order_post(req.method(), req.uri().path()) {
+            Either::Left(app.collector.post(launch.forms.clone(), Some(ip.0), req))
+        } else {
+            req.extensions_mut().insert(ip);
+            req.extensions_mut().insert(launch.forms.clone());
+            req.extensions_mut().insert(launch);
+            let routed = self.routes.clone().oneshot(req);
+            Either::Right(routed.map(|r| r.unwrap_or_else(|infallible| match infallible {})))
+        };
         let front = self.clone();
-        Either::Right(async move {
-            let answered = if crate::collect::is_order_post(req.method(), req.uri().path()) {
-                AssertUnwindSafe(front.app.collector.post(&launch.forms, Some(ip.0), req)).catch_unwind().await
-            } else {
-                req.extensions_mut().insert(ip);
-                req.extensions_mut().insert(launch.forms.clone());
-                req.extensions_mut().insert(launch);
-                let routed = front.routes.clone().oneshot(req);
-                AssertUnwindSafe(routed)
-                    .catch_unwind()
-                    .await
-                    .map(|r| r.unwrap_or_else(|infallible| match infallible {}))
-            };
-            front.secured(answered.unwrap_or_else(|_| super::internal_error()))
-        })
+        Either::Right(
+            AssertUnwindSafe(answer)
+                .catch_unwind()
+                .map(move |answered| front.secured(answered.unwrap_or_else(|_| super::internal_error()))),
+        )
     }
 
     /// `response` with the security headers it does not set itself.
