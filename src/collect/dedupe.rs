@@ -5,8 +5,13 @@
 //! A ring of what was accepted, oldest first, and an index of the ring by key that holds only
 //! positions (4 bytes each). Under load the memory is full within seconds; as a map of keys,
 //! sequence numbers and times it was ~15 MB, and each post paid cache misses in it (a lookup,
-//! an insert, the removal of the oldest). The index is ~1.3 MB, about a core's L2 cache, and
+//! an insert, the removal of the oldest). The index is ~2.6 MB (room for twice the cap), and
 //! the ring is touched only at its two ends, but for the key compared on a match.
+//!
+//! Both are sized for the cap at start-up and never grow: a spike fills the memory within its
+//! first seconds, and each doubling then stopped the writer for a copy of the ring and a
+//! rehash of the index (one cache miss an entry), while every post waited for its batch.
+//! Only what is used is touched: the ring's pages come as it fills.
 
 use hashbrown::HashTable;
 use std::collections::VecDeque;
@@ -77,7 +82,15 @@ pub struct Recent {
 
 impl Recent {
     pub fn new(window: Duration, cap: usize) -> Recent {
-        Recent { ring: VecDeque::new(), first: 0, index: HashTable::new(), window, cap }
+        Recent {
+            ring: VecDeque::with_capacity(cap),
+            first: 0,
+            // Room for twice the cap: keys come and go all the time, and a table over half
+            // full fills with the markers removals leave until it doubles (bench/README.md).
+            index: HashTable::with_capacity(2 * cap),
+            window,
+            cap,
+        }
     }
 
     /// The sequence number `key` was accepted as, if that was within the window before `now`.
@@ -88,8 +101,12 @@ impl Recent {
         (now.duration_since(r.at) < self.window).then_some(r.seq)
     }
 
-    /// Remembers `key` as accepted at `at` as `seq`, in place of what it was before.
+    /// Remembers `key` as accepted at `at` as `seq`, in place of what it was before; at the
+    /// cap, the oldest is forgotten first.
     pub fn insert(&mut self, key: DedupeKey, seq: u64, at: Instant) {
+        if self.ring.len() >= self.cap {
+            self.forget_oldest();
+        }
         let pos = (self.first + self.ring.len() as u64) as u32;
         let (ring, place) = (&self.ring, placer(self.first));
         match self.index.find_mut(key.hash64(), |&p| ring[place(p)].key == key) {
@@ -101,21 +118,21 @@ impl Recent {
         self.ring.push_back(Remembered { key, seq, at });
     }
 
-    /// Forgets what was accepted longer than the window before `now`, and the oldest beyond
-    /// the cap.
+    /// Forgets what was accepted longer than the window before `now`.
     pub fn forget_old(&mut self, now: Instant) {
-        while let Some(oldest) = self.ring.front() {
-            if now.duration_since(oldest.at) < self.window && self.ring.len() <= self.cap {
-                break;
-            }
-            // Its key may have been accepted again since: then the index names the later entry.
-            let pos = self.first as u32;
-            if let Ok(entry) = self.index.find_entry(oldest.key.hash64(), |&p| p == pos) {
-                entry.remove();
-            }
-            self.ring.pop_front();
-            self.first += 1;
+        while self.ring.front().is_some_and(|oldest| now.duration_since(oldest.at) >= self.window) {
+            self.forget_oldest();
         }
+    }
+
+    fn forget_oldest(&mut self) {
+        let Some(oldest) = self.ring.pop_front() else { return };
+        // Its key may have been accepted again since: then the index names the later entry.
+        let pos = self.first as u32;
+        if let Ok(entry) = self.index.find_entry(oldest.key.hash64(), |&p| p == pos) {
+            entry.remove();
+        }
+        self.first += 1;
     }
 
     /// How many keys it remembers.
@@ -168,9 +185,10 @@ mod tests {
     fn the_oldest_go_beyond_the_cap_and_the_rest_stay_found() {
         let t0 = Instant::now();
         let mut r = Recent::new(Duration::from_secs(600), 1_000);
-        // Many times the cap, so positions move far past the first ring's and the index
-        // regrows and is pruned while it holds positions from all over the ring.
-        for n in 0..10_000u64 {
+        let (ring_room, index_room) = (r.ring.capacity(), r.index.allocation_size());
+        // Many times the cap, so positions move far past the first ring's and the index holds
+        // positions from all over the ring.
+        for n in 0..200_000u64 {
             r.insert(key(n), n, t0);
             if n % 100 == 99 {
                 r.forget_old(t0);
@@ -178,10 +196,12 @@ mod tests {
         }
         r.forget_old(t0);
         assert_eq!(r.len(), 1_000);
-        for n in 0..9_000u64 {
+        assert_eq!((r.ring.len(), r.ring.capacity()), (1_000, ring_room), "the ring never grew");
+        assert_eq!(r.index.allocation_size(), index_room, "nor did the index");
+        for n in 0..199_000u64 {
             assert_eq!(r.get(&key(n), t0), None, "{n} is beyond the cap");
         }
-        for n in 9_000..10_000u64 {
+        for n in 199_000..200_000u64 {
             assert_eq!(r.get(&key(n), t0), Some(n));
         }
     }
