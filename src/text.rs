@@ -10,6 +10,16 @@ pub fn first_chars(s: &str, n: usize) -> &str {
     s.char_indices().nth(n).map_or(s, |(at, _)| &s[..at])
 }
 
+/// `s` for a message: as it is if it has at most `max` characters, else its first `keep` and an
+/// ellipsis.
+pub fn clipped(s: &str, max: usize, keep: usize) -> String {
+    if first_chars(s, max).len() == s.len() {
+        s.to_string()
+    } else {
+        format!("{}…", first_chars(s, keep))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -22,5 +32,12 @@ mod tests {
         assert_eq!(first_chars("ëëë", 2), "ëë", "at a character's boundary");
         assert_eq!(first_chars("ëë", 2), "ëë");
         assert_eq!(first_chars("abc", 0), "");
+    }
+
+    #[test]
+    fn clipped_keeps_a_short_text_and_cuts_a_long_one() {
+        assert_eq!(clipped("ëëë", 3, 2), "ëëë");
+        assert_eq!(clipped("ëëëë", 3, 2), "ëë…");
+        assert_eq!(clipped("abcd", 3, 3), "abc…");
     }
 }

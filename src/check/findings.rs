@@ -157,10 +157,5 @@ pub fn kb(bytes: u64) -> String {
 
 /// A snippet of the site quoted in a finding, cut to 40 characters.
 pub(super) fn clip(s: &str) -> String {
-    let kept = crate::text::first_chars(s, 40);
-    if kept.len() < s.len() {
-        format!("{kept}…")
-    } else {
-        s.to_string()
-    }
+    crate::text::clipped(s, 40, 40)
 }

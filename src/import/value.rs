@@ -6,7 +6,6 @@
 
 use super::db::Dialect;
 use crate::decimal::Decimal;
-use crate::text::first_chars;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -346,11 +345,7 @@ fn is_uuid(t: &str) -> bool {
 
 /// A long value shortened for a message.
 pub fn clip(s: &str) -> String {
-    if first_chars(s, 60).len() == s.len() {
-        s.to_string()
-    } else {
-        format!("{}…", first_chars(s, 57))
-    }
+    crate::text::clipped(s, 60, 57)
 }
 
 #[cfg(test)]
