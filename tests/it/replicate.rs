@@ -429,16 +429,9 @@ fn a_jetstream_server_killed_under_load_loses_no_acknowledged_order() {
     }));
     cluster.kill(leader);
     // The cluster takes orders again without the dead server.
-    let mut after_kill = None;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while after_kill.is_none() {
-        assert!(Instant::now() < deadline, "no order acknowledged after the leader was killed");
-        if let (303, r, _) = rt.block_on(order(&s, &format!("After {:?}", Instant::now()))) {
-            after_kill = r;
-        }
-    }
+    let after_kill = rt.block_on(order_until_acknowledged(&s, "After the kill", Duration::from_secs(60)));
     let mut acked = acked;
-    acked.push(after_kill.unwrap());
+    acked.push(after_kill);
     acked.push(first);
 
     let in_stream = rt.block_on(cluster.stream_refs());
